@@ -1,0 +1,374 @@
+"""Load and check everything under content/: audiences, subscribers, feeds and briefings.
+
+`load_content` reads every file and returns what loaded plus every problem found, so one bad file never
+hides the others. `check_content` adds the cross-file rules (unknown audience, missing notes, translation
+alignment) that `briefing check` reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
+
+from flows.briefing_format import parse_briefing_file
+from flows.errors import Problem
+from flows.models import Article, Audience, Briefing, Content, Feed, Subscriber
+
+logger = logging.getLogger(__name__)
+
+AUDIENCES_FILE = "audiences.yaml"
+FEEDS_FILE = "feeds.yaml"
+BRIEFINGS_DIR = "briefings"
+
+
+@dataclass
+class Loaded:
+    content: Content
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def _read_yaml(path: Path, problems: list[Problem]) -> Any:
+    if not path.exists():
+        problems.append(Problem(str(path), "file is missing", hint="create it; see docs/content-format.md"))
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.append(
+            Problem(
+                str(path),
+                f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                line=mark.line + 1 if mark else None,
+                hint="fix the indentation or quoting",
+            )
+        )
+    except UnicodeDecodeError:
+        problems.append(Problem(str(path), "not UTF-8 text", hint="save the file as UTF-8"))
+    return None
+
+
+def _entries(data: Any, key: str, path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
+    if data is None:
+        return []
+    items = data.get(key) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        problems.append(Problem(str(path), f"expected a list under '{key}:'", field=key))
+        return []
+    good = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            good.append(item)
+        else:
+            problems.append(Problem(str(path), f"entry {index + 1} is not a mapping", field=f"{key}[{index}]"))
+    return good
+
+
+def _validation_problems(path: Path, prefix: str, exc: ValidationError) -> list[Problem]:
+    return [
+        Problem(
+            str(path),
+            f"{err['msg']} (got {err.get('input')!r})",
+            field=f"{prefix}." + ".".join(str(p) for p in err["loc"]),
+        )
+        for err in exc.errors()
+    ]
+
+
+def check_address(email: str) -> str:
+    """Return the normalised address or raise ValueError with the reason (syntax only, no DNS)."""
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def read_subscribers(path: Path, problems: list[Problem]) -> tuple[Subscriber, ...]:
+    """Read a CSV (email,name,locale) or YAML list of subscribers; bad rows are reported and skipped."""
+    if not path.exists():
+        problems.append(
+            Problem(str(path), "subscribers file is missing", hint="create it or fix the path in audiences.yaml")
+        )
+        return ()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "email" not in reader.fieldnames:
+                problems.append(Problem(str(path), "CSV needs a header row with an 'email' column", line=1))
+                return ()
+            rows = [(reader.line_num, row) for row in reader]
+    else:
+        data = _read_yaml(path, problems)
+        rows = [(0, row) for row in _entries(data, "subscribers", path, problems)]
+    return _valid_subscribers(path, rows, problems)
+
+
+def _valid_subscribers(
+    path: Path, rows: Iterable[tuple[int, dict[str, Any]]], problems: list[Problem]
+) -> tuple[Subscriber, ...]:
+    seen: set[str] = set()
+    result: list[Subscriber] = []
+    for line, row in rows:
+        raw = str(row.get("email") or "").strip()
+        try:
+            email = check_address(raw)
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"invalid email address {raw!r}: {exc}",
+                    field="email",
+                    line=line or None,
+                    hint="fix or remove the row; the other subscribers are still sent",
+                )
+            )
+            continue
+        if email.lower() in seen:
+            continue
+        seen.add(email.lower())
+        result.append(
+            Subscriber(
+                email=email,
+                name=str(row.get("name") or "").strip(),
+                locale=(str(row["locale"]).strip() or None) if row.get("locale") else None,
+            )
+        )
+    return tuple(result)
+
+
+def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience, ...]:
+    path = content_dir / AUDIENCES_FILE
+    audiences: list[Audience] = []
+    for index, item in enumerate(_entries(_read_yaml(path, problems), "audiences", path, problems)):
+        item = dict(item)
+        subscribers: tuple[Subscriber, ...] = ()
+        spec = item.pop("subscribers", None)
+        if isinstance(spec, str):
+            item["subscribers_file"] = spec
+            subscribers = read_subscribers(content_dir / spec, problems)
+        elif isinstance(spec, list):
+            subscribers = _valid_subscribers(path, [(0, s) for s in spec if isinstance(s, dict)], problems)
+        try:
+            audience = Audience(**item, subscribers=subscribers)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(path, f"audiences[{index}]", exc))
+            continue
+        if any(a.id == audience.id for a in audiences):
+            problems.append(
+                Problem(str(path), f"audience id '{audience.id}' is defined twice", field=f"audiences[{index}].id")
+            )
+            continue
+        audiences.append(audience)
+    return tuple(audiences)
+
+
+def load_feeds(content_dir: Path, problems: list[Problem]) -> tuple[Feed, ...]:
+    path = content_dir / FEEDS_FILE
+    feeds: list[Feed] = []
+    for index, item in enumerate(_entries(_read_yaml(path, problems), "feeds", path, problems)):
+        try:
+            feed = Feed(**item)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(path, f"feeds[{index}]", exc))
+            continue
+        scheme = urlparse(feed.url).scheme
+        if scheme not in {"http", "https", "file"}:
+            problems.append(
+                Problem(str(path), f"feed URL {feed.url!r} must be http(s):// or file:", field=f"feeds[{index}].url")
+            )
+            continue
+        if any(f.id == feed.id for f in feeds):
+            problems.append(Problem(str(path), f"feed id '{feed.id}' is defined twice", field=f"feeds[{index}].id"))
+            continue
+        feeds.append(feed)
+    return tuple(feeds)
+
+
+def resolve_feed_url(feed: Feed, content_dir: Path) -> str:
+    """`file:` URLs are relative to the content folder, so the shipped sample works from any clone."""
+    if feed.url.startswith("file:"):
+        raw = (
+            feed.url[len("file:") :].lstrip("/") if not feed.url.startswith("file:///") else feed.url[len("file://") :]
+        )
+        path = Path(raw) if Path(raw).is_absolute() else (content_dir / raw)
+        return path.resolve().as_uri()
+    return feed.url
+
+
+def briefing_files(content_dir: Path) -> list[Path]:
+    folder = content_dir / BRIEFINGS_DIR
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.md") if not p.name.startswith(".")]
+    files += [p / "index.md" for p in folder.iterdir() if p.is_dir() and (p / "index.md").exists()]
+    return sorted(files)
+
+
+def load_briefings(content_dir: Path, problems: list[Problem]) -> tuple[Briefing, ...]:
+    briefings: dict[str, Briefing] = {}
+    for path in briefing_files(content_dir):
+        briefing, errors = parse_briefing_file(path)
+        problems.extend(Problem.from_error(e) for e in errors)
+        if briefing is None:
+            logger.warning("skipping %s: it could not be read", path)
+            continue
+        other = briefings.get(briefing.slug)
+        if other is not None:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"slug '{briefing.slug}' is already used by {other.path}",
+                    field="slug",
+                    hint="give one of the two briefings another slug",
+                )
+            )
+            continue
+        briefings[briefing.slug] = briefing
+    return tuple(sorted(briefings.values(), key=lambda b: (b.date, b.slug), reverse=True))
+
+
+def load_content(content_dir: Path) -> Loaded:
+    """Read every content file; never raises for bad content, returns the problems instead."""
+    problems: list[Problem] = []
+    audiences = load_audiences(content_dir, problems)
+    feeds = load_feeds(content_dir, problems)
+    briefings = load_briefings(content_dir, problems)
+    content = Content(audiences=audiences, feeds=feeds, briefings=briefings)
+    problems.extend(cross_check(content))
+    return Loaded(content=content, problems=problems)
+
+
+def cross_check(content: Content) -> list[Problem]:
+    problems: list[Problem] = []
+    audience_ids = {a.id for a in content.audiences}
+    feed_ids = {f.id for f in content.feeds}
+    for briefing in content.briefings:
+        problems.extend(check_briefing(briefing, audience_ids, feed_ids))
+    return problems
+
+
+def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str]) -> list[Problem]:
+    path = briefing.path
+    problems: list[Problem] = []
+    for note in briefing.notes:
+        if note.audience not in audience_ids:
+            problems.append(
+                Problem(
+                    path,
+                    f"unknown audience id '{note.audience}'",
+                    field=f"notes.{note.audience}",
+                    line=note.line,
+                    hint=f"use one of: {', '.join(sorted(audience_ids))}",
+                )
+            )
+    if briefing.feed and briefing.feed not in feed_ids:
+        problems.append(
+            Problem(
+                path,
+                f"unknown feed '{briefing.feed}'",
+                field="feed",
+                hint=f"use a feed id from feeds.yaml: {', '.join(sorted(feed_ids))}",
+            )
+        )
+    seen_ids: set[str] = set()
+    for block in briefing.aligned:
+        if block.id in seen_ids:
+            problems.append(
+                Problem(path, f"paragraph id '{block.id}' appears twice", field="translation", line=block.line)
+            )
+        seen_ids.add(block.id)
+    if briefing.status == "ready":
+        problems.extend(_ready_rules(briefing, audience_ids))
+    return problems
+
+
+def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:
+    path = briefing.path
+    problems: list[Problem] = []
+    hint_ready = "complete it, or set status: draft until it is"
+    for name, value in (("verdict", briefing.verdict), ("judgement", briefing.judgement)):
+        if not value.strip():
+            problems.append(Problem(path, f"{name} is empty", field=name, hint=hint_ready))
+    if not briefing.core_points:
+        problems.append(Problem(path, "no core points", field="core_points", hint=hint_ready))
+    if not briefing.prompts:
+        problems.append(Problem(path, "no discussion prompts", field="prompts", hint=hint_ready))
+    for audience_id in sorted(audience_ids):
+        note = briefing.note_for(audience_id)
+        if note is None:
+            problems.append(
+                Problem(
+                    path,
+                    f"missing audience note for '{audience_id}'",
+                    field=f"notes.{audience_id}",
+                    hint=f"add '### {audience_id}' with 'Means:' and 'Next:' under the audience notes",
+                )
+            )
+            continue
+        for label, value in (("Means", note.meaning), ("Next", note.next_step)):
+            if not value.strip():
+                problems.append(
+                    Problem(
+                        path,
+                        f"audience note for '{audience_id}' has no '{label}:' text",
+                        field=f"notes.{audience_id}",
+                        line=note.line,
+                        hint=hint_ready,
+                    )
+                )
+    if not briefing.aligned:
+        problems.append(Problem(path, "no translation", field="translation", hint=hint_ready))
+    for block in briefing.aligned:
+        if not block.translation.strip():
+            problems.append(
+                Problem(
+                    path,
+                    f"paragraph {block.id} has no translation",
+                    field="translation",
+                    line=block.line,
+                    hint=hint_ready,
+                )
+            )
+    return problems
+
+
+def check_alignment(briefing: Briefing, article: Article) -> list[Problem]:
+    """The translation must have exactly the source article's paragraph ids, in order."""
+    expected = [p.id for p in article.paragraphs]
+    actual = [b.id for b in briefing.aligned]
+    if expected == actual:
+        return []
+    missing = [i for i in expected if i not in actual]
+    extra = [i for i in actual if i not in expected]
+    detail = []
+    if len(expected) != len(actual):
+        detail.append(f"the source has {len(expected)} paragraphs, the translation {len(actual)}")
+    if missing:
+        detail.append(f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    if extra:
+        detail.append(f"not in the source {', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}")
+    if not missing and not extra:
+        detail.append("the paragraphs are out of order")
+    return [
+        Problem(
+            briefing.path,
+            "translation does not match the source article: " + "; ".join(detail),
+            field="translation",
+            hint="the source changed since the stub was written: move this file aside, run `briefing add URL` for a "
+            "fresh stub with the new '### …' ids, and copy your translations into it",
+        )
+    ]

@@ -1,0 +1,102 @@
+"""One base exception; subclasses carry the context needed to fix the problem.
+
+The CLI turns any BriefingError into one line: where (file:line, field, URL), what, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class BriefingError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def __str__(self) -> str:
+        parts = [f"{self.where}: " if self.where else "", self.message]
+        if self.hint:
+            parts.append(f" — {self.hint}")
+        return "".join(parts)
+
+
+class SettingsError(BriefingError):
+    exit_code = 2
+
+
+class ContentError(BriefingError):
+    """A human-edited file under content/ is wrong."""
+
+    exit_code = 3
+
+    def __init__(
+        self, path: Path | str, message: str, *, field: str = "", line: int | None = None, hint: str = ""
+    ) -> None:
+        location = str(path) + (f":{line}" if line else "")
+        if field:
+            location += f" [{field}]"
+        super().__init__(message, hint=hint, where=location)
+        self.path = Path(path)
+        self.field = field
+        self.line = line
+
+
+class FetchError(BriefingError):
+    """A feed or page could not be fetched or parsed."""
+
+    exit_code = 4
+
+    def __init__(self, url: str, message: str, *, hint: str = "", retryable: bool = False) -> None:
+        super().__init__(message, hint=hint, where=url)
+        self.url = url
+        self.retryable = retryable
+
+
+class UnsafeURLError(FetchError):
+    """The URL points somewhere the settings do not allow (private address, odd scheme)."""
+
+
+class RenderError(BriefingError):
+    exit_code = 5
+
+    def __init__(self, message: str, *, slug: str = "", audience: str = "", hint: str = "") -> None:
+        where = "/".join(x for x in (slug, audience) if x)
+        super().__init__(message, hint=hint, where=where)
+
+
+class DeliveryError(BriefingError):
+    exit_code = 6
+
+
+class PublishError(BriefingError):
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `briefing check`: where, what, how to fix it."""
+
+    path: str
+    message: str
+    field: str = ""
+    line: int | None = None
+    hint: str = ""
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = self.path + (f":{self.line}" if self.line else "")
+        if self.field:
+            where += f" [{self.field}]"
+        tail = f" — {self.hint}" if self.hint else ""
+        return f"{where}: {self.severity}: {self.message}{tail}"
+
+    @classmethod
+    def from_error(cls, err: ContentError) -> Problem:
+        return cls(path=str(err.path), message=err.message, field=err.field, line=err.line, hint=err.hint)

@@ -1,0 +1,211 @@
+"""Typed models: the contract between stages (ingest → store → join → render → deliver/publish)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AUDIENCE_ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Feed(Frozen):
+    """One entry of content/feeds.yaml."""
+
+    id: str = Field(pattern=AUDIENCE_ID_PATTERN)
+    url: str
+    title: str = ""
+    fulltext: bool | None = None  # None: decide per entry by the teaser threshold
+
+
+class Subscriber(Frozen):
+    email: str
+    name: str = ""
+    locale: str | None = None
+
+
+class Audience(Frozen):
+    """One reader group: ATou, Neta, Uota, investors."""
+
+    id: str = Field(pattern=AUDIENCE_ID_PATTERN)
+    name: str
+    locale: str = "zh-CN"
+    description: str = ""
+    subject_prefix: str = ""
+    show_other_notes: bool = False
+    subscribers: tuple[Subscriber, ...] = ()
+    subscribers_file: str | None = None
+
+
+class ParagraphKind(StrEnum):
+    TEXT = "p"
+    HEADING = "h"
+    IMAGE = "img"
+    FOOTNOTE = "fn"
+
+
+def normalise_text(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def paragraph_id(kind: ParagraphKind, position: int, text: str) -> str:
+    """Stable id: kind, position and a hash of the normalised text (alignment key for translations)."""
+    digest = hashlib.sha1(normalise_text(text).encode("utf-8")).hexdigest()[:8]
+    return f"{kind.value}{position:02d}-{digest}"
+
+
+class Paragraph(Frozen):
+    id: str
+    kind: ParagraphKind = ParagraphKind.TEXT
+    text: str
+    image_src: str = ""
+    image_alt: str = ""
+    footnote_number: int | None = None
+
+
+def make_paragraphs(
+    items: list[tuple[ParagraphKind, str, str]] | list[tuple[ParagraphKind, str, str, str]],
+) -> tuple[Paragraph, ...]:
+    """Build paragraphs with stable ids from (kind, text, image_src[, image_alt]) tuples; positions count from 1."""
+    paragraphs = []
+    footnotes = 0
+    for position, item in enumerate(items, start=1):
+        kind, text, src = item[0], item[1], item[2]
+        alt = item[3] if len(item) > 3 else ""
+        number = None
+        if kind is ParagraphKind.FOOTNOTE:
+            footnotes += 1
+            number = footnotes
+        paragraphs.append(
+            Paragraph(
+                id=paragraph_id(kind, position, text + src),
+                kind=kind,
+                text=text,
+                image_src=src,
+                image_alt=alt,
+                footnote_number=number,
+            )
+        )
+    return tuple(paragraphs)
+
+
+class Article(Frozen):
+    """A source article as ingested and stored."""
+
+    id: str
+    url: str
+    title: str
+    site: str = ""
+    author: str = ""
+    published: datetime | None = None
+    feed_id: str = ""
+    summary: str = ""
+    content_html: str = ""  # sanitised
+    paragraphs: tuple[Paragraph, ...] = ()
+    fingerprint: str = ""
+
+
+class Source(Frozen):
+    url: str
+    title: str
+    site: str = ""
+    author: str = ""
+    published: date | None = None
+
+
+class CorePoint(Frozen):
+    lead: str
+    explanation: str
+
+
+class AudienceNote(Frozen):
+    audience: str
+    meaning: str
+    next_step: str
+    line: int | None = Field(None, exclude=True)
+
+
+class AlignedParagraph(Frozen):
+    """One source block and its translation, aligned by the source paragraph id."""
+
+    id: str
+    kind: ParagraphKind
+    source: str
+    translation: str
+    image_src: str = ""
+    image_alt: str = ""
+    line: int | None = Field(None, exclude=True)
+
+
+class DiscussionEntry(Frozen):
+    date: date
+    author: str = ""
+    text: str
+
+
+BriefingStatus = Literal["draft", "ready"]
+
+
+class Briefing(Frozen):
+    """A curated briefing as an editor wrote it under content/briefings/."""
+
+    slug: str = Field(pattern=SLUG_PATTERN)
+    status: BriefingStatus = "draft"
+    date: date
+    source: Source
+    article_id: str = ""
+    feed: str = ""
+    tags: tuple[str, ...] = ()
+    verdict: str = ""
+    judgement: str = ""
+    core_points: tuple[CorePoint, ...] = ()
+    notes: tuple[AudienceNote, ...] = ()
+    prompts: tuple[str, ...] = ()
+    aligned: tuple[AlignedParagraph, ...] = ()
+    discussion: tuple[DiscussionEntry, ...] = ()
+    path: str = ""
+
+    def note_for(self, audience_id: str) -> AudienceNote | None:
+        return next((n for n in self.notes if n.audience == audience_id), None)
+
+    @property
+    def footnotes(self) -> tuple[AlignedParagraph, ...]:
+        return tuple(p for p in self.aligned if p.kind is ParagraphKind.FOOTNOTE)
+
+    @property
+    def body(self) -> tuple[AlignedParagraph, ...]:
+        return tuple(p for p in self.aligned if p.kind is not ParagraphKind.FOOTNOTE)
+
+    def content_hash(self) -> str:
+        """Hash of everything a reader sees; a change means the briefing was edited after sending."""
+        payload = self.model_dump(mode="json", exclude={"path", "status", "discussion"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+class Content(Frozen):
+    """Everything loaded from content/: the input of every stage after ingest."""
+
+    audiences: tuple[Audience, ...]
+    feeds: tuple[Feed, ...]
+    briefings: tuple[Briefing, ...]
+
+    def audience(self, audience_id: str) -> Audience:
+        for audience in self.audiences:
+            if audience.id == audience_id:
+                return audience
+        raise KeyError(audience_id)
+
+    @property
+    def ready(self) -> tuple[Briefing, ...]:
+        return tuple(b for b in self.briefings if b.status == "ready")

@@ -1,0 +1,190 @@
+"""One settings object for the whole product.
+
+Values come from, in order of precedence: explicit overrides (tests, CLI flags), environment variables
+prefixed ``BRIEFING_``, an optional ``briefing.toml`` in the working directory (or the file named by
+``BRIEFING_CONFIG``), then the defaults below. Every field carries help text; ``docs/settings.md`` is
+generated from this class and a test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from flows.errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SECRET = "dev-only-secret-change-me"
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("BRIEFING_CONFIG", "briefing.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline, with its default and what it is for."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIEFING_", extra="forbid", validate_default=True)
+
+    content_dir: Path = Field(
+        Path("content"), description="Folder of human-edited content: audiences.yaml, feeds.yaml, briefings/."
+    )
+    output_dir: Path = Field(
+        Path("outputs"), description="Folder for everything generated: outbox, archive, store, previews."
+    )
+    templates_dir: Path = Field(
+        Path(__file__).resolve().parent.parent / "templates",
+        description="Folder of jinja2 templates (email/, text/, markdown/, html/, partials/).",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the store. Empty: a SQLite file `store.db` under the output dir. PostgreSQL: `postgresql+psycopg://user:pass@host/db`.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where the archive is served; used for 'read online' and unsubscribe links in emails.",
+    )
+    archive_dir: Path | None = Field(
+        None, description="Folder of the published archive. Empty: `archive/` under the output dir."
+    )
+    smtp_url: str = Field(
+        "",
+        description="SMTP server, e.g. `smtp://user:pass@host:587` (STARTTLS) or `smtps://host:465`. Empty: emails are written to the outbox folder.",
+    )
+    smtp_starttls: bool = Field(True, description="Use STARTTLS on `smtp://` URLs when the server offers it.")
+    smtp_connections: int = Field(1, ge=1, le=32, description="How many SMTP connections send in parallel.")
+    smtp_rate: float = Field(0.0, ge=0, description="Messages per second across all connections (0 = unlimited).")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server on each command.")
+    secret: str = Field(
+        DEFAULT_SECRET,
+        description="Key for HMAC-signed links (unsubscribe tokens). Set a long random value in production.",
+    )
+    from_address: str = Field("briefing@example.org", description="From address of every email.")
+    from_name: str = Field("阿头学 Briefing", description="Display name in the From header.")
+    reply_to: str = Field("", description="Reply-To address; empty = the From address.")
+    unsubscribe_mailto: str = Field(
+        "", description="Mailbox for mailto unsubscribe requests; empty = `unsubscribe@<from domain>`."
+    )
+    dkim_key_path: Path | None = Field(None, description="PEM private key for DKIM signing; empty = no signature.")
+    dkim_selector: str = Field("briefing", description="DKIM selector (the `s=` tag).")
+    user_agent: str = Field(
+        "briefing-pipeline/0.1 (+https://example.org/briefing; feed reader)",
+        description="User-Agent sent with every feed and page fetch.",
+    )
+    fetch_concurrency: int = Field(32, ge=1, le=512, description="How many feeds or pages are fetched at once.")
+    fetch_per_host: int = Field(4, ge=1, le=64, description="How many requests one host gets at once (politeness).")
+    fetch_timeout: float = Field(
+        20.0, gt=0, description="Total seconds allowed for one fetch (connect + headers + body)."
+    )
+    fetch_connect_timeout: float = Field(5.0, gt=0, description="Seconds to establish a connection.")
+    fetch_retries: int = Field(
+        3, ge=0, le=10, description="Retries on timeouts, connection errors, 429 and 5xx (none on other 4xx)."
+    )
+    fetch_backoff: float = Field(
+        0.5, ge=0, description="First retry delay in seconds; doubles each retry, with jitter."
+    )
+    max_body_bytes: int = Field(
+        10_000_000,
+        ge=1024,
+        description="A response larger than this is cut off while streaming and recorded as an error.",
+    )
+    max_redirects: int = Field(5, ge=0, le=20, description="How many redirects a fetch follows.")
+    allow_private_addresses: bool = Field(
+        False, description="Allow fetching from loopback, private and link-local addresses (tests and local feeds)."
+    )
+    fulltext_threshold: int = Field(
+        600,
+        ge=0,
+        description="A feed entry whose content is shorter than this many characters is a teaser: the page is fetched and its full text extracted.",
+    )
+    ingest_schedule: str = Field(
+        "*/30 * * * *", description="Cron schedule of the ingest deployment under `briefing serve`."
+    )
+    archive_feed_entries: int = Field(
+        20, ge=1, le=500, description="How many briefings the archive's Atom feed carries."
+    )
+    archive_git_remote: str = Field(
+        "", description="Git remote to push the archive to after publishing; empty = no git publishing."
+    )
+    email_size_budget: int = Field(
+        100_000,
+        ge=10_000,
+        description="Maximum bytes of an HTML email; longer briefings are shortened with 'continue reading' links.",
+    )
+    strict: bool = Field(False, description="Fail the run on the first bad file instead of skipping it.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
+        return (init_settings, env_settings, toml)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://briefing.example.org")
+        return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_scheme(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in {"smtp", "smtps"}:
+            raise ValueError("must start with smtp:// or smtps:// (or be empty to write to the outbox)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL (or empty for the default)")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_is_set_for_smtp(self) -> Settings:
+        if self.smtp_url and self.secret == DEFAULT_SECRET:
+            raise ValueError("BRIEFING_SECRET must be set to a private value before sending real email over SMTP")
+        return self
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.output_dir / 'store.db').resolve()}"
+
+    @property
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.output_dir / "archive"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.output_dir / "outbox"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and check the settings once; turn validation errors into one clear SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"BRIEFING_{field.upper()}: {err['msg']}")
+        raise SettingsError("; ".join(problems), hint="fix the environment variable or briefing.toml") from None

@@ -1,0 +1,130 @@
+"""Curation stubs: a draft briefing file per new article, pre-filled for the editor. Entry point: `write_stubs`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import unicodedata
+from datetime import date
+from pathlib import Path
+
+from flows.briefing_format import dump_front_matter
+from flows.content import BRIEFINGS_DIR
+from flows.identity import canonical_url
+from flows.models import Article, Audience, Briefing, ParagraphKind
+
+logger = logging.getLogger(__name__)
+
+
+def slugify(text: str, fallback: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    slug = "-".join(slug.split("-")[:8])[:60].strip("-")
+    return slug or fallback
+
+
+def has_briefing(article: Article, briefings: tuple[Briefing, ...]) -> bool:
+    url = canonical_url(article.url)
+    return any(b.article_id == article.id or (url and canonical_url(b.source.url) == url) for b in briefings)
+
+
+def render_stub(article: Article, slug: str, audiences: tuple[Audience, ...], today: date) -> str:
+    published = article.published.date() if article.published else None
+    source = {
+        "url": article.url,
+        "title": article.title,
+        "site": article.site,
+        "author": article.author,
+        "published": published.isoformat() if published else None,
+    }
+    meta = {
+        "slug": slug,
+        "status": "draft",
+        "date": today.isoformat(),
+        "source": {k: v for k, v in source.items() if v},
+        "article_id": article.id,
+        "feed": article.feed_id,
+        "tags": [],
+    }
+    if not article.feed_id:
+        del meta["feed"]
+    parts = [
+        dump_front_matter(meta),
+        "",
+        "<!-- A draft: fill in every section, then set status: ready. Format: docs/content-format.md -->",
+        "",
+        "## Verdict",
+        "",
+        "<!-- One sentence: the headline judgement. -->",
+        "",
+        "## Judgement",
+        "",
+        "<!-- One paragraph: what holds up, what does not, and why. -->",
+        "",
+        "## Core points",
+        "",
+        "<!-- - **Bold lead** explanation (one bullet per point) -->",
+        "",
+        "## Audience notes",
+        "",
+    ]
+    for audience in audiences:
+        parts += [f"### {audience.id}", "Means: ", "Next: ", ""]
+    parts += [
+        "## Discussion prompts",
+        "",
+        "<!-- 1. A question per line -->",
+        "",
+        "## Translation",
+        "",
+        "<!-- Write the translation under each quoted source paragraph; keep the ### ids. -->",
+        "",
+    ]
+    for paragraph in article.paragraphs:
+        parts.append(f"### {paragraph.id}")
+        if paragraph.kind is ParagraphKind.IMAGE:
+            parts.append(f"> ![{paragraph.image_alt}]({paragraph.image_src})")
+            if paragraph.text:
+                parts.append(f"> {paragraph.text}")
+        else:
+            parts.append(f"> {paragraph.text}")
+        parts += ["", ""]
+    parts += ["## Discussion archive", "", "<!-- ### YYYY-MM-DD · Name, then the entry -->", ""]
+    return "\n".join(parts)
+
+
+def _unique_path(folder: Path, slug: str) -> tuple[Path, str]:
+    candidate, n = slug, 2
+    while (folder / f"{candidate}.md").exists() or (folder / candidate).exists():
+        candidate, n = f"{slug}-{n}", n + 1
+    return folder / f"{candidate}.md", candidate
+
+
+def write_stub(article: Article, content_dir: Path, audiences: tuple[Audience, ...], today: date) -> Path:
+    """Create the stub file exclusively: an existing file (an editor's) is never overwritten."""
+    folder = content_dir / BRIEFINGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path, slug = _unique_path(folder, slugify(article.title, f"article-{article.id[:8]}"))
+    text = render_stub(article, slug, audiences, today)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    logger.info("wrote draft stub %s for %s", path, article.url)
+    return path
+
+
+def write_stubs(
+    articles: list[Article],
+    briefings: tuple[Briefing, ...],
+    content_dir: Path,
+    audiences: tuple[Audience, ...],
+    today: date | None = None,
+) -> list[Path]:
+    """A draft stub for every article that has no briefing yet."""
+    written = []
+    for article in articles:
+        if has_briefing(article, briefings):
+            continue
+        written.append(write_stub(article, content_dir, audiences, today or date.today()))
+    return written

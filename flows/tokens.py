@@ -1,0 +1,49 @@
+"""HMAC-signed unsubscribe tokens: they carry audience and address and cannot be forged or moved to another address."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+from flows.errors import BriefingError
+
+
+class TokenError(BriefingError):
+    exit_code = 8
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(secret: str, payload: str) -> str:
+    digest = hmac.new(secret.encode("utf-8"), b"unsubscribe:" + payload.encode("ascii"), hashlib.sha256).digest()
+    return _b64(digest)
+
+
+def make_token(secret: str, audience: str, email: str) -> str:
+    payload = _b64(json.dumps({"a": audience, "e": email.lower()}, separators=(",", ":")).encode("utf-8"))
+    return f"{payload}.{_signature(secret, payload)}"
+
+
+def verify_token(secret: str, token: str) -> tuple[str, str]:
+    """Return (audience, email) of a valid token; raise TokenError otherwise."""
+    try:
+        payload, signature = token.strip().split(".", 1)
+    except ValueError:
+        raise TokenError("malformed unsubscribe token", hint="use the whole link from the email") from None
+    if not hmac.compare_digest(signature, _signature(secret, payload)):
+        raise TokenError(
+            "unsubscribe token signature does not match", hint="the link was altered or is from another installation"
+        )
+    try:
+        data = json.loads(_unb64(payload))
+        return str(data["a"]), str(data["e"])
+    except (ValueError, KeyError, TypeError):
+        raise TokenError("unsubscribe token payload is unreadable") from None

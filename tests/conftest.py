@@ -1,0 +1,56 @@
+"""Shared fixtures: a temporary project (content copy + outputs), settings, store, and one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+# Prefect keeps its state under PREFECT_HOME; never share the developer's ~/.prefect with the tests.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="briefing-prefect-home-"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness per session (database migrations cost ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped content in a temporary folder, with BRIEFING_* pointing at it."""
+    shutil.copytree(REPO / "content", tmp_path / "content")
+    (tmp_path / "outputs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("BRIEFING_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("BRIEFING_CONTENT_DIR", str(tmp_path / "content"))
+    monkeypatch.setenv("BRIEFING_OUTPUT_DIR", str(tmp_path / "outputs"))
+    return tmp_path
+
+
+@pytest.fixture
+def settings(project: Path):
+    from flows.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture
+def store(settings):
+    from flows.store import Store
+
+    store = Store(settings.store_url)
+    yield store
+    store.close()
