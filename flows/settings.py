@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="Maximum bytes of an HTML email; longer briefings are shortened with 'continue reading' links.",
     )
     strict: bool = Field(False, description="Fail the run on the first bad file instead of skipping it.")
+    # --- publish ---
+    archive_git_branch: str = Field(
+        "main", description="Branch the archive is committed to and pushed to when `archive_git_remote` is set."
+    )
+    archive_git_timeout: float = Field(
+        120.0, gt=0, description="Seconds allowed for each git command of archive publishing (push included)."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -121,6 +122,8 @@ published = Table(
     Column("content_hash", String(64), nullable=False),
     Column("first_published", DateTime, nullable=False),
     Column("updated", DateTime, nullable=False),
+    # --- publish --- identity of the source article, so a slug edit keeps the page where it was first published
+    Column("article_key", String(64), index=True),
 )
 
 
@@ -154,10 +157,23 @@ class Store:
 
     def migrate(self) -> None:
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         with self.engine.begin() as conn:
             current = conn.execute(select(func.max(schema_version.c.version))).scalar()
             if current is None:
                 conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+
+    def _add_missing_columns(self) -> None:
+        """Add nullable columns introduced after a database was created (create_all never alters tables)."""
+        inspector = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                        logger.info("store: added column %s.%s", table.name, column.name)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
