@@ -192,3 +192,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from flows.cli_publish import register as register_publish  # noqa: E402
+
+register_publish(app)

@@ -31,6 +31,7 @@ from sqlalchemy import insert, select, update
 from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
+from flows.publish_git import commit_and_push, prepare_repository
 from flows.render import labels_for, render_template
 from flows.settings import Settings
 from flows.store import Store, published, utcnow
@@ -606,13 +607,22 @@ def _write_order(path: str) -> tuple[int, str]:
 
 
 def publish_archive(
-    content: Content, store: Store, settings: Settings, briefings: tuple[Briefing, ...] | None = None
+    content: Content,
+    store: Store,
+    settings: Settings,
+    briefings: tuple[Briefing, ...] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> PublishReport:
-    """Publish every ready briefing (or the given ones): pages, lists and feed; unchanged files are left alone."""
-    from flows.publish_git import commit_and_push, prepare_repository
+    """Publish every ready briefing (or the given ones): pages, lists and feed; unchanged files are left alone.
 
+    `now` (naive UTC) stamps first publications and changes; it defaults to the current time.
+    """
     root = settings.archive_path
-    plans = plan_pages(store, briefings if briefings is not None else content.ready)
+    plans = plan_pages(store, briefings if briefings is not None else content.ready, now)
+    for plan in plans:  # refuse unsafe paths before rendering anything from them
+        safe_join(root, plan.path)
+        safe_join(root, plan.html_path)
     files = render_archive(plans, content, settings)
     targets = {path: safe_join(root, path) for path in files}
     report = PublishReport(pages={p.slug: p.path for p in plans})
@@ -626,3 +636,24 @@ def publish_archive(
         report.commit = commit_and_push(root, settings)
     logger.info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))
     return report
+
+
+def mkdocs_config(settings: Settings, site_dir: Path) -> str:
+    """A mkdocs.yml that builds the Markdown archive as it is (`mkdocs build --strict`): the HTML version and
+    .git are left out of the docs, and `use_directory_urls: false` gives the same URLs as the HTML version."""
+    labels = archive_labels(settings.templates_dir)
+    config = {
+        "site_name": f"{labels['brand']} · {labels['archive_title']}",
+        "site_url": settings.base_url + "/",
+        "docs_dir": str(settings.archive_path.resolve()),
+        "site_dir": str(site_dir.resolve()),
+        "use_directory_urls": False,
+        "exclude_docs": "*.html\n.git/\n",
+        "validation": {
+            "omitted_files": "warn",
+            "absolute_links": "warn",
+            "unrecognized_links": "warn",
+            "anchors": "warn",
+        },
+    }
+    return yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
