@@ -322,7 +322,7 @@ def test_a_render_failure_leaves_no_half_written_archive(project, store) -> None
     page = templates / "html" / "page.html.j2"
     page.write_text(page.read_text(encoding="utf-8").replace("</body>", "{{ page.no_such_field }}</body>"))
     settings = load_settings(templates_dir=templates)
-    with pytest.raises(RenderError, match="page.html.j2"):
+    with pytest.raises(RenderError, match=r"page\.html\.j2"):
         publish(settings, store)
     assert not settings.archive_path.exists() or not any(settings.archive_path.rglob("*"))
     with store.engine.connect() as conn:
