@@ -39,7 +39,7 @@ def git(root: Path, settings: Settings, *args: str, check: bool = True) -> subpr
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise PublishError(
-            f"`git {' '.join(args)}` failed: {' / '.join(detail[-3:]) or f'exit {result.returncode}'}",
+            f"`git {' '.join(args)}` failed: {' / '.join(detail[-8:]) or f'exit {result.returncode}'}",
             where=str(root),
             hint="fix the archive repository or BRIEFING_ARCHIVE_GIT_REMOTE; the files are written, "
             "the next publish commits and pushes them",
