@@ -347,7 +347,13 @@ def assign_paths(store: Store, briefings: tuple[Briefing, ...]) -> dict[str, str
 def record_publications(store: Store, plans: tuple[PlannedPage, ...]) -> None:
     """Remember each page's path, source article, content hash and times (after the files were written)."""
     with store.begin() as conn:
+        # Renamed slugs are parked first, so two briefings that swap slugs never collide on the primary key.
+        renamed = [p for p in plans if p.stored_slug is not None and p.stored_slug != p.slug]
+        parked = {p.slug: f"~{p.stored_slug}" for p in renamed}
+        for plan in renamed:
+            conn.execute(update(published).where(published.c.slug == plan.stored_slug).values(slug=parked[plan.slug]))
         for plan in plans:
+            current = parked.get(plan.slug, plan.stored_slug)
             values = {
                 "slug": plan.slug,
                 "path": plan.path,
@@ -358,7 +364,7 @@ def record_publications(store: Store, plans: tuple[PlannedPage, ...]) -> None:
             if plan.stored_slug is None:
                 conn.execute(insert(published).values(first_published=plan.first_published, **values))
             else:
-                conn.execute(update(published).where(published.c.slug == plan.stored_slug).values(**values))
+                conn.execute(update(published).where(published.c.slug == current).values(**values))
 
 
 # --- rendering -------------------------------------------------------------------------------------------

@@ -344,3 +344,15 @@ def test_an_older_store_gains_the_new_published_column(tmp_path) -> None:
         assert row["path"] == "2026/05/old.md" and row["article_key"] is None
     finally:
         store.close()
+
+
+def test_two_briefings_that_swap_slugs_keep_their_own_pages(settings, store) -> None:
+    content = sample_content(settings)
+    a, b = content.ready[0], content.ready[1]
+    first = publish(settings, store)
+    swapped = (a.model_copy(update={"slug": b.slug}), b.model_copy(update={"slug": a.slug}))
+    report = publish(settings, store, swapped, now=LATER)
+    assert report.pages == {b.slug: first.pages[a.slug], a.slug: first.pages[b.slug]}
+    meta, _ = split_front_matter((settings.archive_path / first.pages[a.slug]).read_text(encoding="utf-8"))
+    assert meta["title"] == a.verdict and meta["briefing"] == b.slug
+    assert publish(settings, store, swapped, now=LATER).written == []
