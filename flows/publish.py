@@ -32,7 +32,7 @@ from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
 from flows.publish_git import commit_and_push, prepare_repository
-from flows.render import labels_for, render_template
+from flows.render import labels_for, md_escape, md_url
 from flows.settings import Settings
 from flows.store import Store, published, utcnow
 from flows.transports import atomic_write_bytes
@@ -395,25 +395,35 @@ def footnote_refs(text: str, view: str, count: int) -> Markup:
     return Markup(FOOTNOTE_MARKER.sub(link, str(escape(text))))
 
 
+def web_url(value: str) -> str:
+    """Only http(s) addresses become links; anything else (javascript:, data:, file:) becomes a dead '#'."""
+    return value if urlsplit(value).scheme in ("http", "https") else "#"
+
+
 @cache
-def html_environment(templates_dir: Path) -> jinja2.Environment:
+def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
+    """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
-        autoescape=True,
+        autoescape=markup == "html",
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["fnrefs"] = footnote_refs
+    env.filters["web_url"] = web_url
+    env.filters["md"] = md_escape
+    env.filters["mdurl"] = md_url
     return env
 
 
-def render_html(templates_dir: Path, name: str, **context: Any) -> str:
+def render_archive_template(templates_dir: Path, name: str, **context: Any) -> str:
+    markup = "markdown" if name.endswith(".md.j2") else "html"
     try:
-        return html_environment(templates_dir).get_template(name).render(**context)
+        return archive_environment(templates_dir, markup).get_template(name).render(**context)
     except jinja2.TemplateError as exc:
-        raise RenderError(f"template {name}: {exc}", hint="fix the template under templates/html/") from exc
+        raise RenderError(f"template {name}: {exc}", hint="fix the template under templates/") from exc
 
 
 def _tidy(text: str) -> str:
@@ -471,7 +481,7 @@ def front_matter(plan: PlannedPage, audience_names: list[str]) -> str:
         "slug": posixpath.basename(plan.path)[:-3],
         "briefing": briefing.slug,
         "summary": briefing.judgement,
-        "source_url": briefing.source.url,
+        "source_url": web_url(briefing.source.url),
         "source_title": briefing.source.title,
         "tags": list(briefing.tags),
         "audiences": audience_names,
@@ -495,10 +505,11 @@ def render_pages(
         newer = plans[position - 1] if position > 0 else None
         older = plans[position + 1] if position + 1 < len(plans) else None
         md_ctx = page_context(plan, content, labels, (older, newer), settings, html=False)
-        body = render_template(settings.templates_dir, "markdown/archive_page.md.j2", page=md_ctx)
+        body = render_archive_template(settings.templates_dir, "markdown/archive_page.md.j2", page=md_ctx)
         files[plan.path] = (front_matter(plan, names) + _tidy(body)).encode("utf-8")
         html_ctx = page_context(plan, content, labels, (older, newer), settings, html=True)
-        files[plan.html_path] = render_html(settings.templates_dir, "html/page.html.j2", page=html_ctx).encode("utf-8")
+        page = render_archive_template(settings.templates_dir, "html/page.html.j2", page=html_ctx)
+        files[plan.html_path] = page.encode("utf-8")
     return files
 
 
@@ -543,9 +554,10 @@ def render_indexes(plans: tuple[PlannedPage, ...], settings: Settings, labels: d
                 up_link=up,
             )
             if html:
-                files[path] = render_html(settings.templates_dir, "html/index.html.j2", index=ctx).encode("utf-8")
+                page = render_archive_template(settings.templates_dir, "html/index.html.j2", index=ctx)
+                files[path] = page.encode("utf-8")
             else:
-                text = render_template(settings.templates_dir, "markdown/index.md.j2", index=ctx)
+                text = render_archive_template(settings.templates_dir, "markdown/index.md.j2", index=ctx)
                 files[path] = (_index_front_matter(title) + _tidy(text)).encode("utf-8")
     return files
 
@@ -581,7 +593,7 @@ def build_feed(plans: tuple[PlannedPage, ...], content: Content, settings: Setti
         entry.updated(plan.updated.replace(tzinfo=UTC))
         for tag in briefing.tags:
             entry.category(term=tag)
-        entry.content(render_html(settings.templates_dir, "html/feed_entry.html.j2", page=ctx), type="html")
+        entry.content(render_archive_template(settings.templates_dir, "html/feed_entry.html.j2", page=ctx), type="html")
     return feed.atom_str(pretty=True)
 
 

@@ -66,10 +66,13 @@ class _Links(HTMLParser):
         super().__init__()
         self.targets: list[str] = []
         self.ids: set[str] = set()
+        self.duplicate_ids: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         if values.get("id"):
+            if values["id"] in self.ids:
+                self.duplicate_ids.append(values["id"] or "")
             self.ids.add(values["id"] or "")
         for name in ("href", "src"):
             if values.get(name) and tag in ("a", "link", "img"):
@@ -77,8 +80,10 @@ class _Links(HTMLParser):
 
 
 def html_links(text: str) -> tuple[list[str], set[str]]:
+    """Link targets and element ids of an HTML page; a duplicate id is an error."""
     parser = _Links()
     parser.feed(text)
+    assert not parser.duplicate_ids, f"duplicate ids: {parser.duplicate_ids}"
     return parser.targets, parser.ids
 
 

@@ -356,3 +356,48 @@ def test_two_briefings_that_swap_slugs_keep_their_own_pages(settings, store) -> 
     meta, _ = split_front_matter((settings.archive_path / first.pages[a.slug]).read_text(encoding="utf-8"))
     assert meta["title"] == a.verdict and meta["briefing"] == b.slug
     assert publish(settings, store, swapped, now=LATER).written == []
+
+
+def test_only_http_links_reach_the_pages(settings, store) -> None:
+    content = sample_content(settings)
+    a, b = content.ready
+    hostile = a.model_copy(
+        update={
+            "source": a.source.model_copy(update={"url": "javascript:alert(1)"}),
+            "verdict": '<script>alert("x")</script> & [link](javascript:alert(2))',
+        }
+    )
+    report = publish(settings, store, (hostile, b))
+    root = settings.archive_path
+    md_text = (root / report.pages[a.slug]).read_text(encoding="utf-8")
+    meta, body = split_front_matter(md_text)
+    assert meta["source_url"] == "#"
+    assert not any(t.startswith("javascript:") for t in markdown_links(body))
+    assert "<script>" not in MarkdownIt("commonmark").render(body)
+    for name in (report.pages[a.slug].replace(".md", ".html"), "index.html"):
+        text = (root / name).read_text(encoding="utf-8")
+        targets, _ = html_links(text)
+        assert not any(t.startswith("javascript:") for t in targets), name
+        assert "<script>" not in text and "&lt;script&gt;" in text, name
+    assert "javascript:alert(1)" not in (root / "feed.xml").read_text(encoding="utf-8")
+
+
+def test_templates_use_only_documented_context_fields(settings) -> None:
+    """Like Datasette's template-context test: a field used in a template must exist on the context class."""
+    import dataclasses
+    import re
+
+    from flows.publish import IndexContext, PageContext
+
+    fields = {"page": {f.name for f in dataclasses.fields(PageContext)}}
+    fields["index"] = {f.name for f in dataclasses.fields(IndexContext)}
+    templates = [settings.templates_dir / "markdown" / n for n in ("archive_page.md.j2", "index.md.j2")]
+    templates += sorted((settings.templates_dir / "html").glob("*.j2"))
+    used: dict[str, set[str]] = {"page": set(), "index": set()}
+    for template in templates:
+        code = " ".join(re.findall(r"\{[{%](.*?)[}%]\}", template.read_text(encoding="utf-8"), flags=re.DOTALL))
+        for name, attribute in re.findall(r"\b(page|index)\.([a-z_]+)", code):
+            used[name].add(attribute)
+    assert used["page"] and used["index"]
+    assert used["page"] <= fields["page"], used["page"] - fields["page"]
+    assert used["index"] <= fields["index"], used["index"] - fields["index"]
