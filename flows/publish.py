@@ -383,14 +383,16 @@ def _archive_only_labels(templates_dir: Path) -> dict[str, dict[str, str]]:
         return yaml.safe_load(handle)
 
 
-def footnote_refs(text: str, view: str, count: int) -> Markup:
-    """Escape text and turn its footnote markers [n] into links to the view's numbered footnotes."""
+def footnote_refs(text: str, view: str, count: int, base: str = "") -> Markup:
+    """Escape text and turn its footnote markers [n] into links to the view's numbered footnotes.
+
+    `base` is prefixed to the fragment (the page's URL in feed entries, where a bare fragment has no page)."""
 
     def link(match: re.Match[str]) -> str:
         number = int(match.group(1))
         if not 1 <= number <= count:
             return match.group(0)
-        return f'<sup class="fnref"><a href="#{view}-fn-{number}">[{number}]</a></sup>'
+        return f'<sup class="fnref"><a href="{escape(base)}#{view}-fn-{number}">[{number}]</a></sup>'
 
     return Markup(FOOTNOTE_MARKER.sub(link, str(escape(text))))
 

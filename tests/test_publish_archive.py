@@ -175,6 +175,8 @@ def test_atom_feed_has_full_content_and_stable_ids(settings, store) -> None:
         html = entry.content[0].value
         assert briefing.core_points[0].lead in html and briefing.body[0].translation in html
         assert briefing.body[0].source in html
+        if briefing.footnotes:
+            assert f'href="{entry.link}#original-fn-1"' in html and 'id="original-fn-1"' in html
     first_ids = ids
     publish(settings, store, now=LATER)
     assert [e.id for e in feedparser.parse(settings.archive_path / "feed.xml").entries] == first_ids
