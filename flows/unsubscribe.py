@@ -77,7 +77,10 @@ def unsubscribe_routes(settings: Settings, store: Store) -> list[Route]:
         logger.info("unsubscribe %s from %s (%s, %s)", email, audience, method, "new" if added else "already")
         if one_click:
             return Response("unsubscribed\n", media_type="text/plain")
-        return _page("Unsubscribed · 已退订", f"<p>{html.escape(email)} will receive no more «{html.escape(audience)}» emails.</p>")
+        return _page(
+            "Unsubscribed · 已退订",
+            f"<p>{html.escape(email)} will receive no more «{html.escape(audience)}» emails.</p>",
+        )
 
     return [
         Route("/unsubscribe", confirm_page, methods=["GET"]),
