@@ -379,7 +379,8 @@ def main() -> None:
         if Output.verbose:
             raise
         logger.debug("unexpected error", exc_info=True)
-        message = f"unexpected {type(exc).__name__}: {exc} — run again with --verbose for the traceback"
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        message = f"unexpected {type(exc).__name__}: {first_line} — run again with --verbose for the traceback"
         raise SystemExit(fail(BriefingError(message)).exit_code) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 
 import typer
 
@@ -21,6 +22,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_port(host: str, port: int) -> int:
+    """Fail early with one clear line when the port is taken (uvicorn would only log it and exit 1).
+
+    Returns the port to use: the OS picks a free one for port 0, so the printed URL is the real one.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port, e.g. --port 8001"
+            ) from None
+        return int(probe.getsockname()[1])
 
 
 def preview(
@@ -44,6 +62,7 @@ def preview(
                 f"content folder {settings.content_dir} does not exist",
                 hint="run from the project folder or set BRIEFING_CONTENT_DIR",
             )
+        port = check_port(host, port)
     except BriefingError as err:
         raise fail(err) from None
     from flows.preview import serve
@@ -53,12 +72,7 @@ def preview(
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     emit({"url": url, "content_dir": str(settings.content_dir)}, text=f"Preview at [bold]{url}[/] (Ctrl-C to stop)")
     console.file.flush()
-    try:
-        serve(settings, host=host, port=port)
-    except OSError as exc:
-        raise fail(
-            SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port")
-        ) from None
+    serve(settings, host=host, port=port)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -32,6 +33,7 @@ from flows import ledger, render
 from flows.content import Loaded, check_address, load_content
 from flows.deliver import make_transport
 from flows.errors import BriefingError, DeliveryError, Problem, RenderError
+from flows.join import join_briefing
 from flows.messages import build_message, unsubscribe_url
 from flows.models import Briefing, Content, Subscriber
 from flows.publish import archive_url, assign_paths, html_link, render_page
@@ -114,18 +116,28 @@ def briefing_views(loaded: Loaded, store: Store) -> tuple[list[BriefingView], li
     views = []
     for briefing in loaded.content.briefings:
         own = grouped.pop(str(Path(briefing.path).resolve()), [])
+        if briefing.status == "ready":  # what `briefing run` would hold back: translation vs stored article
+            own += join_briefing(briefing, store).problems
         views.append(BriefingView(briefing, own, sent.get(briefing.slug, {})))
     general = [p for items in grouped.values() for p in items]
     return views, general
 
 
 def render_audiences(
-    briefing: Briefing, content: Content, settings: Settings, store: Store, *, is_test: bool = False
+    briefing: Briefing,
+    content: Content,
+    settings: Settings,
+    store: Store,
+    *,
+    is_test: bool = False,
+    only: str | None = None,
 ) -> list[AudienceView]:
     """Render each audience on its own, so one audience's error (common in drafts) leaves the others visible."""
     link = archive_url(settings, assign_paths(store, (briefing,))[briefing.slug])
     views = []
     for audience in content.audiences:
+        if only and audience.id != only:
+            continue
         view = AudienceView(audience.id, audience.name)
         try:
             rendered = render_briefing(
@@ -158,7 +170,7 @@ def send_test(settings: Settings, content: Content, store: Store, slug: str, aud
         email = check_address(address)
     except ValueError as exc:
         raise DeliveryError(f"invalid test address {address!r}: {exc}", hint="type a full address") from None
-    view = next(v for v in render_audiences(briefing, content, settings, store, is_test=True) if v.id == audience.id)
+    view = render_audiences(briefing, content, settings, store, is_test=True, only=audience.id)[0]
     if view.email is None:
         raise RenderError(view.error, slug=slug, audience=audience.id)
     envelope = build_message(view.email, Subscriber(email=email), settings, audience_name=audience.name, is_test=True)
@@ -244,10 +256,12 @@ class PreviewApp:
         briefing = self.find(loaded, slug)
         if briefing is None:
             return self.not_found(f"briefing '{slug}'")
-        views = await run_in_threadpool(render_audiences, briefing, loaded.content, self.settings, self.store)
-        view = next((v for v in views if v.id == audience_id), None)
-        if view is None:
+        views = await run_in_threadpool(
+            partial(render_audiences, only=audience_id), briefing, loaded.content, self.settings, self.store
+        )
+        if not views:
             return self.not_found(f"audience '{audience_id}'")
+        view = views[0]
         if view.email is None:
             return PlainTextResponse(f"this email cannot be rendered: {view.error}\n", status_code=422)
         link = unsubscribe_url(self.settings, audience_id, PREVIEW_RECIPIENT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,25 @@ def test_run_json_then_status_counts_what_was_sent(proj: Path) -> None:
     assert status["feeds"][0]["last_status"] and status["feeds"][0]["last_fetched_at"]
     table = run_briefing(proj, "status")
     assert "github-commit-flood" in table.stdout and "sent" in table.stdout and "frontier-notes" in table.stdout
+
+
+def test_unexpected_error_is_one_line_with_exit_1(proj: Path) -> None:
+    (proj / "outputs" / "store.db").mkdir()  # a folder where the SQLite file should be
+    result = run_briefing(proj, "status")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unexpected" in lines[0] and "--verbose" in lines[0], result.stderr
+    verbose = run_briefing(proj, "--verbose", "status")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def test_preview_on_a_busy_port_exits_2_with_one_line(proj: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_briefing(proj, "preview", "--port", str(port), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use — " + (
+        "pick another --port, e.g. --port 8001"
+    )
