@@ -15,7 +15,7 @@ from flows.settings import Settings
 from flows.store import Store
 
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed; httpx works
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 
