@@ -366,10 +366,20 @@ def _summary_text(result: dict[str, Any]) -> str:
     return "\n".join(f"[yellow]{p}[/]" for p in result["problems"])
 
 
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Let `briefing check --json` mean `briefing --json check`: global flags may follow the command too."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main() -> None:
     """Console-script entry point: every error ends as one line and a documented exit code."""
     try:
-        app()
+        app(args=hoist_global_flags(sys.argv[1:]))
     except BriefingError as err:
         raise SystemExit(fail(err).exit_code) from None
     except KeyboardInterrupt:

@@ -154,7 +154,7 @@ def cli_markdown() -> str:
         "",
         "# Command-line reference",
         "",
-        "Global options go before the command: `briefing --json status`.",
+        "Global options go before or after the command: `briefing --json status` or `briefing status --json`.",
         "",
         "| option | what it does | default |",
         "| --- | --- | --- |",

@@ -50,6 +50,13 @@ def test_quiet_check_prints_nothing(proj: Path) -> None:
     assert result.stdout == ""
 
 
+def test_global_flags_may_follow_the_command(proj: Path) -> None:
+    result = run_briefing(proj, "check", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+    assert run_briefing(proj, "status", "-q").stdout == ""
+
+
 def test_check_on_broken_content_exits_3_with_one_line_per_problem(proj: Path) -> None:
     path = proj / "content" / "briefings" / "github-commit-flood.md"
     path.write_text(path.read_text("utf-8").replace("### neta\n", "### nobody\n"), "utf-8")
