@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import uvicorn
 from markdown_it import MarkdownIt
@@ -185,6 +185,14 @@ def send_test(settings: Settings, content: Content, store: Store, slug: str, aud
     return result.reply
 
 
+def same_origin(request: Request) -> bool:
+    """True when the browser says the request comes from this server's own pages (or says nothing: curl)."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 class PreviewApp:
     """The request handlers, bound to one settings object, store and reloader."""
 
@@ -295,6 +303,9 @@ class PreviewApp:
         )
 
     async def send_test_form(self, request: Request) -> Response:
+        if not same_origin(request):
+            # a page on another site must not make this server send mail (cross-site form POST)
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
         slug, audience_id, address = form.get("slug", ""), form.get("audience", ""), form.get("address", "").strip()
         loaded = await run_in_threadpool(self.load)

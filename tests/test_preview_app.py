@@ -101,3 +101,22 @@ def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
     assert ledger.counts(store) == {}
     unknown = client.post("/send-test", data={**form, "audience": "nobody"}, follow_redirects=False)
     assert "error=" in unknown.headers["location"] and "unknown%20audience" in unknown.headers["location"]
+
+
+def test_send_test_refuses_cross_site_posts(settings: Settings, client: TestClient) -> None:
+    form = {"slug": "github-commit-flood", "audience": "atou", "address": "victim@example.org"}
+    refused = client.post("/send-test", data=form, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert refused.status_code == 403
+    assert not (settings.outbox_path / "test").exists()
+    same = client.post("/send-test", data=form, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert same.status_code == 303 and "sent=" in same.headers["location"]
+
+
+def test_list_shows_what_the_ledger_holds(store: Store, client: TestClient) -> None:
+    from flows import ledger
+
+    ledger.enqueue(store, "github-commit-flood", "neta", "hash1", {"a@example.org": "<1@x>", "b@example.org": "<2@x>"})
+    row = client.get("/").text.split('data-slug="github-commit-flood"', 1)[1].split("</tr>", 1)[0]
+    assert "neta: queued 2" in row
+    page = client.get("/b/github-commit-flood").text
+    assert "sent: queued 2" in page.split('id="neta"', 1)[1].split("</h2>", 1)[0]
