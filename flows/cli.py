@@ -237,8 +237,8 @@ def status() -> None:
     except BriefingError as err:
         raise fail(err) from None
     loaded = load_content(settings.content_dir)
-    counts, feeds = _store_state(settings)
-    report = status_report(loaded, counts, feeds)
+    counts, feeds, problems = _store_state(settings)
+    report = status_report(loaded, counts, feeds, problems)
     emit(report, _status_table(report))
     if not Output.json and not Output.quiet:
         if report["feeds"]:
@@ -247,15 +247,23 @@ def status() -> None:
             console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
 
 
-def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]]]:
-    """Ledger counts and feed states; an absent SQLite store is reported as empty, not created."""
-    from flows.ledger import counts
+FAILURES_SHOWN = 20
+
+
+def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
+    """Ledger counts, feed states and the failed/uncertain rows; an absent SQLite store is not created."""
+    from flows.ledger import FAILED, UNCERTAIN, counts, rows_in_state
     from flows.store import open_store
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
-        return {}, []
+        return {}, [], []
     store = open_store(settings.store_url)
-    return counts(store), store.all_feed_states()
+    failures = [
+        {"slug": r.slug, "audience": r.audience, "recipient": r.recipient, "state": r.state, "reply": r.last_reply}
+        for state in (FAILED, UNCERTAIN)
+        for r in rows_in_state(store, state)
+    ]
+    return counts(store), store.all_feed_states(), failures
 
 
 def briefing_stage(status: str, states: dict[str, dict[str, int]]) -> str:
@@ -273,7 +281,12 @@ def briefing_stage(status: str, states: dict[str, dict[str, int]]) -> str:
     return status
 
 
-def status_report(loaded: Any, counts: dict[tuple[str, str, str], int], feeds: list[dict[str, Any]]) -> dict[str, Any]:
+def status_report(
+    loaded: Any,
+    counts: dict[tuple[str, str, str], int],
+    feeds: list[dict[str, Any]],
+    failures: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     sent: dict[str, dict[str, dict[str, int]]] = {}
     for (slug, audience, state), rows in counts.items():
         sent.setdefault(slug, {}).setdefault(audience, {})[state] = rows
@@ -317,7 +330,14 @@ def status_report(loaded: Any, counts: dict[tuple[str, str, str], int], feeds: l
         for f in feeds
     ]
     attention += [f"feed {f['feed']}: {f['last_error']} ({f['url']})" for f in feed_rows if f["last_error"]]
-    return {"briefings": briefings, "feeds": feed_rows, "attention": attention}
+    failures = failures or []
+    attention += [
+        f"{f['slug']}/{f['audience']} {f['recipient']}: {f['state']} — {f['reply'] or 'no reply recorded'}"
+        for f in failures[:FAILURES_SHOWN]
+    ]
+    if len(failures) > FAILURES_SHOWN:
+        attention.append(f"… and {len(failures) - FAILURES_SHOWN} more failed/uncertain emails (see --json)")
+    return {"briefings": briefings, "feeds": feed_rows, "failures": failures, "attention": attention}
 
 
 def _status_table(report: dict[str, Any]) -> Table:

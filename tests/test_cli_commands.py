@@ -136,3 +136,30 @@ def test_preview_on_a_busy_port_exits_2_with_one_line(proj: Path) -> None:
     assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use — " + (
         "pick another --port, e.g. --port 8001"
     )
+
+
+def test_status_lists_failed_and_uncertain_emails_with_the_reply(proj: Path) -> None:
+    from flows import ledger
+    from flows.store import Store
+
+    store = Store(f"sqlite:///{proj / 'outputs' / 'store.db'}")
+    try:
+        recipients = {"ok@example.org": "<1@x>", "gone@example.org": "<2@x>", "maybe@example.org": "<3@x>"}
+        ledger.enqueue(store, "github-commit-flood", "uota", "h1", recipients)
+        rows = {r.recipient: r for r in ledger.claim_batch(store, "github-commit-flood", "uota", "w", 10)}
+        ledger.finish(store, rows["ok@example.org"].id, ledger.SENT, "250 ok")
+        ledger.finish(store, rows["gone@example.org"].id, ledger.FAILED, "550 no such user")
+        ledger.finish(store, rows["maybe@example.org"].id, ledger.UNCERTAIN, "connection lost during DATA")
+    finally:
+        store.close()
+    data = json.loads(run_briefing(proj, "--json", "status").stdout)
+    flood = next(b for b in data["briefings"] if b["slug"] == "github-commit-flood")
+    assert flood["stage"] == "attention"
+    assert flood["audiences"] == {"uota": {"sent": 1, "failed": 1, "uncertain": 1}}
+    assert {(f["recipient"], f["state"], f["reply"]) for f in data["failures"]} == {
+        ("gone@example.org", "failed", "550 no such user"),
+        ("maybe@example.org", "uncertain", "connection lost during DATA"),
+    }
+    table = run_briefing(proj, "status").stdout
+    assert "gone@example.org: failed — 550 no such user" in table
+    assert "attention" in table
