@@ -10,11 +10,22 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -25,6 +36,8 @@ from flows.errors import BriefingError
 from flows.settings import load_settings
 
 logger = logging.getLogger(__name__)
+
+STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain")
 
 app = typer.Typer(
     help="Curated AI/tech briefings: ingest feeds, render per-audience emails, send exactly once, publish an archive.",
@@ -42,6 +55,7 @@ class Output:
 
     json = False
     quiet = False
+    verbose = False
 
 
 @app.callback()
@@ -51,7 +65,7 @@ def main_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
 ) -> None:
     """Run `briefing COMMAND --help` for each command's options and an example."""
-    Output.json, Output.quiet = json_output, quiet
+    Output.json, Output.quiet, Output.verbose = json_output, quiet, verbose
     level = logging.DEBUG if verbose else (logging.ERROR if quiet or json_output else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if quiet or json_output:
@@ -70,7 +84,35 @@ def emit(data: Any, table: Table | None = None, text: str = "") -> None:
             console.print(text)
 
 
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr with counts and ETA (a spinner when the total is unknown); silent with --json/--quiet.
+
+    Yields `advance(n=1, description=None)`. Example::
+
+        with progress("sending", total=len(rows)) as advance:
+            for row in rows:
+                send(row)
+                advance()
+    """
+    if Output.json or Output.quiet:
+        yield lambda *_args, **_kwargs: None
+        return
+    columns: list[Any] = [SpinnerColumn(), TextColumn("[progress.description]{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            bar.update(task, advance=n, **({"description": description} if description else {}))
+
+        yield advance
+
+
 def fail(err: BriefingError) -> typer.Exit:
+    """Print one clear error line (JSON on stdout with --json) and return the exit to raise."""
     if Output.json:
         sys.stdout.write(json.dumps({"error": str(err), "exit_code": err.exit_code}, ensure_ascii=False) + "\n")
     else:
@@ -150,10 +192,13 @@ def run(
         load_settings()
         from flows.pipeline import pipeline
 
-        result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
+        with progress("running the pipeline (ingest → render → deliver → publish)"):
+            result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
     except BriefingError as err:
         raise fail(err) from None
     emit(result, _summary_table(result), _summary_text(result))
+    if result["delivery"] and not Output.json:
+        emit(None, _delivery_table(result["delivery"]))
     if result["emails_uncertain"] or result["emails_failed"]:
         raise typer.Exit(6)
 
@@ -178,21 +223,200 @@ def _summary_table(result: dict[str, Any]) -> Table:
     return table
 
 
+@app.command()
+def status() -> None:
+    """Show what is draft, ready, sent (per audience) and failed, and the last ingest per feed.
+
+    Reads the content folder and the store; creates nothing. The exit status is 0 even when something
+    failed: read the attention lines (or `--json`) to act on them.
+
+    Example: briefing --json status
+    """
+    try:
+        settings = load_settings()
+    except BriefingError as err:
+        raise fail(err) from None
+    loaded = load_content(settings.content_dir)
+    counts, feeds, problems = _store_state(settings)
+    report = status_report(loaded, counts, feeds, problems)
+    emit(report, _status_table(report))
+    if not Output.json and not Output.quiet:
+        if report["feeds"]:
+            console.print(_feeds_table(report["feeds"]))
+        for line in report["attention"]:
+            console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
+
+
+FAILURES_SHOWN = 20
+
+
+def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
+    """Ledger counts, feed states and the failed/uncertain rows; an absent SQLite store is not created."""
+    from flows.ledger import FAILED, UNCERTAIN, counts, rows_in_state
+    from flows.store import open_store
+
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return {}, [], []
+    store = open_store(settings.store_url)
+    failures = [
+        {"slug": r.slug, "audience": r.audience, "recipient": r.recipient, "state": r.state, "reply": r.last_reply}
+        for state in (FAILED, UNCERTAIN)
+        for r in rows_in_state(store, state)
+    ]
+    return counts(store), store.all_feed_states(), failures
+
+
+def briefing_stage(status: str, states: dict[str, dict[str, int]]) -> str:
+    """draft | ready (not sent yet) | sending (rows queued or deferred) | sent | attention (failed/uncertain)."""
+    totals: dict[str, int] = {}
+    for per_audience in states.values():
+        for state, rows in per_audience.items():
+            totals[state] = totals.get(state, 0) + rows
+    if totals.get("failed") or totals.get("uncertain"):
+        return "attention"
+    if totals.get("queued") or totals.get("deferred") or totals.get("sending"):
+        return "sending"
+    if totals.get("sent"):
+        return "sent"
+    return status
+
+
+def status_report(
+    loaded: Any,
+    counts: dict[tuple[str, str, str], int],
+    feeds: list[dict[str, Any]],
+    failures: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    sent: dict[str, dict[str, dict[str, int]]] = {}
+    for (slug, audience, state), rows in counts.items():
+        sent.setdefault(slug, {}).setdefault(audience, {})[state] = rows
+    problems: dict[str, list[Any]] = {}
+    for problem in loaded.problems:
+        problems.setdefault(str(Path(problem.path).resolve()), []).append(problem)
+    briefings, attention = [], []
+    for briefing in loaded.content.briefings:
+        own = problems.get(str(Path(briefing.path).resolve()), [])
+        states = sent.get(briefing.slug, {})
+        stage = briefing_stage(briefing.status, states)
+        errors = sum(1 for p in own if p.severity == "error")
+        briefings.append(
+            {
+                "slug": briefing.slug,
+                "date": briefing.date.isoformat(),
+                "status": briefing.status,
+                "stage": stage,
+                "errors": errors,
+                "warnings": len(own) - errors,
+                "audiences": states,
+                "path": briefing.path,
+            }
+        )
+        if stage == "attention":
+            attention.append(
+                f"{briefing.slug}: emails failed or uncertain — see `briefing run` output; "
+                "uncertain rows are resent only with --resend-uncertain"
+            )
+        if briefing.status == "ready" and errors:
+            attention.append(f"{briefing.path}: ready but has {errors} errors — run `briefing check`")
+    feed_rows = [
+        {
+            "feed": f.get("feed_id") or f.get("feed_url"),
+            "url": f.get("feed_url"),
+            "last_fetched_at": f.get("last_fetched_at"),
+            "last_status": f.get("last_status"),
+            "entries_new": f.get("entries_new"),
+            "last_error": f.get("last_error"),
+        }
+        for f in feeds
+    ]
+    attention += [f"feed {f['feed']}: {f['last_error']} ({f['url']})" for f in feed_rows if f["last_error"]]
+    failures = failures or []
+    attention += [
+        f"{f['slug']}/{f['audience']} {f['recipient']}: {f['state']} — {f['reply'] or 'no reply recorded'}"
+        for f in failures[:FAILURES_SHOWN]
+    ]
+    if len(failures) > FAILURES_SHOWN:
+        attention.append(f"… and {len(failures) - FAILURES_SHOWN} more failed/uncertain emails (see --json)")
+    return {"briefings": briefings, "feeds": feed_rows, "failures": failures, "attention": attention}
+
+
+def _status_table(report: dict[str, Any]) -> Table:
+    table = Table(title="briefings")
+    for column in ("date", "briefing", "stage", "check", "emails per audience"):
+        table.add_column(column, overflow="fold")
+    colours = {"draft": "yellow", "ready": "cyan", "sending": "blue", "sent": "green", "attention": "red"}
+    for item in report["briefings"]:
+        check = "ok" if not item["errors"] + item["warnings"] else f"{item['errors']} err, {item['warnings']} warn"
+        emails = "\n".join(
+            f"{audience}: " + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+            for audience, states in sorted(item["audiences"].items())
+        )
+        stage = f"[{colours[item['stage']]}]{item['stage']}[/]"
+        table.add_row(item["date"], item["slug"], stage, check, emails or "—")
+    return table
+
+
+def _feeds_table(feeds: list[dict[str, Any]]) -> Table:
+    table = Table(title="last ingest per feed")
+    for column in ("feed", "last fetched (UTC)", "status", "new entries", "error"):
+        table.add_column(column, overflow="fold")
+    for feed in feeds:
+        fetched = feed["last_fetched_at"]
+        table.add_row(
+            str(feed["feed"]),
+            fetched.strftime("%Y-%m-%d %H:%M") if fetched else "never",
+            str(feed["last_status"] or ""),
+            str(feed["entries_new"] or 0),
+            str(feed["last_error"] or ""),
+        )
+    return table
+
+
+def _delivery_table(delivery: dict[str, dict[str, dict[str, int]]]) -> Table:
+    table = Table(title="emails per audience (this run)")
+    for column in ("briefing", "audience", *STATE_COLUMNS):
+        table.add_column(column, justify="left" if column in ("briefing", "audience") else "right")
+    for slug, audiences in delivery.items():
+        for audience, states in audiences.items():
+            table.add_row(slug, audience, *(str(states.get(state, 0)) for state in STATE_COLUMNS))
+    return table
+
+
 def _summary_text(result: dict[str, Any]) -> str:
     return "\n".join(f"[yellow]{p}[/]" for p in result["problems"])
 
 
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Let `briefing check --json` mean `briefing --json check`: global flags may follow the command too."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main() -> None:
+    """Console-script entry point: every error ends as one line and a documented exit code."""
     try:
-        app()
+        app(args=hoist_global_flags(sys.argv[1:]))
     except BriefingError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(err.exit_code)
+        raise SystemExit(fail(err).exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if Output.verbose:
+            raise
+        logger.debug("unexpected error", exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        message = f"unexpected {type(exc).__name__}: {first_line} — run again with --verbose for the traceback"
+        raise SystemExit(fail(BriefingError(message)).exit_code) from None
 
 
-if __name__ == "__main__":
-    main()
-
+# Command modules register themselves here, one import+call each (see HELPERS.md).
+from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_publish import register as register_publish  # noqa: E402
 
+register_preview(app)
 register_publish(app)

@@ -1,0 +1,381 @@
+"""`briefing preview`: a local web server to see every audience's email before it goes.
+
+Pages: the list of briefings (status, date, verdict, problems from the checker, what was sent); per briefing
+each audience's email in a frame at 600 px and 375 px, its plain-text part, its Markdown, its size against
+the budget, subject and preheader, and a "send test" form; the archive page; the unsubscribe endpoints.
+Content is read fresh on every request, and a watcher on content/ and templates/ tells open pages to
+reload through server-sent events. Entry points: `create_app` and `serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import uvicorn
+from markdown_it import MarkdownIt
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from watchfiles import awatch
+
+from flows import ledger, render
+from flows.content import Loaded, check_address, load_content
+from flows.deliver import make_transport
+from flows.errors import BriefingError, DeliveryError, Problem, RenderError
+from flows.join import join_briefing
+from flows.messages import build_message, unsubscribe_url
+from flows.models import Briefing, Content, Subscriber
+from flows.publish import archive_url, assign_paths, html_link, render_page
+from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, render_briefing
+from flows.settings import Settings
+from flows.store import Store, open_store
+from flows.transports import SendResult
+from flows.unsubscribe import unsubscribe_routes
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_RECIPIENT = "preview@example.invalid"
+WIDTHS = (600, 375)
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass
+class AudienceView:
+    """One audience's rendering of a briefing, or why it could not be rendered."""
+
+    id: str
+    name: str
+    email: RenderedEmail | None = None
+    error: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.email.html_bytes if self.email else 0
+
+
+@dataclass
+class BriefingView:
+    briefing: Briefing
+    problems: list[Problem] = field(default_factory=list)
+    sent: dict[str, dict[str, int]] = field(default_factory=dict)  # audience → state → rows
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity != "error"]
+
+
+class Reloader:
+    """A version number that goes up whenever a watched file changes; waiters are woken on each change."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    def bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def problems_by_path(problems: list[Problem]) -> dict[str, list[Problem]]:
+    grouped: dict[str, list[Problem]] = {}
+    for problem in problems:
+        grouped.setdefault(str(Path(problem.path).resolve()), []).append(problem)
+    return grouped
+
+
+def briefing_views(loaded: Loaded, store: Store) -> tuple[list[BriefingView], list[Problem]]:
+    """One view per briefing with its own problems and send counts, plus the problems of other files."""
+    grouped = problems_by_path(loaded.problems)
+    sent: dict[str, dict[str, dict[str, int]]] = {}
+    for (slug, audience, state), rows in ledger.counts(store).items():
+        sent.setdefault(slug, {}).setdefault(audience, {})[state] = rows
+    views = []
+    for briefing in loaded.content.briefings:
+        own = grouped.pop(str(Path(briefing.path).resolve()), [])
+        if briefing.status == "ready":  # what `briefing run` would hold back: translation vs stored article
+            own += join_briefing(briefing, store).problems
+        views.append(BriefingView(briefing, own, sent.get(briefing.slug, {})))
+    general = [p for items in grouped.values() for p in items]
+    return views, general
+
+
+def render_audiences(
+    briefing: Briefing,
+    content: Content,
+    settings: Settings,
+    store: Store,
+    *,
+    is_test: bool = False,
+    only: str | None = None,
+) -> list[AudienceView]:
+    """Render each audience on its own, so one audience's error (common in drafts) leaves the others visible."""
+    link = archive_url(settings, assign_paths(store, (briefing,))[briefing.slug])
+    views = []
+    for audience in content.audiences:
+        if only and audience.id != only:
+            continue
+        view = AudienceView(audience.id, audience.name)
+        try:
+            rendered = render_briefing(
+                briefing,
+                content,
+                templates_dir=settings.templates_dir,
+                archive_url=link,
+                archive_index_url=f"{settings.base_url}/index.html",
+                budget=settings.email_size_budget,
+                is_test=is_test,
+                audiences=[audience.id],
+            )
+            view.email = rendered.emails[audience.id]
+        except BriefingError as err:
+            view.error = str(err)
+        views.append(view)
+    return views
+
+
+def send_test(settings: Settings, content: Content, store: Store, slug: str, audience_id: str, address: str) -> str:
+    """Send one message marked as a test to one address; the ledger of real recipients is not touched."""
+    briefing = next((b for b in content.briefings if b.slug == slug), None)
+    if briefing is None:
+        raise DeliveryError(f"no briefing with slug '{slug}'", hint="pick one from the list")
+    try:
+        audience = content.audience(audience_id)
+    except KeyError:
+        raise DeliveryError(f"unknown audience '{audience_id}'", where=slug) from None
+    try:
+        email = check_address(address)
+    except ValueError as exc:
+        raise DeliveryError(f"invalid test address {address!r}: {exc}", hint="type a full address") from None
+    view = render_audiences(briefing, content, settings, store, is_test=True, only=audience.id)[0]
+    if view.email is None:
+        raise RenderError(view.error, slug=slug, audience=audience.id)
+    envelope = build_message(view.email, Subscriber(email=email), settings, audience_name=audience.name, is_test=True)
+    transport = make_transport(settings)
+    try:
+        result: SendResult = transport.send(envelope, f"test/{slug}/{audience.id}")
+    finally:
+        transport.close()
+    if result.state != ledger.SENT:
+        raise DeliveryError(f"test send to {email} {result.state}: {result.reply}", where=f"{slug}/{audience.id}")
+    logger.info("test message for %s/%s sent to %s: %s", slug, audience.id, email, result.reply)
+    return result.reply
+
+
+def same_origin(request: Request) -> bool:
+    """True when the browser says the request comes from this server's own pages (or says nothing: curl)."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+class PreviewApp:
+    """The request handlers, bound to one settings object, store and reloader."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.reloader = Reloader()
+        self.markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+    # helpers ------------------------------------------------------------------------------------------
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = render.render_template(
+            self.settings.templates_dir,
+            f"preview/{name}",
+            version=self.reloader.version,
+            settings=self.settings,
+            **context,
+        )
+        return HTMLResponse(body, status_code=status)
+
+    def load(self) -> Loaded:
+        return load_content(self.settings.content_dir)
+
+    def find(self, loaded: Loaded, slug: str) -> Briefing | None:
+        return next((b for b in loaded.content.briefings if b.slug == slug), None)
+
+    def not_found(self, what: str) -> HTMLResponse:
+        return self.page("not_found.html.j2", status=404, what=what)
+
+    def published_html(self, briefing: Briefing) -> str | None:
+        relative = html_link(assign_paths(self.store, (briefing,))[briefing.slug])
+        return relative if (self.settings.archive_path / relative).is_file() else None
+
+    # routes -------------------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        loaded = await run_in_threadpool(self.load)
+        views, general = await run_in_threadpool(briefing_views, loaded, self.store)
+        return self.page("index.html.j2", views=views, general=general, audiences=loaded.content.audiences)
+
+    async def briefing(self, request: Request) -> Response:
+        loaded = await run_in_threadpool(self.load)
+        briefing = self.find(loaded, request.path_params["slug"])
+        if briefing is None:
+            return self.not_found(f"briefing '{request.path_params['slug']}'")
+        views, _ = await run_in_threadpool(briefing_views, loaded, self.store)
+        view = next(v for v in views if v.briefing.slug == briefing.slug)
+        audiences = await run_in_threadpool(render_audiences, briefing, loaded.content, self.settings, self.store)
+        width = int(request.query_params.get("w", "600")) if request.query_params.get("w") in ("600", "375") else 600
+        return self.page(
+            "briefing.html.j2",
+            view=view,
+            audiences=audiences,
+            widths=WIDTHS,
+            width=width,
+            budget=self.settings.email_size_budget,
+            published=self.published_html(briefing),
+            sent_to=request.query_params.get("sent", ""),
+            send_error=request.query_params.get("error", ""),
+            smtp=bool(self.settings.smtp_url),
+        )
+
+    async def email_part(self, request: Request) -> Response:
+        slug, audience_id, kind = (request.path_params[k] for k in ("slug", "audience", "kind"))
+        if kind not in ("html", "txt", "md"):
+            return self.not_found(f"email part '.{kind}'")
+        loaded = await run_in_threadpool(self.load)
+        briefing = self.find(loaded, slug)
+        if briefing is None:
+            return self.not_found(f"briefing '{slug}'")
+        views = await run_in_threadpool(
+            partial(render_audiences, only=audience_id), briefing, loaded.content, self.settings, self.store
+        )
+        if not views:
+            return self.not_found(f"audience '{audience_id}'")
+        view = views[0]
+        if view.email is None:
+            return PlainTextResponse(f"this email cannot be rendered: {view.error}\n", status_code=422)
+        link = unsubscribe_url(self.settings, audience_id, PREVIEW_RECIPIENT)
+        if kind == "html":
+            return HTMLResponse(view.email.html.replace(UNSUBSCRIBE_PLACEHOLDER, link))
+        if kind == "txt":
+            return PlainTextResponse(view.email.text.replace(UNSUBSCRIBE_PLACEHOLDER, link))
+        return PlainTextResponse(view.email.markdown.replace(UNSUBSCRIBE_PLACEHOLDER, link), media_type="text/markdown")
+
+    async def archive(self, request: Request) -> Response:
+        loaded = await run_in_threadpool(self.load)
+        briefing = self.find(loaded, request.path_params["slug"])
+        if briefing is None:
+            return self.not_found(f"briefing '{request.path_params['slug']}'")
+        published = self.published_html(briefing)
+        if published:
+            return RedirectResponse(f"/published/{quote(published)}", status_code=303)
+        path = assign_paths(self.store, (briefing,))[briefing.slug]
+        try:
+            markdown = render_page(briefing, loaded.content, path, (None, None), self.settings)
+            error = ""
+        except BriefingError as err:
+            markdown, error = "", str(err)
+        return self.page(
+            "archive.html.j2",
+            briefing=briefing,
+            path=path,
+            markdown=markdown,
+            html=self.markdown.render(markdown),
+            error=error,
+        )
+
+    async def send_test_form(self, request: Request) -> Response:
+        if not same_origin(request):
+            # a page on another site must not make this server send mail (cross-site form POST)
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+        slug, audience_id, address = form.get("slug", ""), form.get("audience", ""), form.get("address", "").strip()
+        loaded = await run_in_threadpool(self.load)
+        try:
+            reply = await run_in_threadpool(
+                send_test, self.settings, loaded.content, self.store, slug, audience_id, address
+            )
+        except BriefingError as err:
+            logger.warning("test send failed: %s", err)
+            return RedirectResponse(f"/b/{quote(slug)}?error={quote(str(err))}#{quote(audience_id)}", status_code=303)
+        sent = f"{audience_id} → {address} ({reply})"
+        return RedirectResponse(f"/b/{quote(slug)}?sent={quote(sent)}#{quote(audience_id)}", status_code=303)
+
+    async def events(self, request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            yield f"retry: 1000\ndata: {self.reloader.version}\n\n"
+            while not await request.is_disconnected():
+                if await self.reloader.wait(KEEPALIVE_SECONDS):
+                    yield f"data: {self.reloader.version}\n\n"
+                else:
+                    yield ": keepalive\n\n"
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Bump the version whenever a file under content/ or templates/ changes."""
+        folders = [str(p) for p in (self.settings.content_dir, self.settings.templates_dir) if p.is_dir()]
+        async for changes in awatch(*folders, stop_event=stop, debounce=200, step=50, recursive=True):
+            render.load_labels.cache_clear()
+            self.reloader.bump()
+            logger.info("reloading pages: %s", ", ".join(sorted({Path(p).name for _, p in changes})))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(self.watch(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(watcher, 5)
+
+    def routes(self) -> list[Route | Mount]:
+        return [
+            Route("/", self.index),
+            Route("/b/{slug}", self.briefing),
+            Route("/email/{slug}/{audience}.{kind:str}", self.email_part),
+            Route("/archive/{slug}", self.archive),
+            Route("/send-test", self.send_test_form, methods=["POST"]),
+            Route("/events", self.events),
+            *unsubscribe_routes(self.settings, self.store),
+            Mount("/published", StaticFiles(directory=self.settings.archive_path, html=True, check_dir=False)),
+        ]
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    handlers = PreviewApp(settings, store or open_store(settings.store_url))
+    return Starlette(routes=handlers.routes(), lifespan=handlers.lifespan)
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the preview server until interrupted (Ctrl-C)."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,122 @@
+"""The preview app in-process (Starlette's test client): drafts, errors, archive links, test sends to the outbox."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.preview import create_app
+from flows.publish import assign_paths, html_link
+from flows.settings import Settings
+from flows.store import Store
+
+with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+@pytest.fixture
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, store)) as test_client:
+        yield test_client
+
+
+def drop_note(path: Path, audience: str) -> None:
+    text = path.read_text("utf-8")
+    path.write_text(re.sub(rf"### {audience}\n.*?(?=\n###|\n## )", "", text, flags=re.DOTALL), "utf-8")
+
+
+def test_a_draft_missing_one_note_still_shows_the_other_audiences(project: Path, client: TestClient) -> None:
+    drop_note(project / "content" / "briefings" / "metr-task-horizons.md", "uota")
+    page = client.get("/b/metr-task-horizons")
+    assert page.status_code == 200
+    errors = re.findall(r'class="render-error">([^<]*)', page.text)
+    assert len(errors) == 1 and "uota" in errors[0] and "no note for this audience" in errors[0]
+    assert set(re.findall(r'id="frame-([a-z]+)"', page.text)) == {"atou", "neta", "investors"}
+    frame = client.get("/email/metr-task-horizons/uota.html")
+    assert frame.status_code == 422 and "no note for this audience" in frame.text
+
+
+def test_problems_from_the_checker_are_listed_with_their_briefing(project: Path, client: TestClient) -> None:
+    path = project / "content" / "briefings" / "github-commit-flood.md"
+    path.write_text(path.read_text("utf-8").replace("### neta\n", "### nobody\n"), "utf-8")
+    page = client.get("/")
+    row = page.text.split('data-slug="github-commit-flood"', 1)[1].split("</tr>", 1)[0]
+    assert "unknown audience id &#39;nobody&#39;" in row
+    assert re.search(r"[1-9]\d* errors", row)
+
+
+def test_unknown_briefing_audience_or_part_is_404(client: TestClient) -> None:
+    assert client.get("/b/no-such-briefing").status_code == 404
+    assert client.get("/email/github-commit-flood/nobody.html").status_code == 404
+    assert client.get("/email/github-commit-flood/atou.exe").status_code == 404
+    assert client.get("/archive/no-such-briefing").status_code == 404
+
+
+def test_email_parts_have_a_working_unsubscribe_link(client: TestClient, settings: Settings) -> None:
+    html = client.get("/email/github-commit-flood/atou.html").text
+    text = client.get("/email/github-commit-flood/atou.txt").text
+    markdown = client.get("/email/github-commit-flood/atou.md")
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    assert "unsubscribe.invalid" not in html + text
+    link = re.search(r"/unsubscribe\?t=([\w.%-]+)", html)
+    assert link, "the previewed email carries a real unsubscribe link"
+    confirm = client.get("/unsubscribe", params={"t": link.group(1).replace("%3D", "=")})
+    assert confirm.status_code == 200 and "preview@example.invalid" in confirm.text
+
+
+def test_archive_links_to_the_published_html_when_it_exists(
+    settings: Settings, store: Store, client: TestClient
+) -> None:
+    rendered = client.get("/archive/github-commit-flood")
+    assert rendered.status_code == 200 and "Not published as HTML yet" in rendered.text
+    from flows.content import load_content
+
+    briefing = next(b for b in load_content(settings.content_dir).content.briefings if b.slug == "github-commit-flood")
+    relative = html_link(assign_paths(store, (briefing,))[briefing.slug])
+    target = settings.archive_path / relative
+    target.parent.mkdir(parents=True)
+    target.write_text("<html><body>published page</body></html>", "utf-8")
+    redirected = client.get("/archive/github-commit-flood", follow_redirects=False)
+    assert redirected.status_code == 303 and redirected.headers["location"] == f"/published/{relative}"
+    assert client.get(redirected.headers["location"]).text == "<html><body>published page</body></html>"
+
+
+def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
+    settings: Settings, store: Store, client: TestClient
+) -> None:
+    from flows import ledger
+
+    form = {"slug": "github-commit-flood", "audience": "investors", "address": "editor@example.org"}
+    response = client.post("/send-test", data=form, follow_redirects=False)
+    assert response.status_code == 303 and "sent=" in response.headers["location"]
+    written = list((settings.outbox_path / "test" / "github-commit-flood" / "investors").glob("*.eml"))
+    assert len(written) == 1
+    raw = written[0].read_bytes()
+    assert b"X-Briefing-Test: yes" in raw and b"editor@example.org" in raw
+    assert ledger.counts(store) == {}
+    unknown = client.post("/send-test", data={**form, "audience": "nobody"}, follow_redirects=False)
+    assert "error=" in unknown.headers["location"] and "unknown%20audience" in unknown.headers["location"]
+
+
+def test_send_test_refuses_cross_site_posts(settings: Settings, client: TestClient) -> None:
+    form = {"slug": "github-commit-flood", "audience": "atou", "address": "victim@example.org"}
+    refused = client.post("/send-test", data=form, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert refused.status_code == 403
+    assert not (settings.outbox_path / "test").exists()
+    same = client.post("/send-test", data=form, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert same.status_code == 303 and "sent=" in same.headers["location"]
+
+
+def test_list_shows_what_the_ledger_holds(store: Store, client: TestClient) -> None:
+    from flows import ledger
+
+    ledger.enqueue(store, "github-commit-flood", "neta", "hash1", {"a@example.org": "<1@x>", "b@example.org": "<2@x>"})
+    row = client.get("/").text.split('data-slug="github-commit-flood"', 1)[1].split("</tr>", 1)[0]
+    assert "neta: queued 2" in row
+    page = client.get("/b/github-commit-flood").text
+    assert "sent: queued 2" in page.split('id="neta"', 1)[1].split("</h2>", 1)[0]
