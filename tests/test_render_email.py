@@ -129,7 +129,9 @@ def test_missing_note_names_briefing_and_audience() -> None:
 def test_other_notes_follow_the_audience_setting() -> None:
     content = sample_content()
     flipped = content.model_copy(
-        update={"audiences": tuple(a.model_copy(update={"show_other_notes": a.id == "atou"}) for a in content.audiences)}
+        update={
+            "audiences": tuple(a.model_copy(update={"show_other_notes": a.id == "atou"}) for a in content.audiences)
+        }
     )
     rendered = render(READY[0], flipped)
     neta_note = squash(READY[0].note_for("neta").meaning)
