@@ -261,11 +261,11 @@ def compile_mjml(source: str) -> str:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    return finish_html(_inliner().inline(html))
+    return finish_html(css_inliner().inline(html))
 
 
 @cache
-def _inliner() -> css_inline.CSSInliner:
+def css_inliner() -> css_inline.CSSInliner:
     return css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
 

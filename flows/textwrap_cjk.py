@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from functools import cache
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ TOKEN = re.compile(
 )
 
 
+@cache
 def char_width(ch: str) -> int:
     if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf") or "\ufe00" <= ch <= "\ufe0f":
         return 0
@@ -38,6 +40,8 @@ def char_width(ch: str) -> int:
 
 def display_width(text: str) -> int:
     """Columns `text` takes in a monospaced terminal or mail reader."""
+    if "\u200d" not in text:
+        return sum(map(char_width, text))
     width = 0
     for index, ch in enumerate(text):
         # After a ZWJ the next emoji joins the previous glyph and takes no extra columns.
@@ -77,22 +81,27 @@ def _wrap_paragraph(paragraph: str, width: int, indent: str, hard_limit: int) ->
     if not paragraph:
         return [""]
     lines: list[str] = []
-    current = ""
+    current, used = "", 0  # the line being built (without a pending space) and its display width
+    pending_space = False
+    indent_width = display_width(indent)
     for token in _tokens(paragraph):
         if token.isspace():
-            if current.strip():
-                current += " "
+            pending_space = bool(current.strip())
             continue
-        candidate = current + token
-        if current.strip() and display_width(candidate.rstrip()) > width:
-            lines.append(current.rstrip())
-            current = indent + token
+        token_width = display_width(token)
+        gap = 1 if pending_space else 0
+        if current.strip() and used + gap + token_width > width:
+            lines.append(current)
+            current, used = indent + token, indent_width + token_width
         else:
-            current = candidate
-        while len(current.encode("utf-8")) > hard_limit:  # an unbroken token longer than a mail line may be
-            head, current = _split_octets(current, hard_limit)
-            lines.append(head)
-            current = indent + current
+            current, used = current + " " * gap + token, used + gap + token_width
+        pending_space = False
+        if len(current) * 4 > hard_limit and len(current.encode("utf-8")) > hard_limit:
+            while len(current.encode("utf-8")) > hard_limit:  # an unbroken token longer than a mail line may be
+                head, current = _split_octets(current, hard_limit)
+                lines.append(head)
+                current = indent + current
+            used = display_width(current)
     if current.strip():
         lines.append(current.rstrip())
     return lines
