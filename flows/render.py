@@ -34,6 +34,8 @@ PREHEADER_END = "</div>"
 # Invisible spacer after the preheader so mail clients do not pull body text into the inbox preview.
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
 STYLE_BUDGET = 16_000
+# The placeholder is replaced per recipient by a signed URL at send time; reserve room for the longer value.
+UNSUBSCRIBE_RESERVE = 400
 TEXT_TEMPLATE = "text/briefing.txt.j2"
 HTML_TEMPLATE = "email/briefing.mjml.j2"
 MARKDOWN_TEMPLATE = "markdown/briefing.md.j2"
@@ -282,6 +284,11 @@ def finish_html(html: str) -> str:
     return html
 
 
+def budget_bytes(html: str) -> int:
+    """Size counted against the budget: the HTML plus room for each per-recipient unsubscribe URL."""
+    return len(html.encode("utf-8")) + html.count(UNSUBSCRIBE_PLACEHOLDER) * UNSUBSCRIBE_RESERVE
+
+
 def style_bytes(html: str) -> int:
     return sum(len(m.encode("utf-8")) for m in STYLE_BLOCK.findall(html))
 
@@ -346,20 +353,20 @@ def shorten_steps(ctx: EmailContext) -> Iterator[EmailContext]:
 
 
 def fit_budget(ctx: EmailContext, templates_dir: Path, budget: int) -> tuple[EmailContext, str, list[str]]:
-    """Render the HTML; while it is over `budget` bytes, shorten (clip long entries, then drop core points from
+    """Render the HTML; while it (plus the unsubscribe reserve) is over `budget` bytes, shorten (clip long entries, then drop core points from
     the end, other audiences' notes, extra prompts) — each cut section links to the archive page.
 
     The audience's own note is never shortened: if even the shortest form is over budget, that is an error.
     """
     warnings: list[str] = []
     html = render_html(ctx, templates_dir)
-    size = len(html.encode("utf-8"))
+    size = budget_bytes(html)
     if size > budget:
         for shorter in shorten_steps(ctx):
             ctx, html = shorter, render_html(shorter, templates_dir)
-            if len(html.encode("utf-8")) <= budget:
+            if budget_bytes(html) <= budget:
                 break
-        final = len(html.encode("utf-8"))
+        final = budget_bytes(html)
         if final > budget:
             raise RenderError(
                 f"the email is {final} bytes even at its shortest (budget {budget})",

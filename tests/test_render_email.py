@@ -57,6 +57,9 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
     labels = labels_for(TEMPLATES, audience.locale)
     assert email.subject == f"{audience.subject_prefix}{briefing.verdict}"
     assert email.preheader and squash(email.preheader).rstrip("…")[:30] in squash(briefing.judgement)
+    hidden = re.search(r'<div style="display:none;[^"]*">(.*?)</div>', html, re.DOTALL)
+    assert hidden and hidden.group(1).startswith(email.preheader.replace('"', "&quot;")[:20])
+    assert hidden.group(1).count("&zwnj;") >= 20  # padding keeps body text out of the inbox preview
     text = parsed.text
     note = briefing.note_for(audience.id)
     mine = text.index(f"{labels['for_you']} · {audience.name}")
