@@ -39,6 +39,8 @@ UNSUBSCRIBE_RESERVE = 400
 TEXT_TEMPLATE = "text/briefing.txt.j2"
 HTML_TEMPLATE = "email/briefing.mjml.j2"
 MARKDOWN_TEMPLATE = "markdown/briefing.md.j2"
+INLINE_CSS = "partials/email_inline.css"
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CLIP_CHARS = 400
 
 
@@ -257,18 +259,25 @@ def build_context(
     )
 
 
-def compile_mjml(source: str) -> str:
-    """MJML → HTML (mjml-python), then inline the `mj-style inline` rules (mjml-python leaves them in <style>)."""
+def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
+    """MJML → HTML (mjml-python), then inline templates/partials/email_inline.css with css-inline.
+
+    mjml-python does not inline `<mj-style inline="inline">`; the rules to inline live in a CSS file instead and
+    only they are inlined (MJML's own reset styles stay in <head>, as the reference compiler leaves them).
+    """
     try:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    return finish_html(css_inliner().inline(html))
+    return finish_html(css_inliner(templates_dir or DEFAULT_TEMPLATES).inline(html))
 
 
 @cache
-def css_inliner() -> css_inline.CSSInliner:
-    return css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
+    css = (templates_dir / INLINE_CSS).read_text(encoding="utf-8")
+    return css_inline.CSSInliner(
+        inline_style_tags=False, keep_style_tags=True, load_remote_stylesheets=False, extra_css=css
+    )
 
 
 def finish_html(html: str) -> str:
@@ -294,7 +303,7 @@ def style_bytes(html: str) -> int:
 
 
 def render_html(ctx: EmailContext, templates_dir: Path) -> str:
-    return compile_mjml(render_mjml(ctx, templates_dir))
+    return compile_mjml(render_mjml(ctx, templates_dir), templates_dir)
 
 
 def render_mjml(ctx: EmailContext, templates_dir: Path) -> str:
@@ -353,8 +362,9 @@ def shorten_steps(ctx: EmailContext) -> Iterator[EmailContext]:
 
 
 def fit_budget(ctx: EmailContext, templates_dir: Path, budget: int) -> tuple[EmailContext, str, list[str]]:
-    """Render the HTML; while it (plus the unsubscribe reserve) is over `budget` bytes, shorten (clip long entries, then drop core points from
-    the end, other audiences' notes, extra prompts) — each cut section links to the archive page.
+    """Render the HTML; while it (plus the unsubscribe reserve) is over `budget` bytes, shorten: clip long
+    entries, then drop core points from the end, other audiences' notes, extra prompts. Each cut section links
+    to the archive page.
 
     The audience's own note is never shortened: if even the shortest form is over budget, that is an error.
     """
