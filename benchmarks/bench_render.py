@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -33,6 +34,7 @@ from mjml import mjml2html
 from flows.content import load_content
 from flows.models import Briefing, Content, CorePoint
 from flows.render import (
+    INLINE_CSS,
     build_context,
     css_inliner,
     finish_html,
@@ -193,7 +195,9 @@ def ms(values: list[float]) -> float:
     return statistics.fmean(values) * 1000
 
 
-def report(timings: Timings, reference: dict[str, float] | None, peak_mb: float, briefings: int, wall: bool) -> bool:
+def report(
+    timings: Timings, reference: dict[str, dict[str, float]] | None, peak_mb: float, briefings: int, wall: bool
+) -> bool:
     n = len(timings.mjml)
     html = [a + b + c for a, b, c in zip(timings.jinja, timings.mjml, timings.inline, strict=True)]
     mjml_share = sum(timings.mjml) / sum(html)
@@ -223,25 +227,52 @@ def report(timings: Timings, reference: dict[str, float] | None, peak_mb: float,
     if reference is None:
         print("reference MJML (npm, Node): not available in this run")
         return ok
-    ref_per = (reference["total_ms"] if wall else reference["cpu_ms"]) / reference["n"]
+    plain, inlined = reference["as_is"], reference["with_inline"]
     print(
-        f"\nreference: npm mjml {reference['version']} on Node {reference['node']}, one process, "
-        f"{reference['n']} identical MJML sources, peak RSS {reference['rss_mb']:.0f} MB"
+        f"\nreference: npm mjml {plain['version']} on Node {plain['node']}, one process each,"
+        f" {plain['n']} MJML sources;"
+        f" peak RSS {max(plain['rss_mb'], inlined['rss_mb']):.0f} MB"
     )
-    print(f"{'compiler':<46}{'ms/email':>12}{'speed-up':>12}")
-    compared = [
-        ("reference mjml (Node), mean", ref_per),
-        ("reference mjml (Node), median wall", reference["median_ms"]),
-        ("mjml-python compile only", ms(timings.mjml)),
-        ("our full HTML variant (jinja+mjml+inline)", ms(html)),
+    print("  as is: the exact MJML mjml-python compiled (no inlining)")
+    print("  with inline: the same plus our inline CSS as <mj-style inline> (juice inlines it: the same job as ours)")
+    ref_plain = per_email(plain, wall)
+    ref_inline = per_email(inlined, wall)
+    ours_compile = ms(timings.mjml)
+    ours_compile_inline = ms([a + b for a, b in zip(timings.mjml, timings.inline, strict=True)])
+    print(f"{'compiler':<52}{'ms/email':>10}{'speed-up':>11}")
+    rows = [
+        ("reference mjml, as is", ref_plain, ref_plain),
+        ("mjml-python, as is", ours_compile, ref_plain),
+        ("reference mjml, with inline", ref_inline, ref_inline),
+        ("mjml-python + css-inline + post-process", ours_compile_inline, ref_inline),
+        ("our full HTML variant (jinja2 + the above)", ms(html), ref_inline),
     ]
-    for name, value in compared:
-        print(f"{name:<46}{value:>12.3f}{ref_per / value:>11.1f}×")
-    speedup = ref_per / ms(html)
+    for name, value, baseline in rows:
+        print(f"{name:<52}{value:>10.3f}{baseline / value:>10.1f}×")
+    speedup = ref_inline / ms(html)
     met = speedup >= SPEEDUP_TARGET
     verdict = "MET" if met else "MISSED"
-    print(f"target ≥ {SPEEDUP_TARGET:.0f}× faster than reference per email: {verdict} ({speedup:.1f}×)")
+    print(
+        f"target ≥ {SPEEDUP_TARGET:.0f}× faster than reference per email (full variant vs reference with inline): "
+        f"{verdict} ({speedup:.1f}×)"
+    )
     return ok and met
+
+
+def per_email(result: dict[str, float], wall: bool) -> float:
+    return (result["total_ms"] if wall else result["cpu_ms"]) / result["n"]
+
+
+def with_inline_style(sources: list[str]) -> list[str]:
+    css = re.sub(r"/\*.*?\*/", "", (TEMPLATES / INLINE_CSS).read_text(encoding="utf-8"), flags=re.DOTALL)
+    block = f'<mj-style inline="inline">{css}</mj-style>'
+    return [source.replace("<mj-head>", "<mj-head>" + block, 1) for source in sources]
+
+
+def reference_runs(sources: list[str]) -> dict[str, dict[str, float]] | None:
+    plain = run_reference(sources)
+    inlined = run_reference(with_inline_style(sources)) if plain else None
+    return {"as_is": plain, "with_inline": inlined} if plain and inlined else None
 
 
 def main() -> None:
@@ -251,6 +282,7 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the Node reference compiler")
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU time (quiet machines)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     count = args.briefings or (10 if args.small else 100)
     content = load_content(REPO / "content").content
     briefings = synthesise(content.ready, count)
@@ -262,7 +294,7 @@ def main() -> None:
     tracemalloc.stop()
     # tracemalloc slows Python code; time again without it for the reported figures.
     timings = measure(briefings, content, clock)
-    reference = None if args.no_reference else run_reference(timings.sources)
+    reference = None if args.no_reference else reference_runs(timings.sources)
     report(timings, reference, peak_mb, count, args.wall)
 
 
