@@ -51,6 +51,7 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
     assert "'Noto Sans SC'" in html and "PingFang SC" in html
     assert re.search(r"line-height:\s*1\.[6-8]", html)
     assert "max-width:600px" in html
+    assert "<!--[if mso | IE]><table" in html  # Outlook's ghost tables around each section
     assert email.html_bytes <= 100_000 and email.style_bytes <= STYLE_BUDGET
     assert not email.warnings and not email.shortened
 
@@ -86,7 +87,9 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
 
 def test_hostile_text_is_escaped_not_interpreted() -> None:
     briefing = hostile_briefing(READY[0])
+    briefing = briefing.model_copy(update={"verdict": briefing.verdict + "\r\nBcc: victim@example.org"})
     for audience_id, email in render(briefing).emails.items():
+        assert "\n" not in email.subject and "\r" not in email.subject and email.subject.endswith("victim@example.org")
         parsed = parse_html(email.html)
         assert [tag for tag, _ in parsed.tags].count("script") == 0
         assert "&lt;script&gt;" in email.html
