@@ -180,8 +180,24 @@ def render_template(templates_dir: Path, name: str, **context: Any) -> str:
 
 @cache
 def load_labels(templates_dir: Path) -> dict[str, dict[str, str]]:
-    with (templates_dir / "labels.yaml").open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    """The label tables, checked: `en` exists and every locale carries exactly the keys `en` has."""
+    path = templates_dir / "labels.yaml"
+    try:
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RenderError(f"{path}: cannot read the label table: {exc}", hint="fix the YAML") from exc
+    if not isinstance(table, dict) or not isinstance(table.get("en"), dict):
+        raise RenderError(f"{path}: needs a mapping per locale, including `en`", hint="see docs/rendering.md")
+    keys = set(table["en"])
+    for locale, labels in table.items():
+        found = set(labels) if isinstance(labels, dict) else set()
+        if found != keys:
+            missing, extra = sorted(keys - found), sorted(found - keys)
+            raise RenderError(
+                f"{path}: locale {locale} has missing labels {missing} and unknown labels {extra}",
+                hint="every locale must carry the same keys as `en`",
+            )
+    return table
 
 
 def labels_for(templates_dir: Path, locale: str) -> dict[str, str]:

@@ -184,3 +184,13 @@ def test_note_for_an_unknown_audience_is_ignored() -> None:
     extra = AudienceNote(audience="ghost", meaning="ghost-meaning", next_step="x")
     briefing = READY[0].model_copy(update={"notes": (*READY[0].notes, extra)})
     assert "ghost-meaning" not in render(briefing, audiences=["investors"]).emails["investors"].html
+
+
+def test_label_table_with_a_missing_key_is_a_clear_error(tmp_path: Path) -> None:
+    from flows.render import load_labels
+
+    table = yaml.safe_load((TEMPLATES / "labels.yaml").read_text(encoding="utf-8"))
+    del table["zh-CN"]["for_you"]
+    (tmp_path / "labels.yaml").write_text(yaml.safe_dump(table, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RenderError, match=r"labels\.yaml: locale zh-CN has missing labels \['for_you'\]"):
+        load_labels(tmp_path)
