@@ -53,16 +53,22 @@ def display_width(text: str) -> int:
 
 def _tokens(text: str) -> list[str]:
     tokens: list[str] = []
+    in_quote = False  # straight double quotes alternate: opening ones bind forward, closing ones backward
+    glue_next = False
     for token in TOKEN.findall(text):
-        if (
-            tokens
-            and not token.isspace()
-            and not tokens[-1].isspace()
-            and (token[0] in NO_LINE_START or tokens[-1][-1] in NO_LINE_END)
-        ):
+        if token.isspace():
+            tokens.append(token)
+            glue_next = False
+            continue
+        closing_quote = token[0] == '"' and in_quote
+        if token[0] == '"':
+            in_quote = not in_quote
+        joins = bool(tokens) and not tokens[-1].isspace()
+        if joins and (glue_next or closing_quote or token[0] in NO_LINE_START or tokens[-1][-1] in NO_LINE_END):
             tokens[-1] += token
         else:
             tokens.append(token)
+        glue_next = token == '"' and in_quote
     return tokens
 
 

@@ -123,3 +123,15 @@ def test_indent_applies_to_continuation_lines_and_blank_lines_are_kept() -> None
     lines = out.splitlines()
     assert lines[0].startswith("* ") and all(line.startswith("  ") for line in lines[1:-2])
     assert lines[-2:] == ["", "second"]
+
+
+def test_straight_quotes_stay_with_the_words_they_enclose() -> None:
+    text = '把社群讨论从"AI 会取代谁"换成"哪些人类能力会因为 AI 普及而更稀缺"，收集成员的真实案例。' * 3
+    for width in range(12, 60):
+        consumed = 0
+        for line in wrap(text, width=width).splitlines():
+            before = text[:consumed].count('"')
+            opening_at_end = line.endswith('"') and (before + line.count('"')) % 2 == 1
+            closing_at_start = line.startswith('"') and before % 2 == 1
+            assert not opening_at_end and not closing_at_start, (width, line)
+            consumed = text.index(line.lstrip(), consumed) + len(line.lstrip())
