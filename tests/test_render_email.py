@@ -51,7 +51,9 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
     assert "'Noto Sans SC'" in html and "PingFang SC" in html
     assert re.search(r"line-height:\s*1\.[6-8]", html)
     assert "max-width:600px" in html
-    assert "<!--[if mso | IE]><table" in html  # Outlook's ghost tables around each section
+    assert "<!--[if mso | IE]><table" in html
+    headings = [tag for tag, _ in parsed.tags if tag in ("h1", "h2")]  # screen readers navigate by these
+    assert headings == ["h1", "h2", "h2", *(["h2"] if audience.show_other_notes else []), "h2"]  # Outlook's ghost tables around each section
     assert email.html_bytes <= 100_000 and email.style_bytes <= STYLE_BUDGET
     assert not email.warnings and not email.shortened
 
