@@ -51,9 +51,9 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
     assert "'Noto Sans SC'" in html and "PingFang SC" in html
     assert re.search(r"line-height:\s*1\.[6-8]", html)
     assert "max-width:600px" in html
-    assert "<!--[if mso | IE]><table" in html
+    assert "<!--[if mso | IE]><table" in html  # Outlook's ghost tables around each section
     headings = [tag for tag, _ in parsed.tags if tag in ("h1", "h2")]  # screen readers navigate by these
-    assert headings == ["h1", "h2", "h2", *(["h2"] if audience.show_other_notes else []), "h2"]  # Outlook's ghost tables around each section
+    assert headings == ["h1", "h2", "h2", *(["h2"] if audience.show_other_notes else []), "h2"]
     assert email.html_bytes <= 100_000 and email.style_bytes <= STYLE_BUDGET
     assert not email.warnings and not email.shortened
 
@@ -196,3 +196,15 @@ def test_label_table_with_a_missing_key_is_a_clear_error(tmp_path: Path) -> None
     (tmp_path / "labels.yaml").write_text(yaml.safe_dump(table, allow_unicode=True), encoding="utf-8")
     with pytest.raises(RenderError, match=r"labels\.yaml: locale zh-CN has missing labels \['for_you'\]"):
         load_labels(tmp_path)
+
+
+def test_unescaped_lt_in_mjml_is_a_render_error_so_autoescape_matters() -> None:
+    # Why the email environment autoescapes: a bare "<" from curated text would break mjml-python.
+    source = "<mjml><mj-body><mj-section><mj-column><mj-text>a < b</mj-text></mj-column></mj-section></mj-body></mjml>"
+    with pytest.raises(RenderError, match="MJML could not be compiled"):
+        compile_mjml(source)
+    assert "a &lt; b" in compile_mjml(source.replace("a < b", "a &lt; b"))
+
+
+def test_audience_filter_renders_only_the_named_audiences() -> None:
+    assert set(render(READY[0], audiences=["neta", "uota"]).emails) == {"neta", "uota"}
