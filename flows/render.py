@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import css_inline
 import jinja2
@@ -17,18 +19,35 @@ import yaml
 from mjml import mjml2html
 
 from flows.errors import RenderError
-from flows.models import Audience, Briefing, Content, CorePoint
+from flows.models import Audience, Briefing, Content
 from flows.textwrap_cjk import wrap
 
 logger = logging.getLogger(__name__)
 
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.invalid/__BRIEFING_UNSUBSCRIBE__"
-MD_SPECIALS = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+MD_SPECIALS = re.compile(r"([\\`*_{}\[\]<>()#+!|~&$^])")
+LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+TABLE_TAG = re.compile(r"<table\b(?![^>]*\brole=)", re.IGNORECASE)
+IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
+PREHEADER_END = "</div>"
+# Invisible spacer after the preheader so mail clients do not pull body text into the inbox preview.
+PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
+STYLE_BUDGET = 16_000
+# The placeholder is replaced per recipient by a signed URL at send time; reserve room for the longer value.
+UNSUBSCRIBE_RESERVE = 400
+TEXT_TEMPLATE = "text/briefing.txt.j2"
+HTML_TEMPLATE = "email/briefing.mjml.j2"
+MARKDOWN_TEMPLATE = "markdown/briefing.md.j2"
+INLINE_CSS = "partials/email_inline.css"
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+CLIP_CHARS = 400
 
 
 @dataclass(frozen=True)
 class NoteView:
+    """One audience's note: what it means for them and what to do next."""
+
     audience_id: str
     audience_name: str
     meaning: str
@@ -36,16 +55,35 @@ class NoteView:
 
 
 @dataclass(frozen=True)
-class EmailContext:
-    """Everything the email, text and Markdown templates may use, as `ctx.<field>`.
+class PointView:
+    """One core point; `clipped` when its explanation was shortened to fit the email (the archive has it all)."""
 
-    lang: value of <html lang>; labels: the locale's label table; subject/preheader: message subject and
-    hidden preview text; audience_id/audience_name: who it is for; verdict/judgement/date: the briefing's
-    headline; source_title/original_url: the source article; own_note: this audience's note (shown first);
-    other_notes: the other audiences' notes when the audience asks for them; core_points/prompts: the
-    briefing's points and discussion prompts, possibly shortened (core_points_cut tells); archive_url and
-    archive_index_url: the online page and the archive list; unsubscribe_url: a placeholder replaced per
-    recipient at send time; why_received: footer text; is_test: marks a test send.
+    lead: str
+    explanation: str
+    clipped: bool = False
+
+
+@dataclass(frozen=True)
+class EmailContext:
+    """Everything the email, text and Markdown briefing templates may use, as `ctx.<field>`.
+
+    A test (tests/test_render_context.py) parses every template and fails when one uses a `ctx.<name>` that
+    is not a field here. Fields:
+
+    - lang: the audience's locale, used as `<html lang>`; labels: that locale's label table (templates/labels.yaml)
+    - subject: the audience's subject prefix + the verdict; preheader: hidden preview text from the judgement
+    - audience_id / audience_name: who the email is for
+    - verdict / judgement / date (ISO): the briefing's headline
+    - source_title / source_site / original_url: the source article
+    - own_note: this audience's note (NoteView), rendered first and marked "for you"; never shortened
+    - other_notes: the other audiences' notes (only when Audience.show_other_notes)
+    - core_points: PointView tuple, possibly fewer or clipped to fit the size budget
+    - prompts: the numbered discussion prompts, possibly fewer
+    - shortened: something was cut to fit the budget (a notice and "continue reading" links appear)
+    - core_points_cut / other_notes_cut / prompts_cut: which sections lost entries to the budget
+    - archive_url: the online briefing page; archive_index_url: the archive list
+    - unsubscribe_url: UNSUBSCRIBE_PLACEHOLDER, replaced per recipient at send time (flows/messages.py)
+    - why_received: footer sentence; is_test: a test send (banner)
     """
 
     lang: str
@@ -58,17 +96,21 @@ class EmailContext:
     judgement: str
     date: str
     source_title: str
+    source_site: str
     original_url: str
     own_note: NoteView
     other_notes: tuple[NoteView, ...]
-    core_points: tuple[CorePoint, ...]
-    core_points_cut: bool
+    core_points: tuple[PointView, ...]
     prompts: tuple[str, ...]
     archive_url: str
     archive_index_url: str
     unsubscribe_url: str
     why_received: str
     is_test: bool = False
+    shortened: bool = False
+    core_points_cut: bool = False
+    other_notes_cut: bool = False
+    prompts_cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,10 +124,15 @@ class RenderedEmail:
     markdown: str
     content_hash: str
     warnings: tuple[str, ...] = ()
+    shortened: bool = False
 
     @property
     def html_bytes(self) -> int:
         return len(self.html.encode("utf-8"))
+
+    @property
+    def style_bytes(self) -> int:
+        return style_bytes(self.html)
 
 
 @dataclass
@@ -95,14 +142,15 @@ class RenderedBriefing:
 
 
 def md_escape(value: Any) -> str:
-    text = str(value).replace("\n", " ")
-    return MD_SPECIALS.sub(r"\\\1", text)
+    """Escape text for Markdown inline use: no emphasis, link, HTML, entity or block marker can come out of it."""
+    text = MD_SPECIALS.sub(r"\\\1", " ".join(str(value).split()))
+    if text[:1] in ("-", "="):
+        return "\\" + text
+    return LEADING_NUMBER.sub(r"\1\\\2", text)
 
 
 def md_url(value: Any) -> str:
-    return (
-        str(value).replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
-    )
+    return quote(str(value).strip(), safe="/:?#[]@!$&'*+,;=%~-._")
 
 
 @cache
@@ -132,8 +180,24 @@ def render_template(templates_dir: Path, name: str, **context: Any) -> str:
 
 @cache
 def load_labels(templates_dir: Path) -> dict[str, dict[str, str]]:
-    with (templates_dir / "labels.yaml").open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    """The label tables, checked: `en` exists and every locale carries exactly the keys `en` has."""
+    path = templates_dir / "labels.yaml"
+    try:
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RenderError(f"{path}: cannot read the label table: {exc}", hint="fix the YAML") from exc
+    if not isinstance(table, dict) or not isinstance(table.get("en"), dict):
+        raise RenderError(f"{path}: needs a mapping per locale, including `en`", hint="see docs/rendering.md")
+    keys = set(table["en"])
+    for locale, labels in table.items():
+        found = set(labels) if isinstance(labels, dict) else set()
+        if found != keys:
+            missing, extra = sorted(keys - found), sorted(found - keys)
+            raise RenderError(
+                f"{path}: locale {locale} has missing labels {missing} and unknown labels {extra}",
+                hint="every locale must carry the same keys as `en`",
+            )
+    return table
 
 
 def labels_for(templates_dir: Path, locale: str) -> dict[str, str]:
@@ -145,7 +209,19 @@ def labels_for(templates_dir: Path, locale: str) -> dict[str, str]:
 
 
 def preheader_of(judgement: str, limit: int = 110) -> str:
-    return judgement if len(judgement) <= limit else judgement[: limit - 1].rstrip() + "…"
+    text = " ".join(judgement.split())
+    return text if len(text) <= limit else clip(text, limit)[0]
+
+
+def clip(text: str, limit: int) -> tuple[str, bool]:
+    """Shorten `text` to about `limit` characters, at a word boundary for Latin text, ending with an ellipsis."""
+    if len(text) <= limit:
+        return text, False
+    head = text[: limit - 1]
+    if head[-1:].isascii() and head[-1:].isalnum():
+        space = head.rfind(" ", limit // 2)
+        head = head[:space] if space > 0 else head
+    return head.rstrip(" ,.;:，。、；：") + "…", True
 
 
 def build_context(
@@ -158,6 +234,7 @@ def build_context(
     archive_index_url: str,
     is_test: bool = False,
 ) -> EmailContext:
+    """The full (unshortened) context of one audience's email."""
     labels = labels_for(templates_dir, audience.locale)
     names = {a.id: a.name for a in content.audiences}
     own = briefing.note_for(audience.id)
@@ -169,15 +246,14 @@ def build_context(
             hint="add the audience's note; `briefing check` lists what is missing",
         )
     others = tuple(
-        NoteView(n.audience, names.get(n.audience, n.audience), n.meaning, n.next_step)
+        NoteView(n.audience, names[n.audience], n.meaning, n.next_step)
         for n in briefing.notes
         if n.audience != audience.id and n.audience in names
     )
-    subject = f"{audience.subject_prefix}{briefing.verdict}".strip()
     return EmailContext(
         lang=audience.locale,
         labels=labels,
-        subject=subject,
+        subject=" ".join(f"{audience.subject_prefix}{briefing.verdict}".split()),
         preheader=preheader_of(briefing.judgement),
         audience_id=audience.id,
         audience_name=audience.name,
@@ -185,11 +261,11 @@ def build_context(
         judgement=briefing.judgement,
         date=briefing.date.isoformat(),
         source_title=briefing.source.title,
+        source_site=briefing.source.site,
         original_url=briefing.source.url,
         own_note=NoteView(audience.id, audience.name, own.meaning, own.next_step),
         other_notes=others if audience.show_other_notes else (),
-        core_points=briefing.core_points,
-        core_points_cut=False,
+        core_points=tuple(PointView(p.lead, p.explanation) for p in briefing.core_points),
         prompts=briefing.prompts,
         archive_url=archive_url,
         archive_index_url=archive_index_url,
@@ -199,61 +275,135 @@ def build_context(
     )
 
 
-def compile_mjml(source: str) -> str:
+def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
+    """MJML → HTML (mjml-python), then inline templates/partials/email_inline.css with css-inline.
+
+    mjml-python does not inline `<mj-style inline="inline">`; the rules to inline live in a CSS file instead and
+    only they are inlined (MJML's own reset styles stay in <head>, as the reference compiler leaves them).
+    """
     try:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
-    return inliner.inline(html)
+    return finish_html(css_inliner(templates_dir or DEFAULT_TEMPLATES).inline(html))
+
+
+@cache
+def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
+    css = (templates_dir / INLINE_CSS).read_text(encoding="utf-8")
+    return css_inline.CSSInliner(
+        inline_style_tags=False, keep_style_tags=True, load_remote_stylesheets=False, extra_css=css
+    )
+
+
+def finish_html(html: str) -> str:
+    """Guarantees mjml-python does not give: every table is a layout table for screen readers, every image has
+    alt text (empty = decorative), and the preheader is padded so body text does not leak into the preview."""
+    html = TABLE_TAG.sub('<table role="presentation"', html)
+    html = IMG_WITHOUT_ALT.sub('<img alt=""', html)
+    marker = '<div style="display:none;font-size:1px;'
+    start = html.find(marker)
+    if start >= 0:
+        end = html.find(PREHEADER_END, start)
+        html = html[:end] + PREHEADER_PADDING + html[end:]
+    return html
+
+
+def budget_bytes(html: str) -> int:
+    """Size counted against the budget: the HTML plus room for each per-recipient unsubscribe URL."""
+    return len(html.encode("utf-8")) + html.count(UNSUBSCRIBE_PLACEHOLDER) * UNSUBSCRIBE_RESERVE
 
 
 def style_bytes(html: str) -> int:
     return sum(len(m.encode("utf-8")) for m in STYLE_BLOCK.findall(html))
 
 
+def render_html(ctx: EmailContext, templates_dir: Path) -> str:
+    return compile_mjml(render_mjml(ctx, templates_dir), templates_dir)
+
+
+def render_mjml(ctx: EmailContext, templates_dir: Path) -> str:
+    return render_template(templates_dir, HTML_TEMPLATE, ctx=ctx)
+
+
+def render_text(ctx: EmailContext, templates_dir: Path) -> str:
+    return _tidy(render_template(templates_dir, TEXT_TEMPLATE, ctx=ctx))
+
+
+def render_markdown(ctx: EmailContext, templates_dir: Path) -> str:
+    return _tidy(render_template(templates_dir, MARKDOWN_TEMPLATE, ctx=ctx))
+
+
+def _tidy(text: str) -> str:
+    # "-- " (with its space) is the signature delimiter mail readers recognise; other trailing spaces go.
+    lines = [line if line == "-- " else line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
 def render_email(ctx: EmailContext, templates_dir: Path) -> tuple[str, str, str]:
-    mjml_source = render_template(templates_dir, "email/briefing.mjml.j2", ctx=ctx)
-    html = compile_mjml(mjml_source)
-    text = render_template(templates_dir, "text/briefing.txt.j2", ctx=ctx)
-    markdown = render_template(templates_dir, "markdown/briefing.md.j2", ctx=ctx)
-    return html, _tidy_text(text), _tidy_markdown(markdown)
+    """HTML, plain text and Markdown of one context, unshortened."""
+    return render_html(ctx, templates_dir), render_text(ctx, templates_dir), render_markdown(ctx, templates_dir)
 
 
-def _tidy_text(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+def _clip_sections(ctx: EmailContext) -> EmailContext:
+    points = []
+    for point in ctx.core_points:
+        explanation, clipped = clip(point.explanation, CLIP_CHARS)
+        points.append(PointView(clip(point.lead, CLIP_CHARS // 4)[0], explanation, clipped or point.clipped))
+    others = tuple(
+        replace(n, meaning=clip(n.meaning, CLIP_CHARS)[0], next_step=clip(n.next_step, CLIP_CHARS)[0])
+        for n in ctx.other_notes
+    )
+    prompts = tuple(clip(p, CLIP_CHARS)[0] for p in ctx.prompts)
+    cut = any(p.clipped for p in points) or others != ctx.other_notes or prompts != ctx.prompts
+    return replace(ctx, core_points=tuple(points), other_notes=others, prompts=prompts, core_points_cut=cut)
 
 
-def _tidy_markdown(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+def shorten_steps(ctx: EmailContext) -> Iterator[EmailContext]:
+    """Ever shorter versions of `ctx`; the audience's own note is never touched."""
+    ctx = replace(_clip_sections(ctx), shortened=True)
+    yield ctx
+    while len(ctx.core_points) > 1:
+        ctx = replace(ctx, core_points=ctx.core_points[: len(ctx.core_points) // 2], core_points_cut=True)
+        yield ctx
+    if ctx.other_notes:
+        ctx = replace(ctx, other_notes=(), other_notes_cut=True)
+        yield ctx
+    if len(ctx.prompts) > 1:
+        ctx = replace(ctx, prompts=ctx.prompts[:1], prompts_cut=True)
+        yield ctx
+    judgement, clipped = clip(ctx.judgement, CLIP_CHARS)
+    if clipped:
+        yield replace(ctx, judgement=judgement)
 
 
-def fit_budget(ctx: EmailContext, templates_dir: Path, budget: int) -> tuple[EmailContext, str, str, str, list[str]]:
-    """Render; when the HTML is over budget, drop core points from the end (with a link) and shorten prompts.
+def fit_budget(ctx: EmailContext, templates_dir: Path, budget: int) -> tuple[EmailContext, str, list[str]]:
+    """Render the HTML; while it (plus the unsubscribe reserve) is over `budget` bytes, shorten: clip long
+    entries, then drop core points from the end, other audiences' notes, extra prompts. Each cut section links
+    to the archive page.
 
-    The audience's own note is never dropped: if even the shortest form is over budget, it is an error.
+    The audience's own note is never shortened: if even the shortest form is over budget, that is an error.
     """
     warnings: list[str] = []
-    html, text, markdown = render_email(ctx, templates_dir)
-    while len(html.encode("utf-8")) > budget:
-        if len(ctx.core_points) > 1:
-            ctx = replace(ctx, core_points=ctx.core_points[: max(1, len(ctx.core_points) // 2)], core_points_cut=True)
-        elif ctx.other_notes:
-            ctx = replace(ctx, other_notes=())
-        elif len(ctx.prompts) > 1:
-            ctx = replace(ctx, prompts=ctx.prompts[:1])
-        else:
+    html = render_html(ctx, templates_dir)
+    size = budget_bytes(html)
+    if size > budget:
+        for shorter in shorten_steps(ctx):
+            ctx, html = shorter, render_html(shorter, templates_dir)
+            if budget_bytes(html) <= budget:
+                break
+        final = budget_bytes(html)
+        if final > budget:
             raise RenderError(
-                f"the email is {len(html.encode('utf-8'))} bytes even at its shortest (budget {budget})",
-                slug=ctx.subject,
+                f"the email is {final} bytes even at its shortest (budget {budget})",
                 audience=ctx.audience_id,
-                hint="shorten the audience note or judgement",
+                hint="shorten the audience's own note or raise BRIEFING_EMAIL_SIZE_BUDGET",
             )
-        html, text, markdown = render_email(ctx, templates_dir)
-        warnings.append(f"shortened to fit {budget} bytes")
-    if style_bytes(html) > 16_000:
-        warnings.append(f"style blocks are {style_bytes(html)} bytes (over 16 KB)")
-    return ctx, html, text, markdown, warnings
+        warnings.append(f"shortened from {size} to {final} bytes to fit the {budget}-byte budget")
+    styles = style_bytes(html)
+    if styles > STYLE_BUDGET:
+        warnings.append(f"style blocks are {styles} bytes (over {STYLE_BUDGET})")
+    return ctx, html, warnings
 
 
 def render_briefing(
@@ -267,13 +417,16 @@ def render_briefing(
     is_test: bool = False,
     audiences: list[str] | None = None,
 ) -> RenderedBriefing:
-    """Render every audience's email, text part and Markdown for one briefing."""
+    """Render every audience's email (HTML within `budget` bytes), text part and Markdown for one briefing.
+
+    The text part follows the HTML's (possibly shortened) content; the Markdown briefing is never shortened.
+    """
     result = RenderedBriefing(briefing=briefing)
     content_hash = briefing.content_hash()
     for audience in content.audiences:
         if audiences and audience.id not in audiences:
             continue
-        ctx = build_context(
+        full = build_context(
             briefing,
             audience,
             content,
@@ -282,7 +435,10 @@ def render_briefing(
             archive_index_url=archive_index_url,
             is_test=is_test,
         )
-        ctx, html, text, markdown, warnings = fit_budget(ctx, templates_dir, budget)
+        try:
+            ctx, html, warnings = fit_budget(full, templates_dir, budget)
+        except RenderError as exc:
+            raise RenderError(exc.message, slug=briefing.slug, audience=audience.id, hint=exc.hint) from exc
         for warning in warnings:
             logger.warning("%s/%s: %s", briefing.slug, audience.id, warning)
         result.emails[audience.id] = RenderedEmail(
@@ -291,9 +447,10 @@ def render_briefing(
             subject=ctx.subject,
             preheader=ctx.preheader,
             html=html,
-            text=text,
-            markdown=markdown,
+            text=render_text(ctx, templates_dir),
+            markdown=render_markdown(full, templates_dir),
             content_hash=content_hash,
-            warnings=tuple(dict.fromkeys(warnings)),
+            warnings=tuple(warnings),
+            shortened=ctx.shortened,
         )
     return result
