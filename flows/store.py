@@ -247,7 +247,7 @@ class Store:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.is_sqlite = self.url.startswith("sqlite")
-        self.migrate()
+        self.schema_changes = self.migrate()
 
     @property
     def where(self) -> str:
@@ -347,12 +347,14 @@ class Store:
         }
         with self.begin() as conn:
             # ON CONFLICT makes two workers storing the same article at once end with one row, one of them "new".
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT through SQLAlchemy 2.1.
             added = conn.execute(
                 self.insert(articles)
                 .values(id=article.id, first_seen=now, version=1, **values)
                 .on_conflict_do_nothing(index_elements=[articles.c.id])
-            ).rowcount
-            if added:
+                .returning(articles.c.id)
+            ).first()
+            if added is not None:
                 return "new"
             # The fingerprint test is in the UPDATE itself: a concurrent identical update finds nothing to change.
             changed = conn.execute(
@@ -391,8 +393,9 @@ class Store:
                 self.insert(unsubscribes)
                 .values(audience=audience, email=email.lower(), at=utcnow(), method=method)
                 .on_conflict_do_nothing(index_elements=[unsubscribes.c.audience, unsubscribes.c.email])
-            ).rowcount
-        return added == 1
+                .returning(unsubscribes.c.email)
+            ).first()
+        return added is not None
 
     def unsubscribed(self, audience: str) -> set[str]:
         with self.engine.connect() as conn:
