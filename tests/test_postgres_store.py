@@ -270,7 +270,7 @@ def _rss(feed: int, entries: int) -> bytes:
 
 
 class _FeedHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         feed = int(self.path.strip("/").split(".")[0])
         body = _rss(feed, 8)
         time.sleep(0.02)  # a little latency so the two runs overlap feed by feed
