@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         description="Maximum bytes of an HTML email; longer briefings are shortened with 'continue reading' links.",
     )
     strict: bool = Field(False, description="Fail the run on the first bad file instead of skipping it.")
+    # --- postgres ---
+    send_rate_limit: str = Field(
+        "briefing-smtp-send",
+        description="Name of the Prefect global concurrency limit that paces SMTP sends across all workers at `smtp_rate` messages per second; created at start-up when `smtp_rate` > 0 and a Prefect API is set.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 ENV_URL = "BRIEFING_TEST_POSTGRES_URL"
 DATABASE = "briefing_test"
 PG_USER = "postgres"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def find_pg_bin() -> Path | None:
@@ -183,3 +185,77 @@ def fresh_schema(url: str) -> Iterator[str]:
         yield schema_url(url, schema)
     finally:
         run_admin_sql(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# scale tests: a counting SMTP server and a project with one big audience ------------------------------
+
+
+class CountingSmtp:
+    """A loopback aiosmtpd that counts messages per recipient and per connection, with arrival times."""
+
+    def __init__(self) -> None:
+        import threading
+        from collections import Counter
+
+        self.lock = threading.Lock()
+        self.per_recipient: Counter[str] = Counter()
+        self.per_peer: Counter[str] = Counter()
+        self.arrivals: list[float] = []
+        self.controller: Any = None
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's naming)
+        import time
+
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.per_recipient[rcpt.lower()] += 1
+            self.per_peer[str(session.peer)] += 1
+            self.arrivals.append(time.monotonic())
+        return "250 OK queued"
+
+    @property
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.per_recipient.values())
+
+    def busy_peers(self, at_least: int) -> int:
+        with self.lock:
+            return sum(1 for n in self.per_peer.values() if n >= at_least)
+
+    def __enter__(self) -> CountingSmtp:
+        from aiosmtpd.controller import Controller
+
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=10_000_000)
+        self.controller.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.controller.stop()
+
+
+def write_big_audience(content_dir: Path, audience: str, count: int) -> list[str]:
+    """Replace an audience's subscribers file with `count` generated subscribers; returns their addresses."""
+    emails = [f"reader{i:05d}@example.org" for i in range(count)]
+    lines = ["email,name,locale", *(f"{e},Reader {i},zh-CN" for i, e in enumerate(emails))]
+    (content_dir / "subscribers" / f"{audience}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return emails
+
+
+def deliver_env(project: Path, database_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    """Environment for a deliverer process working on `project` (content copy) against the shared store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFING_")}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "BRIEFING_CONTENT_DIR": str(project / "content"),
+            "BRIEFING_OUTPUT_DIR": str(project / "outputs"),
+            "BRIEFING_DATABASE_URL": database_url,
+            "BRIEFING_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "BRIEFING_SMTP_STARTTLS": "false",
+            "BRIEFING_SECRET": "scale-test-secret-0123456789",
+            **extra,
+        }
+    )
+    return env
