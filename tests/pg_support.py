@@ -200,7 +200,7 @@ class CountingSmtp:
         self.lock = threading.Lock()
         self.per_recipient: Counter[str] = Counter()
         self.per_peer: Counter[str] = Counter()
-        self.arrivals: list[float] = []
+        self.arrivals: list[tuple[float, str]] = []  # (monotonic time, recipient)
         self.controller: Any = None
         self.port = 0
 
@@ -208,10 +208,11 @@ class CountingSmtp:
         import time
 
         with self.lock:
+            now = time.monotonic()
             for rcpt in envelope.rcpt_tos:
                 self.per_recipient[rcpt.lower()] += 1
+                self.arrivals.append((now, rcpt.lower()))
             self.per_peer[str(session.peer)] += 1
-            self.arrivals.append(time.monotonic())
         return "250 OK queued"
 
     @property
@@ -237,7 +238,7 @@ class CountingSmtp:
 
 def write_big_audience(content_dir: Path, audience: str, count: int) -> list[str]:
     """Replace an audience's subscribers file with `count` generated subscribers; returns their addresses."""
-    emails = [f"reader{i:05d}@example.org" for i in range(count)]
+    emails = [f"{audience}.reader{i:05d}@example.org" for i in range(count)]
     lines = ["email,name,locale", *(f"{e},Reader {i},zh-CN" for i, e in enumerate(emails))]
     (content_dir / "subscribers" / f"{audience}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return emails

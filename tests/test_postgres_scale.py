@@ -8,6 +8,7 @@ one message, except a row the ledger reports `uncertain` (the message in flight 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from flows import ledger
 from flows.content import load_content
 from flows.store import Store
 
-RECIPIENTS = 5000
+RECIPIENTS = int(os.environ.get("BRIEFING_SCALE_RECIPIENTS", "5000"))  # smaller only while developing
 AUDIENCE = "atou"
 
 pytestmark = pytest.mark.slow
