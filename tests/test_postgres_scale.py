@@ -78,8 +78,6 @@ def test_two_deliverers_one_killed_mid_send_lose_nothing_and_send_nothing_twice(
                 if proc.poll() is None:
                     proc.kill()
         assert first["states"].get("sent", 0) > 0
-        after_kill = ledger.summarise(store, slug)
-        assert after_kill[ledger.SENT] < RECIPIENTS  # the dead worker's leased rows are still waiting
 
         # the next run on the surviving side: dead worker's rows back to the queue, its in-flight row uncertain
         _finish(_deliverer(env, slug))
