@@ -277,6 +277,13 @@ class Store:
     def _migrate_locked(self, conn: Connection) -> list[str]:
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            logger.warning(
+                "store %s is at schema version %d, newer than this code's %d: upgrade briefing-pipeline",
+                self.where,
+                current,
+                SCHEMA_VERSION,
+            )
         changes: list[str] = []
         for version, description, step in MIGRATIONS:
             if version <= current:

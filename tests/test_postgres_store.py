@@ -333,3 +333,34 @@ def test_insert_conflict_is_a_clear_integrity_error_outside_upserts(store: Store
         conn.execute(insert(ledger_table).values(**row))
     with pytest.raises(IntegrityError), store.begin() as conn:
         conn.execute(insert(ledger_table).values(**row))
+
+
+def test_sqlite_write_transactions_take_the_write_lock_up_front(tmp_path: Path) -> None:
+    """`Store.begin()` on SQLite is BEGIN IMMEDIATE: while one is open, no other writer can even start, so a
+    claim's read and its update cannot interleave with another process's claim."""
+    import sqlite3
+
+    store = Store(f"sqlite:///{tmp_path / 'lock.db'}")
+    other = sqlite3.connect(tmp_path / "lock.db", timeout=0.2, isolation_level=None)
+    with store.begin() as conn:
+        conn.execute(select(func.count()).select_from(ledger_table))  # only a read so far
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # free again once the transaction ends
+    other.execute("ROLLBACK")
+    other.close()
+    store.close()
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    from pg_support import free_port
+
+    from flows.errors import StoreError
+
+    url = f"postgresql://briefing:secret@127.0.0.1:{free_port()}/briefing"
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+    message = str(caught.value)
+    assert f"127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}" in message
+    assert "secret" not in message
+    assert "BRIEFING_DATABASE_URL" in message
