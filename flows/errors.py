@@ -100,3 +100,9 @@ class Problem:
     @classmethod
     def from_error(cls, err: ContentError) -> Problem:
         return cls(path=str(err.path), message=err.message, field=err.field, line=err.line, hint=err.hint)
+
+
+class StoreError(BriefingError):
+    """The database cannot be opened or migrated."""
+
+    exit_code = 8

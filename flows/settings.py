@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     archive_git_timeout: float = Field(
         120.0, gt=0, description="Seconds allowed for each git command of archive publishing (push included)."
     )
+    # --- postgres ---
+    send_rate_limit: str = Field(
+        "briefing-smtp-send",
+        description="Name of the Prefect global concurrency limit that paces SMTP sends across all workers at `smtp_rate` messages per second; created at start-up when `smtp_rate` > 0 and a Prefect API is set.",
+    )
 
     @classmethod
     def settings_customise_sources(

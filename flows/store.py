@@ -1,14 +1,24 @@
 """The store: articles, feed state, the send ledger, unsubscribes and published pages.
 
-SQLAlchemy 2 Core on SQLite (WAL) by default; the same code runs on PostgreSQL through
-BRIEFING_DATABASE_URL. The schema is created on first use and versioned in `schema_version`.
+SQLAlchemy 2 Core on SQLite (WAL) by default; the same code runs on PostgreSQL (psycopg 3) through
+BRIEFING_DATABASE_URL. The Table definitions below are the single source of truth for the schema.
+
+Migrations run when a Store opens: numbered steps in `MIGRATIONS`, each applied once, inside one transaction
+that holds the migration lock (a PostgreSQL advisory lock; SQLite's write lock via BEGIN IMMEDIATE), so two
+processes starting at once do not race. After the numbered steps, tables, nullable columns and indexes that
+are defined here but missing from the database are added: adding a column needs no migration step; renaming,
+retyping or moving data does (append a step to `MIGRATIONS`).
+
+Writes that read before they write go through `Store.begin()`: on SQLite it starts with BEGIN IMMEDIATE (one
+writer at a time, no lock upgrade failures); on PostgreSQL rows are locked explicitly (FOR UPDATE SKIP LOCKED
+in the ledger) and inserts that may race use INSERT … ON CONFLICT (`Store.insert`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +28,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -29,18 +40,25 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn
 
+from flows.errors import StoreError
 from flows.models import Article, Paragraph
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 metadata = MetaData()
+# Any constant works; it only has to be the same in every process that migrates this database.
+MIGRATION_LOCK_KEY = 0x0B1EF1
+_IMMEDIATE = "briefing_sqlite_immediate"
 
 
 def utcnow() -> datetime:
@@ -105,6 +123,9 @@ ledger = Table(
     UniqueConstraint("slug", "audience", "recipient", "content_hash", name="uq_ledger_row"),
 )
 
+# The ledger's claim query filters on (slug, audience, state) and takes the lowest ids first.
+ledger_claim_index = Index("ix_send_ledger_claim", ledger.c.slug, ledger.c.audience, ledger.c.state, ledger.c.id)
+
 unsubscribes = Table(
     "unsubscribes",
     metadata,
@@ -128,11 +149,27 @@ published = Table(
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN cannot be IMMEDIATE and
+    # breaks SAVEPOINTs).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here (psycopg2 is not a dependency)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 def make_engine(url: str) -> Engine:
@@ -142,43 +179,138 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=20)
+
+
+# migrations ---------------------------------------------------------------------------------------
+
+
+def _baseline(conn: Connection) -> None:
+    """Version 1: every table (a fresh database gets the current definitions at once)."""
+    metadata.create_all(conn)
+
+
+def _ledger_claim_index(conn: Connection) -> None:
+    """Version 2: index for the ledger's claim query (databases created by version 1 lack it)."""
+    ledger_claim_index.create(conn, checkfirst=True)
+
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+MIGRATIONS: tuple[Migration, ...] = (
+    (1, "baseline tables", _baseline),
+    (2, "index send_ledger (slug, audience, state, id) for claims", _ledger_claim_index),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _add_column_sql(conn: Connection, table: Table, column: Column[Any]) -> str:
+    spec = str(CreateColumn(column).compile(dialect=conn.dialect))
+    if not column.nullable and column.server_default is None:
+        scalar = getattr(column.default, "arg", None)
+        if column.default is None or callable(scalar):
+            raise StoreError(
+                f"cannot add NOT NULL column {table.name}.{column.name} without a default to an existing table",
+                hint="give it a scalar default= or server_default=, make it nullable, or add a numbered migration",
+            )
+        value = literal(scalar, column.type).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        spec += f" DEFAULT {value}"
+    return f"ALTER TABLE {conn.dialect.identifier_preparer.format_table(table)} ADD COLUMN {spec}"
+
+
+def reconcile_schema(conn: Connection) -> list[str]:
+    """Add tables, columns and indexes that are defined in `metadata` but missing from the database."""
+    changes: list[str] = []
+    inspector = inspect(conn)
+    existing_tables = set(inspector.get_table_names())
+    for table in metadata.sorted_tables:
+        if table.name not in existing_tables:
+            table.create(conn)
+            changes.append(f"created table {table.name}")
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                conn.exec_driver_sql(_add_column_sql(conn, table, column))
+                changes.append(f"added column {table.name}.{column.name}")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
+                changes.append(f"created index {index.name}")
+    return changes
 
 
 class Store:
     """Typed access to the tables; one instance per process and database URL."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = make_engine(url)
-        self.is_sqlite = url.startswith("sqlite")
-        self.migrate()
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.schema_changes = self.migrate()
 
-    def migrate(self) -> None:
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-        with self.engine.begin() as conn:
-            current = conn.execute(select(func.max(schema_version.c.version))).scalar()
-            if current is None:
-                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+    @property
+    def where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
-    def _add_missing_columns(self) -> None:
-        """Add nullable columns introduced after a database was created (create_all never alters tables)."""
-        inspector = inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                present = {c["name"] for c in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in present and column.nullable:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                        logger.info("store: added column %s.%s", table.name, column.name)
+    def schema_version(self) -> int:
+        """The highest migration applied to this database (0: none)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(schema_version.name):
+                return 0
+            return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+
+    def migrate(self) -> list[str]:
+        """Bring the database to SCHEMA_VERSION; safe when several processes start at once. Returns what changed."""
+        try:
+            with self.begin() as conn:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                return self._migrate_locked(conn)
+        except OperationalError as exc:
+            raise StoreError(
+                f"cannot open or migrate the store: {exc.orig or exc}",
+                where=self.where,
+                hint="check BRIEFING_DATABASE_URL and that the database server is running",
+            ) from None
+
+    def _migrate_locked(self, conn: Connection) -> list[str]:
+        schema_version.create(conn, checkfirst=True)
+        current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            logger.warning(
+                "store %s is at schema version %d, newer than this code's %d: upgrade briefing-pipeline",
+                self.where,
+                current,
+                SCHEMA_VERSION,
+            )
+        changes: list[str] = []
+        for version, description, step in MIGRATIONS:
+            if version <= current:
+                continue
+            step(conn)
+            conn.execute(insert(schema_version).values(version=version))
+            changes.append(f"migration {version}: {description}")
+        changes.extend(reconcile_schema(conn))
+        for change in changes:
+            logger.info("store %s: %s", self.where, change)
+        return changes
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction. On SQLite it takes the database's write lock at once (BEGIN IMMEDIATE), so a
+        transaction that reads and then writes cannot interleave with another writer."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    def insert(self, table: Table) -> Any:
+        """A dialect INSERT with `on_conflict_do_nothing` / `on_conflict_do_update` (SQLite and PostgreSQL)."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -222,21 +354,24 @@ class Store:
             "fingerprint": article.fingerprint,
             "updated_at": now,
         }
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                select(articles.c.fingerprint, articles.c.version).where(articles.c.id == article.id)
+        with self.begin() as conn:
+            # ON CONFLICT makes two workers storing the same article at once end with one row, one of them "new".
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT through SQLAlchemy 2.1.
+            added = conn.execute(
+                self.insert(articles)
+                .values(id=article.id, first_seen=now, version=1, **values)
+                .on_conflict_do_nothing(index_elements=[articles.c.id])
+                .returning(articles.c.id)
             ).first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(articles).values(id=article.id, first_seen=now, version=1, **values))
-                    return "new"
-                except IntegrityError:
-                    return "seen"  # another worker stored it a moment ago
-            if row.fingerprint == article.fingerprint:
-                return "seen"
-            conn.execute(update(articles).where(articles.c.id == article.id).values(version=row.version + 1, **values))
-            return "updated"
+            if added is not None:
+                return "new"
+            # The fingerprint test is in the UPDATE itself: a concurrent identical update finds nothing to change.
+            changed = conn.execute(
+                update(articles)
+                .where(articles.c.id == article.id, articles.c.fingerprint != article.fingerprint)
+                .values(version=articles.c.version + 1, **values)
+            ).rowcount
+            return "updated" if changed else "seen"
 
     # feed state -----------------------------------------------------------------------------------
 
@@ -251,35 +386,25 @@ class Store:
 
     def record_feed(self, feed_url: str, **values: Any) -> None:
         values["last_fetched_at"] = utcnow()
-        with self.engine.begin() as conn:
-            done = conn.execute(update(feed_state).where(feed_state.c.feed_url == feed_url).values(**values)).rowcount
-            if not done:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(feed_state).values(feed_url=feed_url, **values))
-                except IntegrityError:
-                    conn.execute(update(feed_state).where(feed_state.c.feed_url == feed_url).values(**values))
+        with self.begin() as conn:
+            conn.execute(
+                self.insert(feed_state)
+                .values(feed_url=feed_url, **values)
+                .on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
+            )
 
     # unsubscribes ---------------------------------------------------------------------------------
 
     def unsubscribe(self, audience: str, email: str, method: str) -> bool:
         """Record an unsubscribe; returns False when it was already recorded."""
-        with self.engine.begin() as conn:
-            exists = conn.execute(
-                select(unsubscribes.c.at).where(
-                    unsubscribes.c.audience == audience, unsubscribes.c.email == email.lower()
-                )
+        with self.begin() as conn:
+            added = conn.execute(
+                self.insert(unsubscribes)
+                .values(audience=audience, email=email.lower(), at=utcnow(), method=method)
+                .on_conflict_do_nothing(index_elements=[unsubscribes.c.audience, unsubscribes.c.email])
+                .returning(unsubscribes.c.email)
             ).first()
-            if exists:
-                return False
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(unsubscribes).values(audience=audience, email=email.lower(), at=utcnow(), method=method)
-                    )
-            except IntegrityError:
-                return False
-            return True
+        return added is not None
 
     def unsubscribed(self, audience: str) -> set[str]:
         with self.engine.connect() as conn:
@@ -312,3 +437,9 @@ def open_store(url: str) -> Store:
     if store is None:
         store = _STORES[url] = Store(url)
     return store
+
+
+def close_stores() -> None:
+    """Dispose every cached Store's connection pool (tests, and processes about to fork)."""
+    while _STORES:
+        _STORES.popitem()[1].close()

@@ -20,6 +20,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# PostgreSQL tests start their own throwaway cluster (tests/pg_support.py); as root it runs as the `postgres` OS
+# user that the Debian package creates. BRIEFING_TEST_POSTGRES_URL points them at an existing server instead.
+if [ -z "${BRIEFING_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = "0" ] && ! id postgres >/dev/null 2>&1; then
+  echo "warning: no 'postgres' OS user: the PostgreSQL tests cannot start their server" >&2
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

@@ -47,10 +47,31 @@ def settings(project: Path):
     return load_settings()
 
 
-@pytest.fixture
-def store(settings):
-    from flows.store import Store
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch):
+    """The store on both dialects: every test using it runs once on SQLite and once on PostgreSQL (own schema)."""
+    from flows.store import Store, close_stores
 
-    store = Store(settings.store_url)
-    yield store
-    store.close()
+    if request.param == "sqlite":
+        store = Store(settings.store_url)
+        yield store
+        store.close()
+        return
+    from pg_support import fresh_schema
+
+    with fresh_schema(request.getfixturevalue("postgres_url")) as url:
+        monkeypatch.setenv("BRIEFING_DATABASE_URL", url)
+        settings.database_url = url
+        store = Store(url)
+        yield store
+        store.close()
+        close_stores()
+
+
+# --- postgres ---
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL for the session (or BRIEFING_TEST_POSTGRES_URL); see tests/pg_support.py."""
+    from pg_support import session_postgres
+
+    yield from session_postgres()
