@@ -124,6 +124,27 @@ class Settings(BaseSettings):
         description="Maximum bytes of an HTML email; longer briefings are shortened with 'continue reading' links.",
     )
     strict: bool = Field(False, description="Fail the run on the first bad file instead of skipping it.")
+    # --- delivery ---
+    dkim_domain: str = Field(
+        "", description="DKIM signing domain (the `d=` tag); empty = the domain of the From address."
+    )
+    delivery_max_attempts: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description="After this many temporary (4xx) refusals of one recipient the row becomes `failed`.",
+    )
+    delivery_retry_delay: float = Field(
+        30.0, ge=0, description="Seconds before the first retry of a deferred (4xx) recipient; doubles per attempt."
+    )
+    delivery_retry_window: float = Field(
+        300.0,
+        ge=0,
+        description="How long one send waits for deferred recipients to come due before it reports them and stops; the next send retries them.",
+    )
+    delivery_batch_size: int = Field(
+        200, ge=1, le=5000, description="Ledger rows one SMTP connection leases at a time."
+    )
 
     @classmethod
     def settings_customise_sources(
