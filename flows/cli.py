@@ -190,5 +190,9 @@ def main() -> None:
         sys.exit(err.exit_code)
 
 
+from flows.cli_delivery import register as register_delivery  # noqa: E402
+
+register_delivery(app)
+
 if __name__ == "__main__":
     main()

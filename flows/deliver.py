@@ -295,7 +295,7 @@ def _run_workers(job: AudienceSend, transport: Transport | TransportFactory, set
         return
     connections = settings.smtp_connections if settings.smtp_url else 1
     with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp") as pool:
-        futures = [pool.submit(_run_one, job, transport(), True) for _ in range(connections)]
+        futures = [pool.submit(_run_one, job, transport(), own=True) for _ in range(connections)]
         errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:

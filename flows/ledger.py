@@ -172,6 +172,21 @@ def skip_pending(store: Store, slug: str, audience: str, reasons: dict[str, str]
     return changed
 
 
+def skip_unsubscribed(store: Store, audience: str, email: str, method: str) -> int:
+    """An address that just unsubscribed: its rows of every briefing not yet handed to a server are skipped."""
+    with store.begin() as conn:
+        return conn.execute(
+            update(ledger)
+            .where(
+                ledger.c.audience == audience,
+                func.lower(ledger.c.recipient) == email.lower(),
+                ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+                ledger.c.claimed_by.is_(None),
+            )
+            .values(state=SKIPPED, last_reply=f"unsubscribed ({method})", updated_at=utcnow())
+        ).rowcount
+
+
 def pending_recipients(store: Store, slug: str, audience: str) -> set[str]:
     with store.engine.connect() as conn:
         return set(
