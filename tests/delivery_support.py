@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import threading
@@ -53,6 +54,7 @@ class FaultyMailbox:
     permanent: set[str] = field(default_factory=set)
     drop_after_data: set[int] = field(default_factory=set)
     drop_at_mail: set[int] = field(default_factory=set)
+    reply_delay: float = 0.0  # seconds between storing a message and answering (widens the "uncertain" window)
     received: list[Received] = field(default_factory=list)
     refusals: Counter[str] = field(default_factory=Counter)
     mail_commands: int = 0
@@ -86,6 +88,8 @@ class FaultyMailbox:
             drop = len(self.received) in self.drop_after_data
         if drop:
             server.transport.close()
+        elif self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return "250 2.0.0 queued"
 
     def count(self) -> int:
