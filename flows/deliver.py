@@ -294,6 +294,9 @@ def _run_workers(job: AudienceSend, transport: Transport | TransportFactory, set
         _run_one(job, transport, own=False)
         return
     connections = settings.smtp_connections if settings.smtp_url else 1
+    if connections == 1:
+        _run_one(job, transport(), own=True)
+        return
     with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp") as pool:
         futures = [pool.submit(_run_one, job, transport(), own=True) for _ in range(connections)]
         errors = [f.exception() for f in futures]

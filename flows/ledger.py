@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flows.store import Store, ledger, utcnow
@@ -292,18 +292,33 @@ def claim_batch(store: Store, slug: str, audience: str, content_hash: str, worke
     return [_row(r) for r in rows]
 
 
+# Built once: these two run for every message, and building a statement costs more than executing it.
+_START = (
+    update(ledger)
+    .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_(PENDING))
+    .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=bindparam("now"), updated_at=bindparam("now"))
+)
+_FINISH_WHERE = (
+    ledger.c.id == bindparam("row_id"),
+    ledger.c.claimed_by == bindparam("worker"),
+    ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING)),
+)
+_FINISH_VALUES = {
+    "state": bindparam("state"),
+    "last_reply": bindparam("reply"),
+    "next_attempt_at": bindparam("retry_at"),
+    "updated_at": bindparam("now"),
+    "claimed_by": None,
+    "claimed_at": None,
+}
+_FINISH = update(ledger).where(*_FINISH_WHERE).values(**_FINISH_VALUES)
+_UNSTART = update(ledger).where(*_FINISH_WHERE).values(**_FINISH_VALUES, attempts=ledger.c.attempts - 1)
+
+
 def start_sending(store: Store, row_id: int, worker: str) -> bool:
     """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost."""
-    now = utcnow()
     with store.begin() as conn:
-        return (
-            conn.execute(
-                update(ledger)
-                .where(ledger.c.id == row_id, ledger.c.claimed_by == worker, ledger.c.state.in_(PENDING))
-                .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=now, updated_at=now)
-            ).rowcount
-            == 1
-        )
+        return conn.execute(_START, {"row_id": row_id, "worker": worker, "now": utcnow()}).rowcount == 1
 
 
 def finish(
@@ -311,26 +326,9 @@ def finish(
 ) -> bool:
     """Record the outcome of a row this worker holds. `queued` means nothing reached the server: the attempt
     is not counted. False when the row is no longer this worker's."""
-    values: dict[str, object] = {
-        "state": state,
-        "last_reply": reply[:2000],
-        "next_attempt_at": retry_at,
-        "updated_at": utcnow(),
-        "claimed_by": None,
-        "claimed_at": None,
-    }
-    if state == QUEUED:
-        values["attempts"] = ledger.c.attempts - 1
+    params = {"row_id": row_id, "worker": worker, "state": state, "reply": reply[:2000], "retry_at": retry_at}
     with store.begin() as conn:
-        done = conn.execute(
-            update(ledger)
-            .where(
-                ledger.c.id == row_id,
-                ledger.c.claimed_by == worker,
-                ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING)),
-            )
-            .values(**values)
-        ).rowcount
+        done = conn.execute(_UNSTART if state == QUEUED else _FINISH, {**params, "now": utcnow()}).rowcount
     if not done:
         logger.warning("ledger row %d was taken over by another worker; outcome %s not recorded", row_id, state)
     return done == 1
