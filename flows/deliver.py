@@ -175,9 +175,9 @@ class AudienceSend:
                 self.store,
                 self.rendered.slug,
                 self.audience.id,
-                self.rendered.content_hash,
                 worker,
                 self.settings.delivery_batch_size,
+                content_hash=self.rendered.content_hash,
             ):
                 gone = self.store.unsubscribed(self.audience.id)  # honour unsubscribes that arrive mid-send
                 for row in rows:
@@ -214,7 +214,7 @@ class AudienceSend:
 
     def _finish(self, row: ledger.LedgerRow, worker: str, result: SendResult, attempts: int = 0) -> SendResult:
         retry_at = utcnow() + retry_delay(self.settings, attempts) if result.state == ledger.DEFERRED else None
-        ledger.finish(self.store, row.id, worker, result.state, result.reply, retry_at)
+        ledger.finish(self.store, row.id, result.state, result.reply, retry_at, worker=worker)
         self.count(result.state)
         return result
 
@@ -307,7 +307,9 @@ def _run_workers(job: AudienceSend, transport: Transport | TransportFactory, set
 
 def _run_one(job: AudienceSend, transport: Transport, *, own: bool) -> None:
     try:
-        transport.open()
+        opener = getattr(transport, "open", None)  # wrappers written for the skeleton's Transport lack it
+        if opener is not None:
+            opener()
         job.run_worker(transport)
     except _TransportDownError as exc:
         raise DeliveryError(f"stopped sending: the transport kept failing ({exc})") from None

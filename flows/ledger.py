@@ -12,12 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from flows.store import Store, ledger, utcnow
@@ -37,6 +42,21 @@ STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED)
 PENDING = (QUEUED, DEFERRED)
 # A lease outlives any single SMTP exchange (timeouts are seconds); a row `sending` past it has a dead worker.
 LEASE = timedelta(minutes=10)
+
+
+_SQLITE_WRITES = threading.Lock()
+
+
+@contextmanager
+def _write(store: Store) -> Iterator[Connection]:
+    """A write transaction. On SQLite the threads of this process take turns here: waiting on a lock is
+    cheaper than SQLite's busy handler, which sleeps in steps of milliseconds when writers collide."""
+    if not store.is_sqlite:
+        with store.begin() as conn:
+            yield conn
+        return
+    with _SQLITE_WRITES, store.begin() as conn:
+        yield conn
 
 
 def worker_id() -> str:
@@ -85,7 +105,7 @@ def enqueue(
     slug: str,
     audience: str,
     content_hash: str,
-    entries: list[Entry],
+    entries: list[Entry] | dict[str, str],
     *,
     resend_updated: bool = False,
 ) -> int:
@@ -95,6 +115,8 @@ def enqueue(
     an edited briefing is not re-sent by accident. Rows of an earlier hash that were never handed to a server
     (queued or deferred) move to the current hash and Message-ID: that recipient gets the current version.
     """
+    if isinstance(entries, dict):  # recipient → Message-ID, all to be queued
+        entries = [Entry(recipient, mid) for recipient, mid in entries.items()]
     now = utcnow()
     wanted = {e.recipient: e for e in entries}
     with store.begin() as conn:
@@ -262,20 +284,23 @@ def _claim_is_dead(claim: str, host: str) -> bool:
     return False
 
 
-def claim_batch(store: Store, slug: str, audience: str, content_hash: str, worker: str, limit: int) -> list[LedgerRow]:
-    """Lease up to `limit` sendable rows for this worker; two workers never lease the same row."""
+def claim_batch(
+    store: Store, slug: str, audience: str, worker: str, limit: int, *, content_hash: str | None = None
+) -> list[LedgerRow]:
+    """Lease up to `limit` sendable rows (of one content version, when given) for this worker; two workers
+    never lease the same row."""
     now = utcnow()
     sendable = and_(
         ledger.c.slug == slug,
         ledger.c.audience == audience,
-        ledger.c.content_hash == content_hash,
+        ledger.c.content_hash == content_hash if content_hash is not None else true(),
         or_(
             ledger.c.state == QUEUED,
             and_(ledger.c.state == DEFERRED, or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now)),
         ),
         or_(ledger.c.claimed_by.is_(None), ledger.c.claimed_at < now - LEASE),
     )
-    with store.begin() as conn:
+    with _write(store) as conn:
         candidates = select(ledger.c.id).where(sendable).order_by(ledger.c.id).limit(limit)
         if store.is_sqlite:
             # One UPDATE statement takes SQLite's write lock before it reads, so the choice is atomic.
@@ -298,11 +323,6 @@ _START = (
     .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_(PENDING))
     .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=bindparam("now"), updated_at=bindparam("now"))
 )
-_FINISH_WHERE = (
-    ledger.c.id == bindparam("row_id"),
-    ledger.c.claimed_by == bindparam("worker"),
-    ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING)),
-)
 _FINISH_VALUES = {
     "state": bindparam("state"),
     "last_reply": bindparam("reply"),
@@ -311,24 +331,40 @@ _FINISH_VALUES = {
     "claimed_by": None,
     "claimed_at": None,
 }
-_FINISH = update(ledger).where(*_FINISH_WHERE).values(**_FINISH_VALUES)
-_UNSTART = update(ledger).where(*_FINISH_WHERE).values(**_FINISH_VALUES, attempts=ledger.c.attempts - 1)
+
+
+@cache
+def _finish_statement(guarded: bool, not_sent: bool) -> Update:
+    conditions = [ledger.c.id == bindparam("row_id")]
+    if guarded:
+        conditions += [ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING))]
+    values: dict[str, object] = dict(_FINISH_VALUES)
+    if not_sent:
+        values["attempts"] = ledger.c.attempts - 1
+    return update(ledger).where(*conditions).values(**values)
 
 
 def start_sending(store: Store, row_id: int, worker: str) -> bool:
     """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost."""
-    with store.begin() as conn:
+    with _write(store) as conn:
         return conn.execute(_START, {"row_id": row_id, "worker": worker, "now": utcnow()}).rowcount == 1
 
 
 def finish(
-    store: Store, row_id: int, worker: str, state: str, reply: str = "", retry_at: datetime | None = None
+    store: Store,
+    row_id: int,
+    state: str,
+    reply: str = "",
+    retry_at: datetime | None = None,
+    *,
+    worker: str | None = None,
 ) -> bool:
-    """Record the outcome of a row this worker holds. `queued` means nothing reached the server: the attempt
-    is not counted. False when the row is no longer this worker's."""
+    """Record the outcome of a row (held by `worker`, when given). `queued` means nothing reached the server:
+    the attempt is not counted. False when the row is no longer this worker's."""
     params = {"row_id": row_id, "worker": worker, "state": state, "reply": reply[:2000], "retry_at": retry_at}
-    with store.begin() as conn:
-        done = conn.execute(_UNSTART if state == QUEUED else _FINISH, {**params, "now": utcnow()}).rowcount
+    statement = _finish_statement(worker is not None, state == QUEUED)
+    with _write(store) as conn:
+        done = conn.execute(statement, {**params, "now": utcnow()}).rowcount
     if not done:
         logger.warning("ledger row %d was taken over by another worker; outcome %s not recorded", row_id, state)
     return done == 1
