@@ -162,6 +162,13 @@ class AudienceSend:
         self.limiter = RateLimiter(settings.smtp_rate)
         self._lock = threading.Lock()
 
+    def batch_size(self) -> int:
+        """Small enough that a rate-limited connection sends its batch well within the lease."""
+        rate = self.settings.smtp_rate / max(1, self.settings.smtp_connections)
+        if not rate:
+            return self.settings.delivery_batch_size
+        return max(1, min(self.settings.delivery_batch_size, int(rate * ledger.LEASE.total_seconds() / 2)))
+
     def count(self, state: str) -> None:
         with self._lock:
             self.report.states[state] += 1
@@ -176,7 +183,7 @@ class AudienceSend:
                 self.rendered.slug,
                 self.audience.id,
                 worker,
-                self.settings.delivery_batch_size,
+                self.batch_size(),
                 content_hash=self.rendered.content_hash,
             ):
                 gone = self.store.unsubscribed(self.audience.id)  # honour unsubscribes that arrive mid-send
