@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,9 +38,15 @@ NOT_SENT_LIMIT = 3  # consecutive "could not reach the server" results before a 
 
 @dataclass(frozen=True)
 class Failure:
+    """A recipient not delivered: its ledger state and why. Unpacks as the skeleton's (recipient, reason) pair,
+    which other stages iterate over, with the state in front of the reason."""
+
     recipient: str
     state: str
     reason: str
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.recipient, f"{self.state}: {self.reason}"))
 
 
 @dataclass
@@ -71,7 +77,7 @@ class AudienceDelivery:
             "pending": self.pending,
             "complete": self.complete,
             "error": self.error,
-            "failures": [f.__dict__ for f in self.failures],
+            "failures": [{"recipient": f.recipient, "state": f.state, "reason": f.reason} for f in self.failures],
         }
 
 

@@ -147,6 +147,8 @@ def test_deferred_rows_left_after_the_window_are_reported_pending_not_done(proje
     assert result.pending == 1 and not result.complete and report.needs_attention
     assert [(f.recipient, f.state) for f in result.failures] == [(recipients[1], ledger.DEFERRED)]
     assert "451" in result.failures[0].reason
+    ((who, why),) = result.failures  # the skeleton's (recipient, reason) pairs, which pipelines unpack
+    assert who == recipients[1] and why.startswith("deferred: 451")
 
 
 def test_unreachable_server_leaves_every_row_queued_with_an_error(project: Path, store: Store) -> None:
