@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
 import socket
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 
 from flows.content import load_content
@@ -21,6 +25,32 @@ from flows.publish import archive_url, assign_paths
 from flows.render import RenderedBriefing, render_briefing
 from flows.settings import Settings
 from flows.store import Store
+
+# Read at import: the `project` fixture clears every BRIEFING_* variable.
+POSTGRES_URL = os.environ.get("BRIEFING_TEST_POSTGRES_URL", "")
+
+
+STORE_KINDS = ["sqlite", "postgres"]
+
+
+@contextmanager
+def store_of_kind(kind: str, sqlite_store: Store) -> Iterator[Store]:
+    """The test's SQLite store, or (with BRIEFING_TEST_POSTGRES_URL) an emptied PostgreSQL one."""
+    if kind == "sqlite":
+        yield sqlite_store
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set BRIEFING_TEST_POSTGRES_URL to run this on PostgreSQL too")
+    from flows.store import ledger, unsubscribes
+
+    pg = Store(POSTGRES_URL)
+    with pg.begin() as conn:
+        conn.execute(ledger.delete())
+        conn.execute(unsubscribes.delete())
+    try:
+        yield pg
+    finally:
+        pg.close()
 
 
 def free_port() -> int:

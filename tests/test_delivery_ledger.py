@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -13,9 +12,7 @@ import pytest
 
 from flows import ledger
 from flows.store import Store
-
-# Read at import: the `project` fixture clears every BRIEFING_* variable.
-POSTGRES_URL = os.environ.get("BRIEFING_TEST_POSTGRES_URL", "")
+from tests.delivery_support import STORE_KINDS, store_of_kind
 
 
 def _queue(store: Store, n: int, content_hash: str = "h1") -> None:
@@ -34,28 +31,16 @@ def _claim_and_send_all(store: Store, worker: str, barrier: threading.Barrier) -
     return sent
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request: pytest.FixtureRequest, store: Store):
-    if request.param == "sqlite":
-        yield store
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set BRIEFING_TEST_POSTGRES_URL to run the ledger tests on PostgreSQL too")
-    pg = Store(POSTGRES_URL)
-    with pg.begin() as conn:
-        conn.execute(ledger.ledger.delete())
-    yield pg
-    pg.close()
-
-
-def test_threads_claiming_at_once_send_each_row_once(any_store: Store) -> None:
-    _queue(any_store, 400)
-    barrier = threading.Barrier(5)
-    with ThreadPoolExecutor(5) as pool:
-        results = list(pool.map(lambda i: _claim_and_send_all(any_store, f"host:1:{i}", barrier), range(5)))
-    every = [row_id for ids in results for row_id in ids]
-    assert len(every) == len(set(every)) == 400
-    assert ledger.summarise(any_store, "brief") == Counter({ledger.SENT: 400})
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_threads_claiming_at_once_send_each_row_once(kind: str, store: Store) -> None:
+    with store_of_kind(kind, store) as chosen:
+        _queue(chosen, 400)
+        barrier = threading.Barrier(5)
+        with ThreadPoolExecutor(5) as pool:
+            results = list(pool.map(lambda i: _claim_and_send_all(chosen, f"host:1:{i}", barrier), range(5)))
+        every = [row_id for ids in results for row_id in ids]
+        assert len(every) == len(set(every)) == 400
+        assert ledger.summarise(chosen, "brief") == Counter({ledger.SENT: 400})
 
 
 def test_rows_of_a_killed_worker_become_uncertain_or_go_back_to_the_queue(store: Store) -> None:
