@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from flows import ledger
 from flows.content import load_content
 from flows.errors import BriefingError, DeliveryError
 from flows.models import Content
-from flows.render import RenderedBriefing
 from flows.settings import Settings, load_settings
-from flows.store import Store, open_store
+
+if TYPE_CHECKING:  # the store, ledger and renderer load SQLAlchemy and MJML: only when a command needs them
+    from flows.render import RenderedBriefing
+    from flows.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def send_briefings(
 
 
 def _report_table(outcome: SendOutcome) -> Table:
+    from flows import ledger
+
     table = Table(title="briefing send", show_header=True)
     table.add_column("briefing / audience", overflow="fold")
     table.add_column("sent now", justify="right")
@@ -181,6 +184,8 @@ def register(app: typer.Typer) -> None:
 
         Example: briefing send --slug anthropic-ai-builds-ai --audience investors
         """
+        from flows.store import open_store
+
         try:
             settings = load_settings()
             store = open_store(settings.store_url)
@@ -213,6 +218,7 @@ def register(app: typer.Typer) -> None:
 
         Example: briefing unsubscribe 'https://briefing.example.org/unsubscribe?t=eyJh…'
         """
+        from flows.store import open_store
         from flows.unsubscribe import unsubscribe_with_token
 
         try:
@@ -233,6 +239,7 @@ def _send_test(
     audiences: list[str],
     emit: Any,
 ) -> None:
+    from flows import ledger
     from flows.deliver import send_test
 
     if len(audiences) != 1:
