@@ -223,7 +223,9 @@ class SmtpTransport:
             self._expect(conn, conn.rcpt(envelope.recipient), 250, 251)
             conn.putcmd("data")
             self._expect(conn, conn.getreply(), 354)
-            data = LEADING_DOT.sub(b"..", envelope.data)
+            data = envelope.data
+            if data.startswith(b".") or b"\n." in data:  # base64 bodies rarely need it: skip the regex pass
+                data = LEADING_DOT.sub(b"..", data)
             if not data.endswith(b"\r\n"):
                 data += b"\r\n"
             conn.send(data + b".\r\n")

@@ -203,3 +203,17 @@ def test_test_send_goes_out_marked_and_leaves_the_ledger_alone(project: Path, st
     assert received.recipient == "editor@example.org"
     assert received.message["X-Briefing-Test"] == "yes" and received.message["Message-ID"] == mid
     assert ledger.counts(store) == {}
+
+
+def test_lines_starting_with_a_dot_arrive_intact() -> None:
+    from flows.messages import Envelope
+
+    data = b"Subject: dots\r\nMessage-ID: <d@x>\r\n\r\n.hidden\r\n..two dots\r\nlast line\r\n"
+    handler = FaultyMailbox()
+    with SmtpServer(handler) as server:
+        transport = SmtpTransport(server.url)
+        result = transport.send(Envelope("a@example.org", "b@example.net", "<d@x>", data), "x")
+        transport.close()
+    assert result.state == ledger.SENT
+    (received,) = handler.received
+    assert received.data == data
