@@ -30,7 +30,8 @@ class SendOutcome:
 
     @property
     def needs_attention(self) -> bool:
-        return any(r.needs_attention for r in self.reports)
+        """Exit 6: a delivery needs the editor, or a ready briefing could not be sent at all."""
+        return bool(self.held) or any(r.needs_attention for r in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +101,11 @@ def send_briefings(
         if not joined.ok:
             outcome.held.extend(f"{joined.briefing.slug}: {p}" for p in joined.problems if p.severity == "error")
             continue
-        rendered = render_for_send(settings, store, content, joined.briefing.slug, audiences=audiences or None)
+        try:
+            rendered = render_for_send(settings, store, content, joined.briefing.slug, audiences=audiences or None)
+        except BriefingError as err:  # one briefing that cannot render does not stop the others
+            outcome.held.append(f"{joined.briefing.slug}: {err}")
+            continue
         outcome.reports.append(
             deliver_briefing(
                 rendered,
@@ -179,8 +184,9 @@ def register(app: typer.Typer) -> None:
 
         Prints, per briefing and audience, what was sent now and how many ledger rows are in each state, then
         every recipient not delivered with the reason. Exit status 6 when anything failed in this run, is
-        uncertain, or is still pending (deferred by the server). With --test, sends one message marked as a
-        test to one address and touches no ledger.
+        uncertain, or is still pending (deferred by the server), or when a ready briefing was held back (its
+        translation no longer matches the source, or it cannot be rendered); the other briefings are still
+        sent. With --test, sends one message marked as a test to one address and touches no ledger.
 
         Example: briefing send --slug anthropic-ai-builds-ai --audience investors
         """

@@ -59,3 +59,17 @@ def test_unknown_slug_or_audience_is_a_clear_error(project: Path) -> None:
     assert bad_slug.exit_code == 6 and "no ready briefing" in bad_slug.output
     bad_audience = runner.invoke(app, ["send", "--audience", "nobody"])
     assert bad_audience.exit_code == 6 and "unknown audience nobody" in bad_audience.output
+
+
+def test_a_briefing_that_cannot_render_is_held_and_the_others_are_sent(project: Path) -> None:
+    path = project / "content" / "briefings" / "github-commit-flood.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index("### neta"), text.index("### uota")
+    path.write_text(text[:start] + text[end:], encoding="utf-8")  # no note for neta: cannot render
+    result = CliRunner().invoke(app, ["--json", "send"])
+    assert result.exit_code == 6, result.output
+    data = json.loads(result.output)
+    assert [b["slug"] for b in data["briefings"]] == ["anthropic-ai-builds-ai"]
+    assert data["briefings"][0]["sent_now"] > 0
+    (held,) = data["held"]
+    assert held.startswith("github-commit-flood:") and "neta" in held
