@@ -361,6 +361,12 @@ def deliver_briefing(
             where=slug,
             hint=f"use one of: {', '.join(sorted(rendered.emails))}",
         )
+    if settings.smtp_url and not settings.base_url.startswith("https://"):
+        logger.warning(
+            "BRIEFING_BASE_URL is %s: one-click unsubscribe (RFC 8058) needs an https:// link; "
+            "large mailbox providers ignore it otherwise",
+            settings.base_url,
+        )
     ledger.mark_dead_workers_uncertain(store)
     if resend_uncertain:
         requeued = ledger.requeue_uncertain(store, slug, audiences)
