@@ -224,6 +224,7 @@ def _settings(project: Path, **overrides: Any) -> Any:
         content_dir=project / "content",
         output_dir=project / "outputs",
         secret="benchmark-secret-0123456789",
+        base_url="https://briefing.example.org",
         **overrides,
     )
 
