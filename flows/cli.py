@@ -415,8 +415,10 @@ def main() -> None:
 
 
 # Command modules register themselves here, one import+call each (see HELPERS.md).
+from flows.cli_delivery import register as register_delivery  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_publish import register as register_publish  # noqa: E402
 
 register_preview(app)
 register_publish(app)
+register_delivery(app)

@@ -1,32 +1,84 @@
-"""Deliver stage: each audience's email to its subscribers, exactly once. Entry point: `deliver_briefing`."""
+"""Deliver stage: each audience's email to its subscribers, exactly once. Entry point: `deliver_briefing`.
+
+Per (briefing, audience): queue one ledger row per subscriber (unsubscribed ones are recorded as skipped),
+build the message once, then let `smtp_connections` workers lease batches and send them, each on its own
+connection, at most `smtp_rate` messages per second together. Deferred (4xx) rows are retried in the same run
+while they come due within `delivery_retry_window`; whatever is still queued or deferred at the end is
+reported as pending, never as done.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flows import ledger
-from flows.messages import build_message, message_id, sender_domain
+from flows.content import check_address
+from flows.errors import DeliveryError
+from flows.messages import PreparedMessage, prepare_message
 from flows.models import Audience, Content, Subscriber
 from flows.render import RenderedBriefing, RenderedEmail
 from flows.settings import Settings
 from flows.store import Store, utcnow
-from flows.transports import OutboxTransport, SendResult, SmtpTransport, Transport
+from flows.transports import NOT_SENT, OutboxTransport, RateLimiter, SendResult, SmtpTransport, Transport
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 200
+MAX_RETRY_DELAY = 3600.0
+NOT_SENT_LIMIT = 3  # consecutive "could not reach the server" results before a worker gives up
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A recipient not delivered: its ledger state and why. Unpacks as the skeleton's (recipient, reason) pair,
+    which other stages iterate over, with the state in front of the reason."""
+
+    recipient: str
+    state: str
+    reason: str
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.recipient, f"{self.state}: {self.reason}"))
 
 
 @dataclass
 class AudienceDelivery:
+    """One audience's send: what this run did (`states`) and where the ledger stands after it (`totals`)."""
+
     audience: str
     queued: int = 0
     states: Counter[str] = field(default_factory=Counter)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    totals: Counter[str] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def pending(self) -> int:
+        return sum(self.totals[s] for s in ledger.PENDING)
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending and not self.error and not self.totals[ledger.SENDING]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "audience": self.audience,
+            "queued": self.queued,
+            "this_run": dict(self.states),
+            "totals": dict(self.totals),
+            "pending": self.pending,
+            "complete": self.complete,
+            "error": self.error,
+            "failures": [{"recipient": f.recipient, "state": f.state, "reason": f.reason} for f in self.failures],
+        }
 
 
 @dataclass
@@ -34,21 +86,150 @@ class DeliveryReport:
     slug: str
     audiences: dict[str, AudienceDelivery] = field(default_factory=dict)
 
+    def _sum(self, attribute: str, state: str) -> int:
+        return sum(getattr(a, attribute)[state] for a in self.audiences.values())
+
     @property
     def sent_now(self) -> int:
-        return sum(a.states[ledger.SENT] for a in self.audiences.values())
+        return self._sum("states", ledger.SENT)
 
     @property
     def uncertain(self) -> int:
-        return sum(a.states[ledger.UNCERTAIN] for a in self.audiences.values())
+        """Rows left uncertain in the ledger (this run or earlier): they need the editor's decision."""
+        return self._sum("totals", ledger.UNCERTAIN)
+
+    @property
+    def failed_now(self) -> int:
+        return self._sum("states", ledger.FAILED)
+
+    @property
+    def pending(self) -> int:
+        return sum(a.pending for a in self.audiences.values())
+
+    @property
+    def complete(self) -> bool:
+        return all(a.complete for a in self.audiences.values())
+
+    @property
+    def needs_attention(self) -> bool:
+        """Exit status 6: something failed in this run, is uncertain, still pending, or could not start."""
+        return bool(self.failed_now or self.uncertain or not self.complete)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "sent_now": self.sent_now,
+            "failed_now": self.failed_now,
+            "uncertain": self.uncertain,
+            "pending": self.pending,
+            "complete": self.complete,
+            "audiences": {k: v.to_dict() for k, v in self.audiences.items()},
+        }
+
+
+TransportFactory = Callable[[], Transport]
 
 
 def make_transport(settings: Settings) -> Transport:
     if settings.smtp_url:
-        return SmtpTransport(
-            settings.smtp_url, starttls=settings.smtp_starttls, timeout=settings.smtp_timeout, rate=settings.smtp_rate
-        )
+        return SmtpTransport(settings.smtp_url, starttls=settings.smtp_starttls, timeout=settings.smtp_timeout)
     return OutboxTransport(settings.outbox_path)
+
+
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    """Exponential backoff with ±25 % jitter, so deferred recipients of one server do not return together."""
+    base = min(MAX_RETRY_DELAY, settings.delivery_retry_delay * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=base * (0.75 + random.random() / 2))
+
+
+class _TransportDownError(Exception):
+    pass
+
+
+class AudienceSend:
+    """The send of one (briefing, audience) email: shared state of its worker threads."""
+
+    def __init__(
+        self,
+        prepared: PreparedMessage,
+        audience: Audience,
+        store: Store,
+        settings: Settings,
+        report: AudienceDelivery,
+    ) -> None:
+        self.prepared = prepared
+        self.rendered = prepared.rendered
+        self.audience = audience
+        self.store = store
+        self.settings = settings
+        self.report = report
+        self.subscribers = {s.email: s for s in audience.subscribers}
+        self.folder = f"{self.rendered.slug}/{self.rendered.audience}"
+        self.limiter = RateLimiter(settings.smtp_rate)
+        self._lock = threading.Lock()
+
+    def batch_size(self) -> int:
+        """Small enough that a rate-limited connection sends its batch well within the lease."""
+        rate = self.settings.smtp_rate / max(1, self.settings.smtp_connections)
+        if not rate:
+            return self.settings.delivery_batch_size
+        return max(1, min(self.settings.delivery_batch_size, int(rate * ledger.LEASE.total_seconds() / 2)))
+
+    def count(self, state: str) -> None:
+        with self._lock:
+            self.report.states[state] += 1
+
+    def run_worker(self, transport: Transport) -> None:
+        """Lease and send batches until none is left; rows this worker did not start go back on exit."""
+        worker = ledger.worker_id()
+        not_sent = 0
+        try:
+            while rows := ledger.claim_batch(
+                self.store,
+                self.rendered.slug,
+                self.audience.id,
+                worker,
+                self.batch_size(),
+                content_hash=self.rendered.content_hash,
+            ):
+                gone = self.store.unsubscribed(self.audience.id)  # honour unsubscribes that arrive mid-send
+                for row in rows:
+                    result = self.send_row(row, transport, worker, gone)
+                    not_sent = not_sent + 1 if result.state == NOT_SENT else 0
+                    if not_sent >= NOT_SENT_LIMIT:
+                        raise _TransportDownError(f"{transport.name}: {result.reply}")
+        finally:
+            ledger.release(self.store, worker)
+
+    def send_row(self, row: ledger.LedgerRow, transport: Transport, worker: str, gone: set[str]) -> SendResult:
+        subscriber = self.subscribers.get(row.recipient)
+        if subscriber is None or row.recipient.lower() in gone:
+            reason = "unsubscribed" if row.recipient.lower() in gone else "no longer in the subscriber list"
+            return self._finish(row, worker, SendResult(ledger.SKIPPED, reason))
+        try:
+            envelope = self.prepared.for_recipient(subscriber, mid=row.message_id)
+        except DeliveryError as exc:
+            return self._finish(row, worker, SendResult(ledger.FAILED, f"cannot build the message: {exc}"))
+        self.limiter.wait()
+        if not ledger.start_sending(self.store, row.id, worker):
+            logger.warning("lost the lease on %s before sending; another worker has it", row.recipient)
+            return SendResult("", "lease lost")
+        try:
+            result = transport.send(envelope, self.folder)
+        except Exception as exc:  # a transport bug must still leave the row in a truthful state
+            logger.exception("transport %s failed for %s", transport.name, row.recipient)
+            result = SendResult(ledger.UNCERTAIN, f"transport error: {exc!r}")
+        if result.state == ledger.DEFERRED and row.attempts + 1 >= self.settings.delivery_max_attempts:
+            result = SendResult(ledger.FAILED, f"gave up after {row.attempts + 1} temporary refusals: {result.reply}")
+        if result.state == NOT_SENT:
+            logger.warning("not sent to %s: %s", row.recipient, result.reply)
+        return self._finish(row, worker, result, attempts=row.attempts + 1)
+
+    def _finish(self, row: ledger.LedgerRow, worker: str, result: SendResult, attempts: int = 0) -> SendResult:
+        retry_at = utcnow() + retry_delay(self.settings, attempts) if result.state == ledger.DEFERRED else None
+        ledger.finish(self.store, row.id, result.state, result.reply, retry_at, worker=worker)
+        self.count(result.state)
+        return result
 
 
 def active_subscribers(audience: Audience, store: Store) -> list[Subscriber]:
@@ -56,37 +237,28 @@ def active_subscribers(audience: Audience, store: Store) -> list[Subscriber]:
     return [s for s in audience.subscribers if s.email.lower() not in gone]
 
 
-def _retry_at(attempts: int) -> timedelta:
-    return timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)) * (0.5 + random.random()))
-
-
-def send_rows(
-    rows: list[ledger.LedgerRow],
-    rendered: RenderedEmail,
-    subscribers: dict[str, Subscriber],
-    audience: Audience,
-    store: Store,
-    settings: Settings,
-    transport: Transport,
-    worker: str,
-    report: AudienceDelivery,
-) -> None:
-    """Send one leased batch; every row ends sent, deferred, failed or uncertain in the ledger."""
-    for row in rows:
-        subscriber = subscribers.get(row.recipient) or Subscriber(email=row.recipient)
-        envelope = build_message(rendered, subscriber, settings, audience_name=audience.name)
-        if not ledger.start_sending(store, row.id, worker):
-            continue
-        try:
-            result = transport.send(envelope, f"{rendered.slug}/{rendered.audience}")
-        except Exception as exc:  # any transport bug must still leave the row in a truthful state
-            logger.exception("transport failed for %s", row.recipient)
-            result = SendResult(ledger.UNCERTAIN, f"transport error: {exc}")
-        retry = utcnow() + _retry_at(row.attempts + 1) if result.state == ledger.DEFERRED else None
-        ledger.finish(store, row.id, result.state, result.reply, retry)
-        report.states[result.state] += 1
-        if result.state in (ledger.FAILED, ledger.DEFERRED, ledger.UNCERTAIN):
-            report.failures.append((row.recipient, result.reply))
+def _queue(
+    rendered: RenderedEmail, audience: Audience, store: Store, prepared: PreparedMessage, resend_updated: bool
+) -> int:
+    gone = store.unsubscribed(audience.id)
+    entries = [
+        ledger.Entry(s.email, prepared.message_id_for(s.email), ledger.SKIPPED, "unsubscribed")
+        if s.email.lower() in gone
+        else ledger.Entry(s.email, prepared.message_id_for(s.email))
+        for s in audience.subscribers
+    ]
+    queued = ledger.enqueue(
+        store, rendered.slug, audience.id, rendered.content_hash, entries, resend_updated=resend_updated
+    )
+    listed = {s.email for s in audience.subscribers}
+    reasons = {
+        recipient: "unsubscribed" if recipient.lower() in gone else "no longer in the subscriber list"
+        for recipient in ledger.pending_recipients(store, rendered.slug, audience.id)
+        if recipient not in listed or recipient.lower() in gone
+    }
+    if reasons:
+        ledger.skip_pending(store, rendered.slug, audience.id, reasons)
+    return queued
 
 
 def deliver_audience(
@@ -94,24 +266,79 @@ def deliver_audience(
     audience: Audience,
     store: Store,
     settings: Settings,
-    transport: Transport,
+    transport: Transport | TransportFactory,
     *,
     resend_updated: bool = False,
 ) -> AudienceDelivery:
+    """Queue, send and retry one audience's email; the report says where every row stands afterwards."""
     report = AudienceDelivery(audience=audience.id)
-    subscribers = {s.email: s for s in active_subscribers(audience, store)}
-    domain = sender_domain(settings)
-    recipients = {email: message_id(rendered.slug, audience.id, email, domain) for email in subscribers}
-    report.queued = ledger.enqueue(
-        store, rendered.slug, audience.id, rendered.content_hash, recipients, resend_updated=resend_updated
-    )
-    worker = ledger.worker_id()
     try:
-        while rows := ledger.claim_batch(store, rendered.slug, audience.id, worker, BATCH_SIZE):
-            send_rows(rows, rendered, subscribers, audience, store, settings, transport, worker, report)
-    finally:
-        ledger.release(store, worker)
+        prepared = prepare_message(rendered, settings, audience_name=audience.name)
+        report.queued = _queue(rendered, audience, store, prepared, resend_updated)
+        _send_until_settled(AudienceSend(prepared, audience, store, settings, report), transport, settings)
+    except DeliveryError as exc:
+        report.error = str(exc)
+        logger.error("%s/%s: %s", rendered.slug, audience.id, exc)
+    _fill_totals(report, store, rendered.slug)
     return report
+
+
+def _send_until_settled(job: AudienceSend, transport: Transport | TransportFactory, settings: Settings) -> None:
+    deadline = time.monotonic() + settings.delivery_retry_window
+    rendered = job.rendered
+    while True:
+        _run_workers(job, transport, settings)
+        due = ledger.next_retry(job.store, rendered.slug, job.audience.id, rendered.content_hash)
+        if due is None:
+            return
+        wait = max(0.0, (due - utcnow()).total_seconds())
+        if time.monotonic() + wait > deadline:
+            logger.info(
+                "%s/%s: deferred rows come due after the retry window; left for the next send",
+                rendered.slug,
+                job.audience.id,
+            )
+            return
+        time.sleep(wait)
+
+
+def _run_workers(job: AudienceSend, transport: Transport | TransportFactory, settings: Settings) -> None:
+    if not callable(transport):
+        _run_one(job, transport, own=False)
+        return
+    connections = settings.smtp_connections if settings.smtp_url else 1
+    if connections == 1:
+        _run_one(job, transport(), own=True)
+        return
+    with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp") as pool:
+        futures = [pool.submit(_run_one, job, transport(), own=True) for _ in range(connections)]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def _run_one(job: AudienceSend, transport: Transport, *, own: bool) -> None:
+    try:
+        opener = getattr(transport, "open", None)  # wrappers written for the skeleton's Transport lack it
+        if opener is not None:
+            opener()
+        job.run_worker(transport)
+    except _TransportDownError as exc:
+        raise DeliveryError(f"stopped sending: the transport kept failing ({exc})") from None
+    finally:
+        if own:
+            transport.close()
+
+
+def _fill_totals(report: AudienceDelivery, store: Store, slug: str) -> None:
+    for (_slug, _audience, state), n in ledger.counts(store, slug, report.audience).items():
+        report.totals[state] += n
+    problem_states = (ledger.FAILED, ledger.UNCERTAIN, ledger.DEFERRED, ledger.QUEUED)
+    report.failures = [
+        Failure(r.recipient, r.state, r.last_reply or "not attempted yet")
+        for r in ledger.rows_in_state(store, problem_states, slug, report.audience)
+    ]
 
 
 def deliver_briefing(
@@ -125,21 +352,62 @@ def deliver_briefing(
     resend_uncertain: bool = False,
     transport: Transport | None = None,
 ) -> DeliveryReport:
-    """Send every audience's email to its subscribers; rows already sent are skipped."""
+    """Send every (or the named) audience's email to its subscribers; rows already sent are skipped."""
+    slug = rendered.briefing.slug
+    unknown = sorted(set(audiences or ()) - set(rendered.emails))
+    if unknown:
+        raise DeliveryError(
+            f"no rendered email for audience {', '.join(unknown)}",
+            where=slug,
+            hint=f"use one of: {', '.join(sorted(rendered.emails))}",
+        )
+    if settings.smtp_url and not settings.base_url.startswith("https://"):
+        logger.warning(
+            "BRIEFING_BASE_URL is %s: one-click unsubscribe (RFC 8058) needs an https:// link; "
+            "large mailbox providers ignore it otherwise",
+            settings.base_url,
+        )
     ledger.mark_dead_workers_uncertain(store)
     if resend_uncertain:
-        ledger.requeue_uncertain(store, rendered.briefing.slug)
-    own_transport = transport is None
-    transport = transport or make_transport(settings)
-    report = DeliveryReport(slug=rendered.briefing.slug)
-    try:
-        for audience_id, email in rendered.emails.items():
-            if audiences and audience_id not in audiences:
-                continue
-            report.audiences[audience_id] = deliver_audience(
-                email, content.audience(audience_id), store, settings, transport, resend_updated=resend_updated
-            )
-    finally:
-        if own_transport:
-            transport.close()
+        requeued = ledger.requeue_uncertain(store, slug, audiences)
+        logger.info("%s: %d uncertain rows queued again (same Message-ID)", slug, requeued)
+    report = DeliveryReport(slug=slug)
+    for audience_id, email in rendered.emails.items():
+        if audiences and audience_id not in audiences:
+            continue
+        report.audiences[audience_id] = deliver_audience(
+            email,
+            content.audience(audience_id),
+            store,
+            settings,
+            transport if transport is not None else (lambda: make_transport(settings)),
+            resend_updated=resend_updated,
+        )
     return report
+
+
+def send_test(
+    rendered: RenderedEmail,
+    audience: Audience,
+    address: str,
+    settings: Settings,
+    transport: Transport | None = None,
+) -> tuple[str, SendResult]:
+    """Send one message marked as a test to `address`; the ledger of real recipients is not touched.
+
+    Returns (Message-ID, result)."""
+    try:
+        email = check_address(address)
+    except ValueError as exc:
+        raise DeliveryError(f"invalid test address {address!r}: {exc}", hint="give a full address") from None
+    prepared = prepare_message(rendered, settings, audience_name=audience.name, is_test=True)
+    envelope = prepared.for_recipient(Subscriber(email=email, name=""))
+    own = transport is None
+    transport = transport or make_transport(settings)
+    try:
+        transport.open()
+        result = transport.send(envelope, f"_test/{rendered.slug}/{rendered.audience}")
+    finally:
+        if own:
+            transport.close()
+    return envelope.message_id, result

@@ -124,7 +124,8 @@ def root_command() -> Command:
 def _param_row(param: Any) -> str:
     if param.param_type_name == "argument":
         help_text = _cell(getattr(param, "help", "") or "")
-        return f"| `{param.human_readable_name}` (argument) | {help_text} | {'required' if param.required else ''} |"
+        name = getattr(param, "human_readable_name", None) or param.name.upper()
+        return f"| `{name}` (argument) | {help_text} | {'required' if param.required else ''} |"
     names = ", ".join(f"`{o}`" for o in (*param.opts, *param.secondary_opts))
     default = "" if param.is_flag or param.default in (None, "", ()) else default_text(param.default)
     return f"| {names} | {_cell(param.help or '')} | {_cell(default)} |"

@@ -1,8 +1,10 @@
 """The send ledger: one row per (briefing, audience, recipient, content hash); exactly-once lives here.
 
-States: queued → sending → sent | deferred | failed | uncertain. A worker leases a batch of queued/deferred
-rows (claimed_by), flips each row to `sending` just before handing it to the transport and marks it from the
-server's reply. A row left `sending` by a dead worker is `uncertain`: the server may or may not have it.
+States: queued → sending → sent | deferred | failed | uncertain, plus skipped (unsubscribed or removed from the
+list before the row was sent). A worker leases a batch of queued/deferred rows (claimed_by = host:pid:uuid),
+flips each row to `sending` in its own committed transaction just before handing it to the transport, and marks
+it from the server's reply. A row left `sending` by a dead worker becomes `uncertain`: the server may or may
+not have it, so it is reported and only resent when the editor asks (`--resend-uncertain`, same Message-ID).
 """
 
 from __future__ import annotations
@@ -10,21 +12,51 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from flows.store import Store, ledger, utcnow
 
 logger = logging.getLogger(__name__)
 
-QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN = "queued", "sending", "sent", "deferred", "failed", "uncertain"
-STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN)
+QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED = (
+    "queued",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "uncertain",
+    "skipped",
+)
+STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED)
+PENDING = (QUEUED, DEFERRED)
+# A lease outlives any single SMTP exchange (timeouts are seconds); a row `sending` past it has a dead worker.
 LEASE = timedelta(minutes=10)
+
+
+_SQLITE_WRITES = threading.Lock()
+
+
+@contextmanager
+def _write(store: Store) -> Iterator[Connection]:
+    """A write transaction. On SQLite the threads of this process take turns here: waiting on a lock is
+    cheaper than SQLite's busy handler, which sleeps in steps of milliseconds when writers collide."""
+    if not store.is_sqlite:
+        with store.begin() as conn:
+            yield conn
+        return
+    with _SQLITE_WRITES, store.begin() as conn:
+        yield conn
 
 
 def worker_id() -> str:
@@ -44,18 +76,28 @@ class LedgerRow:
     last_reply: str
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A recipient to put in the ledger: queued to be sent, or recorded as skipped with the reason."""
+
+    recipient: str
+    message_id: str
+    state: str = QUEUED
+    reason: str = ""
+
+
 def _row(r: object) -> LedgerRow:
     return LedgerRow(
-        r.id,
-        r.slug,
-        r.audience,
-        r.recipient,
-        r.content_hash,
-        r.message_id,
-        r.state,  # type: ignore[attr-defined]
-        r.attempts,
-        r.last_reply or "",
-    )  # type: ignore[attr-defined]
+        id=r.id,  # type: ignore[attr-defined]
+        slug=r.slug,  # type: ignore[attr-defined]
+        audience=r.audience,  # type: ignore[attr-defined]
+        recipient=r.recipient,  # type: ignore[attr-defined]
+        content_hash=r.content_hash,  # type: ignore[attr-defined]
+        message_id=r.message_id,  # type: ignore[attr-defined]
+        state=r.state,  # type: ignore[attr-defined]
+        attempts=r.attempts,  # type: ignore[attr-defined]
+        last_reply=r.last_reply or "",  # type: ignore[attr-defined]
+    )
 
 
 def enqueue(
@@ -63,62 +105,126 @@ def enqueue(
     slug: str,
     audience: str,
     content_hash: str,
-    recipients: dict[str, str],
+    entries: list[Entry] | dict[str, str],
     *,
     resend_updated: bool = False,
 ) -> int:
-    """Queue one row per recipient (email → Message-ID). Returns how many rows were added.
+    """Add one row per new recipient. Returns how many rows were added as queued.
 
-    A recipient who already has a row for an earlier content hash of this briefing is not queued again
-    unless `resend_updated`: an edited briefing is not re-sent by accident.
+    A recipient who already has a row for an earlier content hash is not queued again unless `resend_updated`:
+    an edited briefing is not re-sent by accident. Rows of an earlier hash that were never handed to a server
+    (queued or deferred) move to the current hash and Message-ID: that recipient gets the current version.
     """
+    if isinstance(entries, dict):  # recipient → Message-ID, all to be queued
+        entries = [Entry(recipient, mid) for recipient, mid in entries.items()]
     now = utcnow()
+    wanted = {e.recipient: e for e in entries}
     with store.begin() as conn:
         existing = conn.execute(
-            select(ledger.c.recipient, ledger.c.content_hash).where(
+            select(ledger.c.id, ledger.c.recipient, ledger.c.content_hash, ledger.c.state).where(
                 ledger.c.slug == slug, ledger.c.audience == audience
             )
         ).all()
-        same_hash = {r.recipient for r in existing if r.content_hash == content_hash}
-        any_hash = {r.recipient for r in existing}
-        skip = same_hash if resend_updated else any_hash
-        rows = [
-            {
-                "slug": slug,
-                "audience": audience,
-                "recipient": email,
-                "content_hash": content_hash,
-                "message_id": mid,
-                "state": QUEUED,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for email, mid in recipients.items()
-            if email not in skip
-        ]
-        if not rows:
-            return 0
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(ledger), rows)
-            return len(rows)
-        except IntegrityError:
-            pass  # a concurrent enqueue won the race for some rows: insert one by one
-    added = 0
+        current = {r.recipient for r in existing if r.content_hash == content_hash}
+        for r in existing:
+            entry = wanted.get(r.recipient)
+            if entry and r.content_hash != content_hash and r.state in PENDING and r.recipient not in current:
+                conn.execute(
+                    update(ledger)
+                    .where(ledger.c.id == r.id, ledger.c.state.in_(PENDING))
+                    .values(content_hash=content_hash, message_id=entry.message_id, updated_at=now)
+                )
+                current.add(r.recipient)
+        skip = current if resend_updated else current | {r.recipient for r in existing}
+    rows = [
+        {
+            "slug": slug,
+            "audience": audience,
+            "recipient": e.recipient,
+            "content_hash": content_hash,
+            "message_id": e.message_id,
+            "state": e.state,
+            "attempts": 0,
+            "last_reply": e.reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for e in entries
+        if e.recipient not in skip
+    ]
+    return sum(1 for row in _insert_rows(store, rows) if row["state"] == QUEUED)
+
+
+def _insert_rows(store: Store, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Insert rows; when a concurrent enqueue won the race for some, insert the rest one by one."""
+    if not rows:
+        return []
+    try:
+        with store.begin() as conn:
+            conn.execute(insert(ledger), rows)
+        return rows
+    except IntegrityError:
+        logger.info("another process queued some of these rows first; inserting one by one")
+    added = []
     for row in rows:
         try:
             with store.begin() as conn:
                 conn.execute(insert(ledger).values(**row))
-            added += 1
+            added.append(row)
         except IntegrityError:
             continue
     return added
 
 
+def skip_pending(store: Store, slug: str, audience: str, reasons: dict[str, str]) -> int:
+    """Rows not yet handed to a server (or left uncertain) whose recipient must not get it become skipped."""
+    changed = 0
+    with store.begin() as conn:
+        for recipient, reason in reasons.items():
+            changed += conn.execute(
+                update(ledger)
+                .where(
+                    ledger.c.slug == slug,
+                    ledger.c.audience == audience,
+                    ledger.c.recipient == recipient,
+                    ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+                )
+                .values(state=SKIPPED, last_reply=reason, claimed_by=None, claimed_at=None, updated_at=utcnow())
+            ).rowcount
+    return changed
+
+
+def skip_unsubscribed(store: Store, audience: str, email: str, method: str) -> int:
+    """An address that just unsubscribed: its rows of every briefing not yet handed to a server are skipped."""
+    with store.begin() as conn:
+        return conn.execute(
+            update(ledger)
+            .where(
+                ledger.c.audience == audience,
+                func.lower(ledger.c.recipient) == email.lower(),
+                ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+                ledger.c.claimed_by.is_(None),
+            )
+            .values(state=SKIPPED, last_reply=f"unsubscribed ({method})", updated_at=utcnow())
+        ).rowcount
+
+
+def pending_recipients(store: Store, slug: str, audience: str) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(
+            conn.execute(
+                select(ledger.c.recipient).where(
+                    ledger.c.slug == slug,
+                    ledger.c.audience == audience,
+                    ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+                )
+            ).scalars()
+        )
+
+
 def mark_dead_workers_uncertain(store: Store) -> int:
     """Rows left `sending` by a process on this host that no longer exists, or past the lease, become uncertain;
-    rows it had leased but not started go back to the queue."""
+    rows it had leased but not started go back to the queue. Returns how many rows became uncertain."""
     host = socket.gethostname()
     now = utcnow()
     changed = 0
@@ -139,20 +245,23 @@ def mark_dead_workers_uncertain(store: Store) -> int:
                 update(ledger)
                 .where(ledger.c.claimed_by == claim, ledger.c.state == SENDING)
                 .values(
-                    state=UNCERTAIN, updated_at=now, last_reply="the sending process died before the server's reply"
+                    state=UNCERTAIN,
+                    updated_at=now,
+                    last_reply="the sending process died after handing the message to the server and before its reply",
                 )
             ).rowcount
             conn.execute(
                 update(ledger)
-                .where(ledger.c.claimed_by == claim, ledger.c.state.in_((QUEUED, DEFERRED)))
+                .where(ledger.c.claimed_by == claim, ledger.c.state.in_(PENDING))
                 .values(claimed_by=None, claimed_at=None)
             )
-        stale = now - LEASE
         changed += conn.execute(
             update(ledger)
-            .where(ledger.c.state == SENDING, ledger.c.claimed_at < stale)
-            .values(state=UNCERTAIN, updated_at=now, last_reply="lease expired while sending")
+            .where(ledger.c.state == SENDING, ledger.c.claimed_at < now - LEASE)
+            .values(state=UNCERTAIN, updated_at=now, last_reply="lease expired while sending (worker on another host?)")
         ).rowcount
+    if changed:
+        logger.warning("%d ledger rows were left sending by dead workers: now uncertain", changed)
     return changed
 
 
@@ -175,104 +284,158 @@ def _claim_is_dead(claim: str, host: str) -> bool:
     return False
 
 
-def claim_batch(store: Store, slug: str, audience: str, worker: str, limit: int) -> list[LedgerRow]:
-    """Lease up to `limit` sendable rows for this worker; two workers never lease the same row."""
+def claim_batch(
+    store: Store, slug: str, audience: str, worker: str, limit: int, *, content_hash: str | None = None
+) -> list[LedgerRow]:
+    """Lease up to `limit` sendable rows (of one content version, when given) for this worker; two workers
+    never lease the same row."""
     now = utcnow()
-    stale = now - LEASE
     sendable = and_(
         ledger.c.slug == slug,
         ledger.c.audience == audience,
+        ledger.c.content_hash == content_hash if content_hash is not None else true(),
         or_(
             ledger.c.state == QUEUED,
             and_(ledger.c.state == DEFERRED, or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now)),
         ),
-        or_(ledger.c.claimed_by.is_(None), ledger.c.claimed_at < stale),
+        or_(ledger.c.claimed_by.is_(None), ledger.c.claimed_at < now - LEASE),
     )
-    with store.begin() as conn:
-        query = select(ledger.c.id).where(sendable).order_by(ledger.c.id).limit(limit)
-        if not store.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
+    with _write(store) as conn:
+        candidates = select(ledger.c.id).where(sendable).order_by(ledger.c.id).limit(limit)
+        if store.is_sqlite:
+            # One UPDATE statement takes SQLite's write lock before it reads, so the choice is atomic.
+            ids_clause = ledger.c.id.in_(candidates.scalar_subquery())
         else:
-            conn.exec_driver_sql("SELECT 1")  # SQLite: the UPDATE below takes the single write lock
-        ids = conn.execute(query).scalars().all()
-        if not ids:
-            return []
-        conn.execute(update(ledger).where(ledger.c.id.in_(ids), sendable).values(claimed_by=worker, claimed_at=now))
+            ids = conn.execute(candidates.with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
+            ids_clause = ledger.c.id.in_(ids)
+        conn.execute(update(ledger).where(ids_clause, sendable).values(claimed_by=worker, claimed_at=now))
         rows = conn.execute(
-            select(ledger).where(ledger.c.id.in_(ids), ledger.c.claimed_by == worker).order_by(ledger.c.id)
+            select(ledger).where(ledger.c.claimed_by == worker, ledger.c.state.in_(PENDING)).order_by(ledger.c.id)
         ).all()
     return [_row(r) for r in rows]
 
 
+# Built once: these two run for every message, and building a statement costs more than executing it.
+_START = (
+    update(ledger)
+    .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_(PENDING))
+    .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=bindparam("now"), updated_at=bindparam("now"))
+)
+_FINISH_VALUES = {
+    "state": bindparam("state"),
+    "last_reply": bindparam("reply"),
+    "next_attempt_at": bindparam("retry_at"),
+    "updated_at": bindparam("now"),
+    "claimed_by": None,
+    "claimed_at": None,
+}
+
+
+@cache
+def _finish_statement(guarded: bool, not_sent: bool) -> Update:
+    conditions = [ledger.c.id == bindparam("row_id")]
+    if guarded:
+        conditions += [ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING))]
+    values: dict[str, object] = dict(_FINISH_VALUES)
+    if not_sent:
+        values["attempts"] = ledger.c.attempts - 1
+    return update(ledger).where(*conditions).values(**values)
+
+
 def start_sending(store: Store, row_id: int, worker: str) -> bool:
-    """Flip one leased row to `sending` right before the transport gets it. False: the lease was lost."""
-    with store.begin() as conn:
-        return (
-            conn.execute(
-                update(ledger)
-                .where(
-                    ledger.c.id == row_id,
-                    ledger.c.claimed_by == worker,
-                    ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
-                )
-                .values(state=SENDING, attempts=ledger.c.attempts + 1, updated_at=utcnow())
-            ).rowcount
-            == 1
-        )
+    """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost."""
+    with _write(store) as conn:
+        return conn.execute(_START, {"row_id": row_id, "worker": worker, "now": utcnow()}).rowcount == 1
 
 
-def finish(store: Store, row_id: int, state: str, reply: str = "", retry_at: datetime | None = None) -> None:
-    with store.begin() as conn:
-        conn.execute(
-            update(ledger)
-            .where(ledger.c.id == row_id)
-            .values(
-                state=state,
-                last_reply=reply[:2000],
-                next_attempt_at=retry_at,
-                updated_at=utcnow(),
-                claimed_by=None if state != SENDING else ledger.c.claimed_by,
-            )
-        )
+def finish(
+    store: Store,
+    row_id: int,
+    state: str,
+    reply: str = "",
+    retry_at: datetime | None = None,
+    *,
+    worker: str | None = None,
+) -> bool:
+    """Record the outcome of a row (held by `worker`, when given). `queued` means nothing reached the server:
+    the attempt is not counted. False when the row is no longer this worker's."""
+    params = {"row_id": row_id, "worker": worker, "state": state, "reply": reply[:2000], "retry_at": retry_at}
+    statement = _finish_statement(worker is not None, state == QUEUED)
+    with _write(store) as conn:
+        done = conn.execute(statement, {**params, "now": utcnow()}).rowcount
+    if not done:
+        logger.warning("ledger row %d was taken over by another worker; outcome %s not recorded", row_id, state)
+    return done == 1
 
 
 def release(store: Store, worker: str) -> None:
-    """Give back leased rows this worker did not start (clean shutdown)."""
+    """Give back leased rows this worker did not start; a row it left `sending` (interrupted) is uncertain."""
+    now = utcnow()
     with store.begin() as conn:
         conn.execute(
             update(ledger)
-            .where(ledger.c.claimed_by == worker, ledger.c.state.in_((QUEUED, DEFERRED)))
+            .where(ledger.c.claimed_by == worker, ledger.c.state == SENDING)
+            .values(state=UNCERTAIN, updated_at=now, last_reply="interrupted while the server had the message")
+        )
+        conn.execute(
+            update(ledger)
+            .where(ledger.c.claimed_by == worker, ledger.c.state.in_(PENDING))
             .values(claimed_by=None, claimed_at=None)
         )
 
 
-def requeue_uncertain(store: Store, slug: str | None = None, audience: str | None = None) -> int:
+def requeue_uncertain(store: Store, slug: str | None = None, audiences: list[str] | None = None) -> int:
+    """Put uncertain rows back in the queue; they keep their Message-ID."""
     conditions = [ledger.c.state == UNCERTAIN]
     if slug:
         conditions.append(ledger.c.slug == slug)
-    if audience:
-        conditions.append(ledger.c.audience == audience)
+    if audiences:
+        conditions.append(ledger.c.audience.in_(audiences))
     with store.begin() as conn:
         return conn.execute(
-            update(ledger).where(*conditions).values(state=QUEUED, claimed_by=None, updated_at=utcnow())
+            update(ledger)
+            .where(*conditions)
+            .values(state=QUEUED, claimed_by=None, claimed_at=None, next_attempt_at=None, updated_at=utcnow())
         ).rowcount
 
 
-def counts(store: Store, slug: str | None = None) -> dict[tuple[str, str, str], int]:
+def next_retry(store: Store, slug: str, audience: str, content_hash: str) -> datetime | None:
+    """When the earliest deferred row of this email comes due (None: nothing deferred)."""
+    with store.engine.connect() as conn:
+        return conn.execute(
+            select(func.min(ledger.c.next_attempt_at)).where(
+                ledger.c.slug == slug,
+                ledger.c.audience == audience,
+                ledger.c.content_hash == content_hash,
+                ledger.c.state == DEFERRED,
+            )
+        ).scalar()
+
+
+def counts(store: Store, slug: str | None = None, audience: str | None = None) -> dict[tuple[str, str, str], int]:
     """(slug, audience, state) → rows."""
     query = select(ledger.c.slug, ledger.c.audience, ledger.c.state, func.count()).group_by(
         ledger.c.slug, ledger.c.audience, ledger.c.state
     )
     if slug:
         query = query.where(ledger.c.slug == slug)
+    if audience:
+        query = query.where(ledger.c.audience == audience)
     with store.engine.connect() as conn:
         return {(r[0], r[1], r[2]): r[3] for r in conn.execute(query)}
 
 
-def rows_in_state(store: Store, state: str, slug: str | None = None) -> list[LedgerRow]:
-    query = select(ledger).where(ledger.c.state == state).order_by(ledger.c.id)
+def rows_in_state(
+    store: Store, states: str | tuple[str, ...], slug: str | None = None, audience: str | None = None
+) -> list[LedgerRow]:
+    wanted = (states,) if isinstance(states, str) else states
+    query = select(ledger).where(ledger.c.state.in_(wanted)).order_by(ledger.c.id)
     if slug:
         query = query.where(ledger.c.slug == slug)
+    if audience:
+        query = query.where(ledger.c.audience == audience)
     with store.engine.connect() as conn:
         return [_row(r) for r in conn.execute(query)]
 

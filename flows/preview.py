@@ -30,17 +30,16 @@ from starlette.staticfiles import StaticFiles
 from watchfiles import awatch
 
 from flows import ledger, render
-from flows.content import Loaded, check_address, load_content
-from flows.deliver import make_transport
+from flows.content import Loaded, load_content
+from flows.deliver import send_test as deliver_send_test
 from flows.errors import BriefingError, DeliveryError, Problem, RenderError
 from flows.join import join_briefing
-from flows.messages import build_message, unsubscribe_url
-from flows.models import Briefing, Content, Subscriber
-from flows.publish import archive_url, assign_paths, html_link, render_page
+from flows.messages import unsubscribe_url
+from flows.models import Briefing, Content
+from flows.publish import archive_url, assign_paths, html_link, preview_page
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, render_briefing
 from flows.settings import Settings
 from flows.store import Store, open_store
-from flows.transports import SendResult
 from flows.unsubscribe import unsubscribe_routes
 
 logger = logging.getLogger(__name__)
@@ -166,22 +165,13 @@ def send_test(settings: Settings, content: Content, store: Store, slug: str, aud
         audience = content.audience(audience_id)
     except KeyError:
         raise DeliveryError(f"unknown audience '{audience_id}'", where=slug) from None
-    try:
-        email = check_address(address)
-    except ValueError as exc:
-        raise DeliveryError(f"invalid test address {address!r}: {exc}", hint="type a full address") from None
     view = render_audiences(briefing, content, settings, store, is_test=True, only=audience.id)[0]
     if view.email is None:
         raise RenderError(view.error, slug=slug, audience=audience.id)
-    envelope = build_message(view.email, Subscriber(email=email), settings, audience_name=audience.name, is_test=True)
-    transport = make_transport(settings)
-    try:
-        result: SendResult = transport.send(envelope, f"test/{slug}/{audience.id}")
-    finally:
-        transport.close()
+    message_id, result = deliver_send_test(view.email, audience, address, settings)
     if result.state != ledger.SENT:
-        raise DeliveryError(f"test send to {email} {result.state}: {result.reply}", where=f"{slug}/{audience.id}")
-    logger.info("test message for %s/%s sent to %s: %s", slug, audience.id, email, result.reply)
+        raise DeliveryError(f"test send to {address} {result.state}: {result.reply}", where=f"{slug}/{audience.id}")
+    logger.info("test message %s for %s/%s sent to %s: %s", message_id, slug, audience.id, address, result.reply)
     return result.reply
 
 
@@ -289,7 +279,7 @@ class PreviewApp:
             return RedirectResponse(f"/published/{quote(published)}", status_code=303)
         path = assign_paths(self.store, (briefing,))[briefing.slug]
         try:
-            markdown = render_page(briefing, loaded.content, path, (None, None), self.settings)
+            path, markdown = preview_page(briefing, loaded.content, self.store, self.settings)
             error = ""
         except BriefingError as err:
             markdown, error = "", str(err)

@@ -608,6 +608,15 @@ def render_archive(plans: tuple[PlannedPage, ...], content: Content, settings: S
     return files
 
 
+def preview_page(briefing: Briefing, content: Content, store: Store, settings: Settings) -> tuple[str, str]:
+    """One briefing's archive page as (path, Markdown), rendered in memory: nothing written, nothing recorded.
+
+    Used by the preview server for briefings that are not published yet (drafts included)."""
+    plans = plan_pages(store, (briefing,))
+    files = render_pages(plans, content, settings, archive_labels(settings.templates_dir))
+    return plans[0].path, files[plans[0].path].decode("utf-8")
+
+
 # --- writing ---------------------------------------------------------------------------------------------
 
 

@@ -136,6 +136,27 @@ class Settings(BaseSettings):
         "briefing-smtp-send",
         description="Name of the Prefect global concurrency limit that paces SMTP sends across all workers at `smtp_rate` messages per second; created at start-up when `smtp_rate` > 0 and a Prefect API is set.",
     )
+    # --- delivery ---
+    dkim_domain: str = Field(
+        "", description="DKIM signing domain (the `d=` tag); empty = the domain of the From address."
+    )
+    delivery_max_attempts: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description="After this many temporary (4xx) refusals of one recipient the row becomes `failed`.",
+    )
+    delivery_retry_delay: float = Field(
+        30.0, ge=0, description="Seconds before the first retry of a deferred (4xx) recipient; doubles per attempt."
+    )
+    delivery_retry_window: float = Field(
+        300.0,
+        ge=0,
+        description="How long one send waits for deferred recipients to come due before it reports them and stops; the next send retries them.",
+    )
+    delivery_batch_size: int = Field(
+        200, ge=1, le=5000, description="Ledger rows one SMTP connection leases at a time."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import logging
 
 from flows.errors import BriefingError
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 2048
 
 
 class TokenError(BriefingError):
@@ -34,16 +40,19 @@ def make_token(secret: str, audience: str, email: str) -> str:
 
 def verify_token(secret: str, token: str) -> tuple[str, str]:
     """Return (audience, email) of a valid token; raise TokenError otherwise."""
+    token = token.strip()
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        raise TokenError("malformed unsubscribe token", hint="use the whole link from the email")
     try:
-        payload, signature = token.strip().split(".", 1)
+        payload, signature = token.split(".", 1)
     except ValueError:
         raise TokenError("malformed unsubscribe token", hint="use the whole link from the email") from None
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    if not hmac.compare_digest(signature.encode("ascii"), _signature(secret, payload).encode("ascii")):
         raise TokenError(
             "unsubscribe token signature does not match", hint="the link was altered or is from another installation"
         )
     try:
         data = json.loads(_unb64(payload))
         return str(data["a"]), str(data["e"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, binascii.Error):
         raise TokenError("unsubscribe token payload is unreadable") from None

@@ -1,4 +1,10 @@
-"""Transports hand built messages to the world: the outbox folder (default) or an SMTP server."""
+"""Transports hand built messages to the world: the outbox folder (default) or an SMTP server.
+
+Every outcome maps to a ledger state. SMTP: 2xx after DATA → sent; 4xx → deferred (retried later); 5xx →
+failed with the server's reply; the connection lost after the whole message was transmitted and before the
+server's reply → uncertain (the server may have it). A failure before any byte of the message left → queued
+again ("not sent"): nothing reached the server, so it is safe to send on a fresh connection.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +12,37 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import smtplib
 import ssl
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from flows.ledger import DEFERRED, FAILED, SENT, UNCERTAIN
+from flows.errors import DeliveryError
+from flows.ledger import DEFERRED, FAILED, QUEUED, SENT, UNCERTAIN
 from flows.messages import Envelope
 
 logger = logging.getLogger(__name__)
 
+NOT_SENT = QUEUED  # the transport did not hand the message over: the row goes back to the queue
+LEADING_DOT = re.compile(rb"(?m)^\.")
+
 
 @dataclass(frozen=True)
 class SendResult:
-    state: str  # sent | deferred | failed | uncertain
+    state: str  # sent | deferred | failed | uncertain | queued (not sent: connection problem)
     reply: str = ""
 
 
 class Transport(Protocol):
     name: str
+
+    def open(self) -> None: ...
 
     def send(self, envelope: Envelope, folder: str) -> SendResult: ...
 
@@ -49,6 +63,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class RateLimiter:
+    """Spaces sends evenly to at most `rate` per second across all threads sharing it (0 = unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
 class OutboxTransport:
     """Writes each message as an .eml file: outbox/<slug>/<audience>/<recipient hash>.eml."""
 
@@ -56,6 +89,12 @@ class OutboxTransport:
 
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
+
+    def open(self) -> None:
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"cannot create the outbox folder: {exc.strerror}", where=str(self.outbox)) from None
 
     def path_for(self, envelope: Envelope, folder: str) -> Path:
         digest = hashlib.sha256(envelope.recipient.lower().encode()).hexdigest()[:16]
@@ -66,20 +105,49 @@ class OutboxTransport:
         try:
             atomic_write_bytes(path, envelope.data)
         except OSError as exc:
-            return SendResult(DEFERRED, f"cannot write {path}: {exc.strerror}")
+            return SendResult(NOT_SENT, f"cannot write {path}: {exc.strerror}")
         return SendResult(SENT, f"written to {path}")
 
     def close(self) -> None:
         return None
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def describe_smtp_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parsed = urlparse(url)
+    user = f"{unquote(parsed.username)}@" if parsed.username else ""
+    return f"{parsed.scheme}://{user}{parsed.hostname}:{parsed.port or (465 if parsed.scheme == 'smtps' else 25)}"
+
+
+class _RefusedError(Exception):
+    def __init__(self, code: int, reply: bytes | str) -> None:
+        super().__init__(f"{code} {_text(reply)}")
+        self.code = code
+
+
 class SmtpTransport:
-    """One reused SMTP connection; reconnects on drop. Classifies replies for the ledger."""
+    """One reused SMTP connection (STARTTLS when offered, or implicit TLS for smtps://, optional AUTH).
+
+    Not thread-safe: each sending thread owns one transport. Reconnects after a drop; a server that closes
+    with 421 gets the message again on a fresh connection.
+    """
 
     name = "smtp"
 
-    def __init__(self, url: str, *, starttls: bool = True, timeout: float = 30.0, rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        starttls: bool = True,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         parsed = urlparse(url)
+        self.url = describe_smtp_url(url)
         self.host = parsed.hostname or "localhost"
         self.secure = parsed.scheme == "smtps"
         self.port = parsed.port or (465 if self.secure else 25)
@@ -87,73 +155,117 @@ class SmtpTransport:
         self.password = unquote(parsed.password) if parsed.password else ""
         self.starttls = starttls
         self.timeout = timeout
-        self.min_interval = 1.0 / rate if rate > 0 else 0.0
-        self._last_send = 0.0
+        self.tls_context = tls_context or ssl.create_default_context()
         self._conn: smtplib.SMTP | None = None
+        self.connections_opened = 0
 
     def _connect(self) -> smtplib.SMTP:
         if self.secure:
-            conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.tls_context)
         else:
             conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             conn.ehlo()
-            if self.starttls and conn.has_extn("starttls"):
-                conn.starttls(context=ssl.create_default_context())
+            if not self.secure and self.starttls and conn.has_extn("starttls"):
+                conn.starttls(context=self.tls_context)
                 conn.ehlo()
-        if self.username:
-            conn.login(self.username, self.password)
+            if self.username:
+                conn.login(self.username, self.password)
+        except BaseException:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.close()
+            raise
+        self.connections_opened += 1
         return conn
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._conn is None:
+    def open(self) -> None:
+        """Connect now, so a wrong URL or password stops the send before any row is leased."""
+        if self._conn is not None:
+            return
+        try:
             self._conn = self._connect()
-        return self._conn
-
-    def _throttle(self) -> None:
-        if self.min_interval:
-            wait = self._last_send + self.min_interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last_send = time.monotonic()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(
+                f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+                where=self.url,
+                hint="check the user and password in BRIEFING_SMTP_URL",
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(
+                f"cannot connect to the SMTP server: {exc}", where=self.url, hint="check BRIEFING_SMTP_URL"
+            ) from None
 
     def send(self, envelope: Envelope, folder: str) -> SendResult:
-        self._throttle()
-        try:
-            conn = self._connection()
-            code, reply = conn.mail(envelope.sender)
-            if code >= 400:
-                return self._refused(code, reply)
-            code, reply = conn.rcpt(envelope.recipient)
-            if code >= 400:
-                conn.rset()
-                return self._refused(code, reply)
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            return SendResult(DEFERRED, f"before DATA: {exc}")
-        try:
-            code, reply = conn.data(envelope.data)
-        except smtplib.SMTPDataError as exc:
-            return self._refused(exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            return SendResult(UNCERTAIN, f"connection lost during DATA: {exc}")
-        return SendResult(SENT, f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}")
+        for attempt in (1, 2):
+            try:
+                return self._transaction(envelope)
+            except _RefusedError as refused:
+                if refused.code == 421 and attempt == 1:
+                    self._drop()  # the server is closing this connection: try once on a new one
+                    continue
+                return SendResult(DEFERRED if refused.code < 500 else FAILED, str(refused))
+            except _NotSentError as exc:
+                self._drop()
+                if attempt == 1:
+                    logger.info("SMTP connection lost before the message (%s); reconnecting", exc)
+                    continue
+                return SendResult(NOT_SENT, f"not sent: {exc}")
+            except _NoReplyError as exc:
+                self._drop()
+                return SendResult(UNCERTAIN, f"connection lost after the message was sent, before the reply: {exc}")
+        raise AssertionError("unreachable")
 
-    def _refused(self, code: int, reply: bytes | str) -> SendResult:
-        text = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
-        return SendResult(DEFERRED if 400 <= code < 500 else FAILED, text)
+    def _transaction(self, envelope: Envelope) -> SendResult:
+        try:
+            conn = self._conn or self._connect()
+            self._conn = conn
+            self._expect(conn, conn.mail(envelope.sender), 250)
+            self._expect(conn, conn.rcpt(envelope.recipient), 250, 251)
+            conn.putcmd("data")
+            self._expect(conn, conn.getreply(), 354)
+            data = envelope.data
+            if data.startswith(b".") or b"\n." in data:  # base64 bodies rarely need it: skip the regex pass
+                data = LEADING_DOT.sub(b"..", data)
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            conn.send(data + b".\r\n")
+        except (smtplib.SMTPException, OSError) as exc:
+            # Without the final "." the server discards the message (RFC 5321 4.1.1.4): nothing was delivered.
+            raise _NotSentError(str(exc) or type(exc).__name__) from exc
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _NoReplyError(str(exc) or type(exc).__name__) from exc
+        if 200 <= code < 300:
+            return SendResult(SENT, f"{code} {_text(reply)}")
+        raise _RefusedError(code, reply)
+
+    def _expect(self, conn: smtplib.SMTP, answer: tuple[int, bytes], *codes: int) -> None:
+        code, reply = answer
+        if code in codes:
+            return
+        if code == 421:
+            raise _RefusedError(code, reply)
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            conn.rset()
+        raise _RefusedError(code, reply)
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._conn.close()
-            finally:
-                self._conn = None
+            self._conn = None
 
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._conn.quit()
-            self._conn = None
+            self._drop()
+
+
+class _NotSentError(Exception):
+    """The connection failed before the message's final dot left: the server cannot have it."""
+
+
+class _NoReplyError(Exception):
+    """The whole message left, and the connection failed before the server answered."""

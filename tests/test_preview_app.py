@@ -94,7 +94,7 @@ def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
     form = {"slug": "github-commit-flood", "audience": "investors", "address": "editor@example.org"}
     response = client.post("/send-test", data=form, follow_redirects=False)
     assert response.status_code == 303 and "sent=" in response.headers["location"]
-    written = list((settings.outbox_path / "test" / "github-commit-flood" / "investors").glob("*.eml"))
+    written = list((settings.outbox_path / "_test" / "github-commit-flood" / "investors").glob("*.eml"))
     assert len(written) == 1
     raw = written[0].read_bytes()
     assert b"X-Briefing-Test: yes" in raw and b"editor@example.org" in raw
