@@ -102,6 +102,9 @@ def check(
         "ready": len(loaded.content.ready),
         "problems": [p.__dict__ for p in problems],
     }
+    from flows.events import announce_from_command
+
+    data["announced"] = announce_from_command(loaded.content.ready, settings.store_url)
     if Output.json:
         emit(data)
     else:
@@ -189,6 +192,10 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(err.exit_code)
 
+
+from flows import cli_orchestrate  # noqa: E402
+
+cli_orchestrate.register(app)
 
 if __name__ == "__main__":
     main()

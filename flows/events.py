@@ -123,3 +123,14 @@ def brief_trigger() -> Any:
         parameters={"slug": "{{ event.resource['" + SLUG_LABEL + "'] }}"},
         threshold=1,
     )
+
+
+def announce_from_command(briefings: Iterable[Briefing], store_url: str) -> list[str]:
+    """`briefing check`: announce ready briefings when PREFECT_API_URL names a server, then flush the events."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return []
+    from flows.store import open_store
+
+    slugs = announce_ready(briefings, open_store(store_url))
+    flush_events()
+    return slugs

@@ -126,10 +126,16 @@ class Settings(BaseSettings):
     strict: bool = Field(False, description="Fail the run on the first bad file instead of skipping it.")
     # --- orchestrate ---
     ingest_batch_size: int = Field(
-        50, ge=1, le=5000, description="Feeds per Prefect task in the ingest flow (one task run per batch, retried as a unit)."
+        50,
+        ge=1,
+        le=5000,
+        description="Feeds per Prefect task in the ingest flow (one task run per batch, retried as a unit).",
     )
     task_retries: int = Field(
-        2, ge=0, le=10, description="Prefect retries of a network task (a feed batch with transient errors, a delivery)."
+        2,
+        ge=0,
+        le=10,
+        description="Prefect retries of a network task (a feed batch with transient errors, a delivery).",
     )
     task_retry_delay: float = Field(
         10.0, ge=0, description="Seconds before the first Prefect task retry; doubles each retry, with ±50% jitter."
