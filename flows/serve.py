@@ -222,11 +222,13 @@ async def _serve(settings: Settings, deployments: list[Any], watch: bool, on_rea
     stop.set()
     logger.info("shutting down")
     if runner.started:
-        await runner.astop()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(runner.astop(), 20)
     for task in (runner_task, watcher):
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 30)
+                await asyncio.wait_for(task, 10)
+    logger.info("stopped serving")
 
 
 def serve(settings: Settings, *, watch: bool = True, on_ready: Callable[[str], None] = lambda _url: None) -> None:
