@@ -7,6 +7,7 @@ API); `serve` keeps the deployments, the ingest schedule and the ready trigger r
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -16,6 +17,9 @@ from flows.errors import BriefingError
 from flows.settings import load_settings
 
 logger = logging.getLogger(__name__)
+
+# The embedded API's temporary server needs far more than Prefect's default 20 s on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _finish(result: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -282,6 +283,27 @@ def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience
     return rendered
 
 
+@contextmanager
+def smtp_slot(settings: Settings) -> Iterator[Any]:
+    """Hold one slot of the global `smtp-send` limit and one transport for a briefing's deliveries.
+
+    One acquisition per briefing (not per audience): each acquisition is a few API calls and, on a limit of
+    one, a back-off while the server sees the previous release.
+    """
+    from prefect.concurrency.sync import concurrency
+
+    from flows.deliver import make_transport
+
+    with concurrency(SMTP_SLOTS, occupy=1, strict=True):
+        transport = make_transport(settings)
+        if settings.smtp_url and settings.smtp_rate > 0:
+            transport = RateLimitedTransport(transport, rate_grant(settings))
+        try:
+            yield transport
+        finally:
+            transport.close()
+
+
 @task(name="deliver-audience", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
 def deliver_task(
     settings: Settings,
@@ -289,32 +311,21 @@ def deliver_task(
     loaded: Loaded,
     rendered: RenderedBriefing,
     audience: str,
+    transport: Any,
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> DeliveryReport:
-    """Send one (briefing, audience) while holding a slot of the global `smtp-send` limit."""
-    from prefect.concurrency.sync import concurrency
-
-    transport = None
-    if settings.smtp_url and settings.smtp_rate > 0:
-        from flows.deliver import make_transport
-
-        transport = RateLimitedTransport(make_transport(settings), rate_grant(settings))
-    try:
-        with concurrency(SMTP_SLOTS, occupy=1, strict=True):
-            report = deliver_briefing(
-                rendered,
-                loaded.content,
-                store,
-                settings,
-                audiences=[audience],
-                resend_updated=resend_updated,
-                resend_uncertain=resend_uncertain,
-                transport=transport,
-            )
-    finally:
-        if transport is not None:
-            transport.close()
+    """Send one (briefing, audience) through the transport of the flow's `smtp-send` slot."""
+    report = deliver_briefing(
+        rendered,
+        loaded.content,
+        store,
+        settings,
+        audiences=[audience],
+        resend_updated=resend_updated,
+        resend_uncertain=resend_uncertain,
+        transport=transport,
+    )
     for result in report.audiences.values():
         get_run_logger().info("%s/%s: %s", report.slug, audience, dict(result.states))
     return report
@@ -362,8 +373,12 @@ def _brief_one(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
     per_audience = summary.delivery.setdefault(briefing.slug, {})
-    for aid, result in rendered.items():
-        report = delivery(ctx.settings, ctx.store, ctx.loaded, result, aid, resend_updated, resend_uncertain)
+    with smtp_slot(ctx.settings) as transport:
+        reports = [
+            delivery(ctx.settings, ctx.store, ctx.loaded, result, aid, transport, resend_updated, resend_uncertain)
+            for aid, result in rendered.items()
+        ]
+    for report in reports:
         for audience_id, audience_result in report.audiences.items():
             states = Counter(audience_result.states)
             outcome.delivered[audience_id] = states
