@@ -4,9 +4,9 @@ Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` 
 JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
 overhead allows (≈8 ms per task run): one per feed batch, one render and one delivery per (briefing, audience)
 — never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
-backoff and jitter; rendering and publishing do not. SMTP sending holds a slot of the global concurrency
-limit `smtp-send` (and draws from the rate limit `smtp-rate` when a send rate is set), so parallel flow runs
-together respect the configured connections and rate.
+backoff and jitter; rendering and publishing do not. Each briefing's sending holds one slot of the global
+concurrency limit `smtp-send` (and each message draws from the rate limit `smtp-rate` when a rate is set),
+so parallel flow runs together respect the configured connections and rate.
 """
 
 from __future__ import annotations
@@ -365,9 +365,13 @@ def _brief_one(
     """Render each audience, then (when sending) deliver it: the tasks of one briefing."""
     briefing = joined.briefing
     outcome = BriefOutcome(briefing.slug, page)
-    rendered = {aid: render_task(ctx.settings, ctx.loaded, briefing, aid, page) for aid in audiences}
+    # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
+    # audience is rendered.
+    rendered = {aid: render_task.submit(ctx.settings, ctx.loaded, briefing, aid, page) for aid in audiences}
     summary.briefings_rendered.append(briefing.slug)
     if not send:
+        for future in rendered.values():
+            future.result()
         return outcome
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
@@ -375,8 +379,10 @@ def _brief_one(
     per_audience = summary.delivery.setdefault(briefing.slug, {})
     with smtp_slot(ctx.settings) as transport:
         reports = [
-            delivery(ctx.settings, ctx.store, ctx.loaded, result, aid, transport, resend_updated, resend_uncertain)
-            for aid, result in rendered.items()
+            delivery(
+                ctx.settings, ctx.store, ctx.loaded, future.result(), aid, transport, resend_updated, resend_uncertain
+            )
+            for aid, future in rendered.items()
         ]
     for report in reports:
         for audience_id, audience_result in report.audiences.items():

@@ -257,3 +257,18 @@ def test_transient_errors_are_told_apart() -> None:
     assert is_transient(outcome("error", "ConnectTimeout: timed out"))
     assert not is_transient(outcome("error", "HTTP 404"))
     assert not is_transient(outcome("ok", ""))
+
+
+def test_render_task_renders_one_audience_without_an_engine(project: Path, settings) -> None:
+    """`.fn` runs the task body as a plain function; `disable_run_logger` stands in for the run context."""
+    from prefect.logging import disable_run_logger
+
+    from flows.pipeline import render_task
+
+    loaded = load_content(project / "content")
+    briefing = next(b for b in loaded.content.ready if b.slug == SLUG)
+    with disable_run_logger():
+        rendered = render_task.fn(settings, loaded, briefing, "uota", f"2026/06/{SLUG}.md")
+    assert list(rendered.emails) == ["uota"]
+    email = rendered.emails["uota"]
+    assert f"{SLUG}.html" in email.html and briefing.note_for("uota").meaning[:20] in email.html
