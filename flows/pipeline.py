@@ -172,7 +172,12 @@ def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[An
     last_attempt = run is None or run.task_run.run_count > run.task.retries
     finished = _FINISHED.setdefault(key, {})
     todo = [f for f in feeds if f.id not in finished]
-    report: IngestReport = ingest_feeds(todo, store, settings)
+    try:
+        report: IngestReport = ingest_feeds(todo, store, settings)
+    except BaseException:
+        if last_attempt:
+            _FINISHED.pop(key, None)
+        raise
     transient = []
     for outcome in report.outcomes:
         if is_transient(outcome) and not last_attempt:
