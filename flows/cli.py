@@ -144,6 +144,9 @@ def check(
         "ready": len(loaded.content.ready),
         "problems": [p.__dict__ for p in problems],
     }
+    from flows.events import announce_from_command
+
+    data["announced"] = announce_from_command(loaded.content.ready, settings.store_url)
     if Output.json:
         emit(data)
     else:
@@ -416,9 +419,14 @@ def main() -> None:
 
 # Command modules register themselves here, one import+call each (see HELPERS.md).
 from flows.cli_delivery import register as register_delivery  # noqa: E402
+from flows.cli_orchestrate import register as register_orchestrate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_publish import register as register_publish  # noqa: E402
 
 register_preview(app)
 register_publish(app)
 register_delivery(app)
+register_orchestrate(app)
+
+if __name__ == "__main__":
+    main()

@@ -1,32 +1,48 @@
 """Prefect flows: thin sequences of calls into the stage modules.
 
-Flows take plain JSON-able parameters so they can be started from the Prefect UI. Tasks have the grain the
-overhead allows (≈8 ms per task run): one per feed batch, per (briefing, audience) render, per briefing
-delivery — never one per recipient or paragraph. Network tasks retry; rendering and publishing do not.
+Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` (all of it) — take plain
+JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
+overhead allows (≈8 ms per task run): one per feed batch, one render and one delivery per (briefing, audience)
+— never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
+backoff and jitter; rendering and publishing do not. Each briefing's sending holds one slot of the global
+concurrency limit `smtp-send` (and each message draws from the rate limit named by `send_rate_limit` when a
+rate is set), so parallel flow runs together respect the configured connections and rate.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from flows.content import Loaded, load_content
 from flows.deliver import DeliveryReport, deliver_briefing
-from flows.errors import BriefingError
+from flows.errors import BriefingError, ContentError
+from flows.events import announce_ready, emit_article_ingested
 from flows.ingest import IngestReport, ingest_feeds
 from flows.join import Joined, join_briefings
+from flows.models import Briefing, Feed
 from flows.publish import PublishReport, archive_url, assign_paths, publish_archive
 from flows.render import RenderedBriefing, render_briefing
+from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
 from flows.stubs import write_stubs
 
 logger = logging.getLogger(__name__)
+
+SMTP_SLOTS = "smtp-send"
+TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
 
 
 @dataclass
@@ -37,6 +53,7 @@ class RunSummary:
     stubs: list[str] = field(default_factory=list)
     briefings_rendered: list[str] = field(default_factory=list)
     briefings_held: list[str] = field(default_factory=list)
+    briefings_announced: list[str] = field(default_factory=list)
     emails_sent: int = 0
     emails_uncertain: int = 0
     emails_failed: int = 0
@@ -51,18 +68,120 @@ class RunSummary:
         return asdict(self)
 
 
-def _context() -> tuple[Settings, Store, Loaded]:
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    loaded: Loaded
+
+    def reload(self) -> None:
+        self.loaded = load_content(self.settings.content_dir)
+
+
+def _context() -> Context:
     settings = load_settings()
     store = open_store(settings.store_url)
     loaded = load_content(settings.content_dir)
     if settings.strict and loaded.errors:
         raise BriefingError(f"{len(loaded.errors)} content problems (strict mode): {loaded.errors[0]}")
-    return settings, store, loaded
+    return Context(settings, store, loaded)
 
 
-@task(name="ingest-feeds", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
-def ingest_task(settings: Settings, store: Store, loaded: Loaded) -> IngestReport:
-    return ingest_feeds(list(loaded.content.feeds), store, settings)
+def _summary(ctx: Context) -> RunSummary:
+    return RunSummary(
+        outbox=str(ctx.settings.outbox_path),
+        archive=str(ctx.settings.archive_path),
+        problems=[str(p) for p in ctx.loaded.problems],
+    )
+
+
+def retry_delays(settings: Settings) -> list[float]:
+    """Exponential backoff for Prefect task retries (jitter is added by `retry_jitter_factor`)."""
+    return [settings.task_retry_delay * 2**attempt for attempt in range(settings.task_retries)]
+
+
+# --- global concurrency and rate limits ------------------------------------------------------------------
+
+
+def ensure_limits(settings: Settings) -> None:
+    """Create or update the SMTP limits on the Prefect server; they do nothing until they exist.
+
+    `smtp-send` bounds parallel SMTP connections across flow runs; the rate limit named by
+    `settings.send_rate_limit` (shared with `flows.scaleout` deliverers) paces messages at `smtp_rate`/s."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(SMTP_SLOTS, settings.smtp_connections)
+        if settings.smtp_rate > 0:
+            client.upsert_global_concurrency_limit_by_name(
+                settings.send_rate_limit, permit_chunk(settings.smtp_rate), slot_decay_per_second=settings.smtp_rate
+            )
+
+
+# --- ingest ----------------------------------------------------------------------------------------------
+
+
+class TransientFeedError(BriefingError):
+    """Some feeds of a batch failed with errors worth retrying (5xx, 429, timeouts, refused connections)."""
+
+
+def is_transient(outcome: Any) -> bool:
+    if outcome.status != "error":
+        return False
+    retryable = getattr(outcome, "retryable", None)
+    if retryable is not None:
+        return bool(retryable)
+    return any(marker in (outcome.error or "") for marker in TRANSIENT_MARKERS)
+
+
+# Outcomes of feeds that already finished in an earlier attempt of the same task run: a retry fetches only
+# the feeds that failed, so articles stored by the first attempt still count as new.
+_FINISHED: dict[Any, dict[str, Any]] = {}
+
+
+@task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
+def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
+    """Fetch and store one batch of feeds; raise (so Prefect retries) while some failed transiently."""
+    run_logger = get_run_logger()
+    run = TaskRunContext.get()
+    key = run.task_run.id if run else None
+    last_attempt = run is None or run.task_run.run_count > run.task.retries
+    finished = _FINISHED.setdefault(key, {})
+    todo = [f for f in feeds if f.id not in finished]
+    try:
+        report: IngestReport = ingest_feeds(todo, store, settings)
+    except BaseException:
+        if last_attempt:
+            _FINISHED.pop(key, None)
+        raise
+    transient = []
+    for outcome in report.outcomes:
+        if is_transient(outcome) and not last_attempt:
+            transient.append(outcome)
+        else:
+            finished[outcome.feed_id] = outcome
+    if transient:
+        names = ", ".join(f"{o.feed_id} ({o.error})" for o in transient)
+        run_logger.warning("%d feeds failed transiently, retrying: %s", len(transient), names)
+        raise TransientFeedError(f"{len(transient)} feeds failed transiently: {names}")
+    _FINISHED.pop(key, None)
+    order = {f.id: i for i, f in enumerate(feeds)}
+    outcomes = sorted(finished.values(), key=lambda o: order.get(o.feed_id, len(order)))
+    run_logger.info("batch of %d feeds: %d errors", len(feeds), sum(o.status == "error" for o in outcomes))
+    return outcomes
+
+
+def _ids(value: Any) -> list[str]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, list | tuple | set) else int(value or 0)
+
+
+def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @task(name="write-stubs", cache_policy=NO_CACHE)
@@ -72,76 +191,397 @@ def stubs_task(settings: Settings, store: Store, loaded: Loaded, article_ids: li
     return [str(p) for p in paths]
 
 
-@task(name="render-briefing", cache_policy=NO_CACHE)
-def render_task(settings: Settings, store: Store, loaded: Loaded, joined: Joined) -> RenderedBriefing:
-    paths = assign_paths(store, loaded.content.ready)
-    return render_briefing(
-        joined.briefing,
+def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None = None) -> list[Any]:
+    run_logger = get_run_logger()
+    feeds = list(ctx.loaded.content.feeds)
+    if feed_ids:
+        unknown = sorted(set(feed_ids) - {f.id for f in feeds})
+        if unknown:
+            raise ContentError(
+                ctx.settings.content_dir / "feeds.yaml", f"no feed with id {', '.join(unknown)}", field="feeds[].id"
+            )
+        feeds = [f for f in feeds if f.id in feed_ids]
+    batch_task = ingest_batch.with_options(
+        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
+    )
+    futures = [
+        batch_task.submit(ctx.settings, ctx.store, batch) for batch in _batches(feeds, ctx.settings.ingest_batch_size)
+    ]
+    outcomes = [outcome for future in futures for outcome in future.result()]
+    new = [a for o in outcomes for a in _ids(o.new)]
+    summary.articles_new = len(new)
+    summary.articles_updated = sum(_count(o.updated) for o in outcomes)
+    summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in outcomes if o.status == "error"]
+    summary.stubs = stubs_task(ctx.settings, ctx.store, ctx.loaded, new) if new else []
+    emitted = emit_article_ingested(a for a in (ctx.store.get_article(i) for i in new) if a is not None)
+    run_logger.info(
+        "ingest: %d feeds, %d new articles (%d events), %d updated, %d failed, %d stubs",
+        len(feeds),
+        summary.articles_new,
+        emitted,
+        summary.articles_updated,
+        len(summary.feeds_failed),
+        len(summary.stubs),
+    )
+    if summary.stubs:
+        ctx.reload()
+    return outcomes
+
+
+def _ingest_artifact(outcomes: list[Any]) -> None:
+    rows = [
+        {
+            "feed": o.feed_id,
+            "url": o.url,
+            "status": o.status,
+            "new": _count(o.new),
+            "updated": _count(o.updated),
+            "seen": _count(o.seen),
+            "error": o.error or "",
+        }
+        for o in outcomes
+    ]
+    create_table_artifact(rows, key="ingest-feeds", description="Per-feed outcome of the last ingest run")
+
+
+# --- render and deliver, per (briefing, audience) -------------------------------------------------------
+
+
+@task(name="render-audience", cache_policy=NO_CACHE)
+def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience: str, page: str) -> RenderedBriefing:
+    rendered = render_briefing(
+        briefing,
         loaded.content,
         templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, paths[joined.briefing.slug]),
+        archive_url=archive_url(settings, page),
         archive_index_url=f"{settings.base_url}/index.html",
         budget=settings.email_size_budget,
+        audiences=[audience],
     )
+    for email in rendered.emails.values():
+        for warning in email.warnings:
+            get_run_logger().warning("%s/%s: %s", briefing.slug, audience, warning)
+    return rendered
 
 
-@task(
-    name="deliver-briefing", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5
-)
+@contextmanager
+def smtp_slot(settings: Settings) -> Iterator[Any]:
+    """Hold one slot of the global `smtp-send` limit and one transport for a briefing's deliveries.
+
+    One acquisition per briefing (not per audience): each acquisition is a few API calls and, on a limit of
+    one, a back-off while the server sees the previous release.
+    """
+    from prefect.concurrency.sync import concurrency
+
+    from flows.deliver import make_transport
+
+    with concurrency(SMTP_SLOTS, occupy=1, strict=True):
+        transport = make_transport(settings)
+        if settings.smtp_url and settings.smtp_rate > 0:
+            transport = GlobalRateLimitedTransport(
+                transport, settings.send_rate_limit, permit_chunk(settings.smtp_rate)
+            )
+        try:
+            yield transport
+        finally:
+            transport.close()
+
+
+@task(name="deliver-audience", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
 def deliver_task(
     settings: Settings,
     store: Store,
     loaded: Loaded,
     rendered: RenderedBriefing,
+    audience: str,
+    transport: Any,
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> DeliveryReport:
-    return deliver_briefing(
-        rendered, loaded.content, store, settings, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+    """Send one (briefing, audience) through the transport of the flow's `smtp-send` slot."""
+    report = deliver_briefing(
+        rendered,
+        loaded.content,
+        store,
+        settings,
+        audiences=[audience],
+        resend_updated=resend_updated,
+        resend_uncertain=resend_uncertain,
+        transport=transport,
     )
+    for result in report.audiences.values():
+        get_run_logger().info("%s/%s: %s", report.slug, audience, dict(result.states))
+    return report
+
+
+def _audience_ids(ctx: Context, audience: str) -> list[str]:
+    ids = [a.id for a in ctx.loaded.content.audiences]
+    if audience and audience not in ids:
+        raise ContentError(
+            ctx.settings.content_dir / "audiences.yaml",
+            f"no audience with id {audience!r}",
+            field="audiences[].id",
+            hint=f"use one of: {', '.join(ids)}",
+        )
+    return [audience] if audience else ids
+
+
+@dataclass
+class BriefOutcome:
+    slug: str
+    page: str
+    delivered: dict[str, Counter[str]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def _brief_one(
+    ctx: Context,
+    joined: Joined,
+    summary: RunSummary,
+    *,
+    audiences: list[str],
+    page: str,
+    send: bool,
+    resend_updated: bool = False,
+    resend_uncertain: bool = False,
+) -> BriefOutcome:
+    """Render each audience, then (when sending) deliver it: the tasks of one briefing."""
+    briefing = joined.briefing
+    outcome = BriefOutcome(briefing.slug, page)
+    # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
+    # audience is rendered.
+    rendered = {aid: render_task.submit(ctx.settings, ctx.loaded, briefing, aid, page) for aid in audiences}
+    summary.briefings_rendered.append(briefing.slug)
+    if not send:
+        for future in rendered.values():
+            future.result()
+        return outcome
+    delivery = deliver_task.with_options(
+        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
+    )
+    per_audience = summary.delivery.setdefault(briefing.slug, {})
+    with smtp_slot(ctx.settings) as transport:
+        reports = [
+            delivery(
+                ctx.settings, ctx.store, ctx.loaded, future.result(), aid, transport, resend_updated, resend_uncertain
+            )
+            for aid, future in rendered.items()
+        ]
+    for report in reports:
+        for audience_id, audience_result in report.audiences.items():
+            states = Counter(audience_result.states)
+            outcome.delivered[audience_id] = states
+            per_audience[audience_id] = dict(states)
+            summary.emails_sent += states["sent"]
+            summary.emails_uncertain += states["uncertain"]
+            summary.emails_failed += states["failed"]
+            outcome.failures.extend(f"{audience_id} {who}: {why}" for who, why in audience_result.failures)
+    return outcome
+
+
+def _artifact_key(prefix: str, slug: str) -> str:
+    return f"{prefix}-{re.sub(r'[^a-z0-9-]+', '-', slug.lower()).strip('-')}"[:120]
+
+
+def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | None, problems: list[str]) -> None:
+    """A Markdown report (verdict, counts, links) and a table of delivery states for one briefing."""
+    settings = ctx.settings
+    lines = [
+        f"# {briefing.verdict or briefing.slug}",
+        "",
+        f"`{briefing.slug}` · {briefing.status} · {briefing.date}",
+        "",
+    ]
+    if outcome is None:
+        lines.append("**Held back** — nothing rendered or sent.")
+    else:
+        url = archive_url(settings, outcome.page)
+        lines += [
+            f"- Archive page: [{outcome.page}]({url}) (`{settings.archive_path / outcome.page}`)",
+            f"- Outbox: `{settings.outbox_path / briefing.slug}`" if not settings.smtp_url else "- Sent over SMTP",
+            "",
+        ]
+        if outcome.delivered:
+            states = sorted({s for c in outcome.delivered.values() for s in c})
+            lines += ["| audience | " + " | ".join(states) + " |", "|---" * (len(states) + 1) + "|"]
+            for aid, counts in outcome.delivered.items():
+                lines.append(f"| {aid} | " + " | ".join(str(counts[s]) for s in states) + " |")
+        else:
+            lines.append("Rendered only (dry run): nothing sent.")
+        lines += [f"- failure: {f}" for f in outcome.failures[:50]]
+    lines += [f"- problem: {p}" for p in problems]
+    create_markdown_artifact(
+        "\n".join(lines), key=_artifact_key("brief", briefing.slug), description=f"Briefing {briefing.slug}"
+    )
+    if outcome is not None and outcome.delivered:
+        rows = [
+            {"audience": aid, **{k: int(v) for k, v in counts.items()}} for aid, counts in outcome.delivered.items()
+        ]
+        create_table_artifact(
+            rows, key=_artifact_key("delivery", briefing.slug), description=f"Delivery states of {briefing.slug}"
+        )
+
+
+def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
+    report = publish_task(ctx.settings, ctx.store, ctx.loaded)
+    summary.pages_written = [str(p) for p in report.written]
+    summary.pages_unchanged = len(report.unchanged)
+    return report
 
 
 @task(name="publish-archive", cache_policy=NO_CACHE)
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
-    return publish_archive(loaded.content, store, settings)
+    report = publish_archive(loaded.content, store, settings)
+    get_run_logger().info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))
+    return report
 
 
-def _add_delivery(summary: RunSummary, report: DeliveryReport) -> None:
-    per_audience = summary.delivery.setdefault(report.slug, {})
-    for audience, result in report.audiences.items():
-        per_audience[audience] = dict(result.states)
-        summary.emails_sent += result.states["sent"]
-        summary.emails_uncertain += result.states["uncertain"]
-        summary.emails_failed += result.states["failed"]
+def _join_and_brief(
+    ctx: Context,
+    summary: RunSummary,
+    slugs: list[str] | None,
+    *,
+    audiences: list[str],
+    send: bool,
+    resend_updated: bool,
+    resend_uncertain: bool,
+) -> None:
+    paths = assign_paths(ctx.store, ctx.loaded.content.ready)
+    for joined in join_briefings(ctx.loaded.content, ctx.store, slugs):
+        problems = [str(p) for p in joined.problems]
+        summary.problems.extend(problems)
+        if not joined.ok:
+            summary.briefings_held.append(joined.briefing.slug)
+            brief_artifacts(ctx, joined.briefing, None, problems)
+            continue
+        outcome = _brief_one(
+            ctx,
+            joined,
+            summary,
+            audiences=audiences,
+            page=paths[joined.briefing.slug],
+            send=send,
+            resend_updated=resend_updated,
+            resend_uncertain=resend_uncertain,
+        )
+        brief_artifacts(ctx, joined.briefing, outcome, problems)
+
+
+def _find_briefing(ctx: Context, slug: str) -> Briefing:
+    for briefing in ctx.loaded.content.briefings:
+        if briefing.slug == slug:
+            return briefing
+    raise ContentError(
+        ctx.settings.content_dir / "briefings",
+        f"no briefing with slug {slug!r}",
+        field="slug",
+        hint="check the `slug:` line of the file (or run `briefing check`)",
+    )
+
+
+# --- flows -----------------------------------------------------------------------------------------------
+
+
+@flow(name="ingest", log_prints=False)
+def ingest(feed: str = "") -> dict[str, Any]:
+    """Fetch every feed (or the one with id `feed`), store new articles, write draft stubs, emit events."""
+    ctx = _context()
+    summary = _summary(ctx)
+    outcomes = _ingest_stage(ctx, summary, [feed] if feed else None)
+    _ingest_artifact(outcomes)
+    return summary.to_dict()
+
+
+@flow(name="brief", log_prints=False)
+def brief(
+    slug: str, audience: str = "", dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False
+) -> dict[str, Any]:
+    """One briefing: join with its article, render per audience, deliver, publish the archive."""
+    run_logger = get_run_logger()
+    ctx = _context()
+    summary = _summary(ctx)
+    briefing = _find_briefing(ctx, slug)
+    audiences = _audience_ids(ctx, audience)
+    if briefing.status != "ready":
+        run_logger.warning("%s is %s, not ready: nothing to send", slug, briefing.status)
+        summary.briefings_held.append(slug)
+        brief_artifacts(ctx, briefing, None, [f"status is {briefing.status}; set `status: ready` to deliver"])
+        return summary.to_dict()
+    if not dry_run:
+        ensure_limits(ctx.settings)
+    _join_and_brief(
+        ctx,
+        summary,
+        [slug],
+        audiences=audiences,
+        send=not dry_run,
+        resend_updated=resend_updated,
+        resend_uncertain=resend_uncertain,
+    )
+    if not dry_run and slug in summary.briefings_rendered:
+        _publish_stage(ctx, summary)
+    run_logger.info("brief %s: %d emails sent, %d pages written", slug, summary.emails_sent, len(summary.pages_written))
+    return summary.to_dict()
+
+
+@flow(name="deliver", log_prints=False)
+def deliver(
+    slug: str = "", audience: str = "", resend_updated: bool = False, resend_uncertain: bool = False
+) -> dict[str, Any]:
+    """Render and send every ready briefing (or the one named `slug`), to every audience (or `audience`)."""
+    ctx = _context()
+    summary = _summary(ctx)
+    if slug:
+        _find_briefing(ctx, slug)
+    audiences = _audience_ids(ctx, audience)
+    ensure_limits(ctx.settings)
+    _join_and_brief(
+        ctx,
+        summary,
+        [slug] if slug else None,
+        audiences=audiences,
+        send=True,
+        resend_updated=resend_updated,
+        resend_uncertain=resend_uncertain,
+    )
+    get_run_logger().info("deliver: %d emails sent", summary.emails_sent)
+    return summary.to_dict()
+
+
+@flow(name="publish", log_prints=False)
+def publish() -> dict[str, Any]:
+    """Write the Markdown archive: a page per ready briefing, the indexes and the Atom feed."""
+    ctx = _context()
+    summary = _summary(ctx)
+    report = _publish_stage(ctx, summary)
+    lines = ["# Archive", "", f"{len(report.written)} written, {len(report.unchanged)} unchanged", ""]
+    lines += [f"- [{path}]({archive_url(ctx.settings, path)})" for path in sorted(report.pages.values())]
+    create_markdown_artifact("\n".join(lines), key="archive", description="Pages of the published archive")
+    return summary.to_dict()
 
 
 @flow(name="pipeline", log_prints=False)
 def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False) -> dict[str, Any]:
-    """Everything: ingest → stubs → join → render → deliver → publish."""
+    """Everything: ingest → stubs → announce ready → join → render → deliver → publish."""
     run_logger = get_run_logger()
-    settings, store, loaded = _context()
-    summary = RunSummary(
-        outbox=str(settings.outbox_path), archive=str(settings.archive_path), problems=[str(p) for p in loaded.problems]
-    )
-    ingest = ingest_task(settings, store, loaded)
-    summary.articles_new, summary.articles_updated = len(ingest.new_articles), len(ingest.updated_articles)
-    summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in ingest.errors]
-    summary.stubs = stubs_task(settings, store, loaded, ingest.new_articles)
-    if summary.stubs:
-        loaded = load_content(settings.content_dir)
-    for joined in join_briefings(loaded.content, store):
-        if not joined.ok:
-            summary.briefings_held.append(joined.briefing.slug)
-            summary.problems.extend(str(p) for p in joined.problems)
-            continue
-        rendered = render_task(settings, store, loaded, joined)
-        summary.briefings_rendered.append(joined.briefing.slug)
-        if not dry_run:
-            _add_delivery(summary, deliver_task(settings, store, loaded, rendered, resend_updated, resend_uncertain))
+    ctx = _context()
+    summary = _summary(ctx)
+    _ingest_artifact(_ingest_stage(ctx, summary))
+    summary.briefings_announced = announce_ready(ctx.loaded.content.ready, ctx.store)
     if not dry_run:
-        report = publish_task(settings, store, loaded)
-        summary.pages_written = [str(p) for p in report.written]
-        summary.pages_unchanged = len(report.unchanged)
+        ensure_limits(ctx.settings)
+    audiences = [a.id for a in ctx.loaded.content.audiences]
+    _join_and_brief(
+        ctx,
+        summary,
+        None,
+        audiences=audiences,
+        send=not dry_run,
+        resend_updated=resend_updated,
+        resend_uncertain=resend_uncertain,
+    )
+    if not dry_run:
+        _publish_stage(ctx, summary)
     run_logger.info(
         "pipeline done: %d new articles, %d briefings rendered, %d emails sent",
         summary.articles_new,

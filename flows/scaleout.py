@@ -87,6 +87,9 @@ class GlobalRateLimitedTransport:
         self._permits -= 1
         return self.inner.send(envelope, folder)
 
+    def open(self) -> None:
+        self.inner.open()
+
     def close(self) -> None:
         self.inner.close()
 

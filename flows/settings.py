@@ -157,6 +157,31 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(
         200, ge=1, le=5000, description="Ledger rows one SMTP connection leases at a time."
     )
+    # --- orchestrate ---
+    ingest_batch_size: int = Field(
+        50,
+        ge=1,
+        le=5000,
+        description="Feeds per Prefect task in the ingest flow (one task run per batch, retried as a unit).",
+    )
+    task_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Prefect retries of a network task (a feed batch with transient errors, a delivery).",
+    )
+    task_retry_delay: float = Field(
+        10.0, ge=0, description="Seconds before the first Prefect task retry; doubles each retry, with ±50% jitter."
+    )
+    prefect_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the loopback Prefect server `briefing serve` starts when PREFECT_API_URL is unset (0 = any free port).",
+    )
+    prefect_ui: bool = Field(
+        True, description="Serve Prefect's web UI from the server `briefing serve` starts (off saves start-up time)."
+    )
 
     @classmethod
     def settings_customise_sources(

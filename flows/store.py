@@ -147,6 +147,16 @@ published = Table(
     Column("article_key", String(64), index=True),
 )
 
+# Readiness events already emitted, so a restart of `briefing serve` does not announce a briefing twice.
+ready_events = Table(
+    "ready_events",
+    metadata,
+    Column("slug", String(128), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("emitted_at", DateTime, nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN cannot be IMMEDIATE and
@@ -410,6 +420,33 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(unsubscribes.c.email).where(unsubscribes.c.audience == audience))
             return {r.email for r in rows}
+
+    # readiness events -----------------------------------------------------------------------------
+
+    def ready_announced(self, slug: str, content_hash: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(ready_events.c.event_id).where(
+                    ready_events.c.slug == slug, ready_events.c.content_hash == content_hash
+                )
+            ).first()
+        return row is not None
+
+    def record_ready_announced(self, slug: str, content_hash: str, event_id: str) -> bool:
+        """Record an emitted readiness event; returns False when another process recorded it first."""
+        statement = (
+            self.insert(ready_events)
+            .values(slug=slug, content_hash=content_hash, event_id=event_id, emitted_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        with self.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def forget_ready_announced(self, slug: str, content_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                ready_events.delete().where(ready_events.c.slug == slug, ready_events.c.content_hash == content_hash)
+            )
 
 
 def _article_from_row(row: Any) -> Article:

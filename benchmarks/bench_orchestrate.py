@@ -1,0 +1,291 @@
+"""Orchestration benchmark: trigger latency under `briefing serve`, and where `briefing run`'s time goes.
+
+1. Latency from "a briefing file becomes ready" (draft → ready, saved) to "its emails are in a loopback
+   SMTP server's mailbox" (aiosmtpd), under a real `briefing serve` subprocess; median of 10 (3 with --small).
+   Split by the Prefect API's own timestamps: file saved → flow run created by the trigger → flow run
+   started by the runner → first message → last message.
+2. Wall time of `briefing run` on a fresh copy of the sample content, split into Prefect start-up (a
+   subprocess on the embedded API, minus the same flow in-process on a running server), Prefect's
+   per-flow/per-task overhead (the flow on a running server minus the same stages called without Prefect)
+   and the pipeline's own work (the stages without Prefect, in the same process).
+
+Run: python -m benchmarks.bench_orchestrate [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = "github-commit-flood"
+
+
+class Mailbox:
+    """aiosmtpd handler that keeps (arrival time, bytes) of every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+        with self.lock:
+            self.messages.append((time.time(), bytes(envelope.content)))
+        return "250 OK"
+
+    def arrivals(self, marker: str) -> list[float]:
+        needle = f"X-Briefing: {marker};".encode()
+        with self.lock:
+            return [t for t, data in self.messages if needle in data]
+
+
+def fresh_project(root: Path, name: str) -> Path:
+    project = root / name
+    shutil.copytree(REPO / "content", project / "content")
+    (project / "outputs").mkdir(parents=True)
+    return project
+
+
+def project_env(project: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFING_") and k != "PREFECT_API_URL"}
+    env.update(
+        PYTHONPATH=str(REPO),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        BRIEFING_CONTENT_DIR=str(project / "content"),
+        BRIEFING_OUTPUT_DIR=str(project / "outputs"),
+        BRIEFING_PREFECT_UI="false",
+        **extra,
+    )
+    return env
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def flow_run_for(api: str, slug: str) -> dict[str, Any] | None:
+    body = {"flows": {"name": {"any_": ["brief"]}}, "sort": "START_TIME_DESC", "limit": 200, "offset": 0}
+    runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30).json()
+    return next((r for r in runs if r["parameters"].get("slug") == slug), None)
+
+
+def ready_event(api: str, slug: str) -> dict[str, Any]:
+    body = {
+        "filter": {"event": {"name": ["briefing.briefing.ready"]}, "resource": {"id": [f"briefing.briefing.{slug}"]}},
+        "limit": 5,
+    }
+    response = httpx.post(f"{api}/events/filter", json=body, timeout=30)
+    events = response.json().get("events", []) if response.status_code == 200 else []
+    return events[0] if events else {}
+
+
+def stamp(value: str | None) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else float("nan")
+
+
+def measure_latency(root: Path, api: str, rounds: int) -> list[dict[str, float]]:
+    from aiosmtpd.controller import Controller
+
+    from flows.content import load_content
+    from flows.serve import free_port
+
+    project = fresh_project(root, "serve")
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = project_env(
+        project,
+        PREFECT_API_URL=api,
+        BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{port}",
+        BRIEFING_SMTP_STARTTLS="false",
+        BRIEFING_SECRET="benchmark-secret-0123456789",
+    )
+    log = (root / "serve.log").open("w")
+    serve = subprocess.Popen([sys.executable, "-m", "flows", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    per_briefing = sum(len(a.subscribers) for a in load_content(project / "content").content.audiences)
+    briefings = project / "content" / "briefings"
+    source = (briefings / f"{SAMPLE}.md").read_text(encoding="utf-8")
+    results = []
+    try:
+        ready = [b.slug for b in load_content(project / "content").content.ready]
+        wait_for(lambda: all(len(mailbox.arrivals(s)) == per_briefing for s in ready), 300, "initial delivery")
+        for index in range(rounds):
+            slug = f"bench-{index:02d}-flip"
+            text = source.replace(f"slug: {SAMPLE}", f"slug: {slug}", 1)
+            path = briefings / f"{slug}.md"
+            path.write_text(text.replace("status: ready", "status: draft", 1), encoding="utf-8")
+            time.sleep(1.5)  # the watcher sees the draft and announces nothing
+            saved = time.time()
+            path.write_text(text, encoding="utf-8")
+            wait_for(lambda s=slug: len(mailbox.arrivals(s)) == per_briefing, 180, f"emails of {slug}")
+            arrivals = sorted(mailbox.arrivals(slug))
+            run = flow_run_for(api, slug) or {}
+            time.sleep(0.5)
+            event = ready_event(api, slug)
+            results.append(
+                {
+                    "total": arrivals[-1] - saved,
+                    "watch": stamp(event.get("occurred")) - saved,
+                    "event": stamp(run.get("created")) - stamp(event.get("occurred")),
+                    "trigger": stamp(run.get("created")) - saved,
+                    "runner": stamp(run.get("start_time")) - stamp(run.get("created")),
+                    "first_email": arrivals[0] - stamp(run.get("start_time")),
+                    "all_emails": arrivals[-1] - arrivals[0],
+                }
+            )
+            print(f"  {slug}: {results[-1]['total']:.2f} s", flush=True)
+            time.sleep(1.0)
+    finally:
+        serve.terminate()
+        serve.wait(120)
+        log.close()
+        controller.stop()
+    return results
+
+
+def stages_without_prefect(project: Path) -> float:
+    """The pipeline's own work: the same stage calls as the `pipeline` flow, no Prefect around them."""
+    from flows.content import load_content
+    from flows.deliver import deliver_briefing
+    from flows.ingest import ingest_feeds
+    from flows.join import join_briefings
+    from flows.publish import archive_url, assign_paths, publish_archive
+    from flows.render import render_briefing
+    from flows.settings import load_settings
+    from flows.store import Store
+    from flows.stubs import write_stubs
+
+    os.environ.update(BRIEFING_CONTENT_DIR=str(project / "content"), BRIEFING_OUTPUT_DIR=str(project / "outputs"))
+    start = time.perf_counter()
+    settings = load_settings()
+    store = Store(settings.store_url)
+    loaded = load_content(settings.content_dir)
+    report = ingest_feeds(list(loaded.content.feeds), store, settings)
+    articles = [a for a in (store.get_article(i) for i in report.new_articles) if a is not None]
+    if write_stubs(articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences):
+        loaded = load_content(settings.content_dir)
+    paths = assign_paths(store, loaded.content.ready)
+    for joined in join_briefings(loaded.content, store):
+        for audience in loaded.content.audiences:
+            rendered = render_briefing(
+                joined.briefing,
+                loaded.content,
+                templates_dir=settings.templates_dir,
+                archive_url=archive_url(settings, paths[joined.briefing.slug]),
+                archive_index_url=f"{settings.base_url}/index.html",
+                budget=settings.email_size_budget,
+                audiences=[audience.id],
+            )
+            deliver_briefing(rendered, loaded.content, store, settings, audiences=[audience.id])
+    publish_archive(loaded.content, store, settings)
+    elapsed = time.perf_counter() - start
+    store.close()
+    return elapsed
+
+
+def flow_on_running_server(project: Path, api: str) -> tuple[float, int]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.pipeline import pipeline
+
+    os.environ.update(BRIEFING_CONTENT_DIR=str(project / "content"), BRIEFING_OUTPUT_DIR=str(project / "outputs"))
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        start = time.perf_counter()
+        state = pipeline(return_state=True)
+        elapsed = time.perf_counter() - start
+    body = {"flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}}, "limit": 200, "offset": 0}
+    body["sort"] = "EXPECTED_START_TIME_ASC"
+    tasks = httpx.post(f"{api}/task_runs/filter", json=body, timeout=30).json()
+    assert state.result()["emails_sent"] > 0
+    return elapsed, len(tasks)
+
+
+def timed_subprocess(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="3 latency rounds instead of 10")
+    args = parser.parse_args()
+    rounds = 3 if args.small else 10
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-orchestrate-prefect-"))
+
+    from flows.serve import LocalPrefectServer
+
+    root = Path(tempfile.mkdtemp(prefix="bench-orchestrate-"))
+    server = LocalPrefectServer(root / "prefect-server", ui=False)
+    started = time.perf_counter()
+    api = server.start()
+    server_start = time.perf_counter() - started
+    try:
+        print(f"Prefect server on {api} started in {server_start:.1f} s; latency rounds: {rounds}", flush=True)
+        latency = measure_latency(root, api, rounds)
+        work = stages_without_prefect(fresh_project(root, "baseline"))
+        in_process, tasks = flow_on_running_server(fresh_project(root, "flow"), api)
+        import_only = timed_subprocess([sys.executable, "-c", "import flows.pipeline"], project_env(root))
+        run_project = fresh_project(root, "run")
+        run_wall = timed_subprocess([sys.executable, "-m", "flows", "--quiet", "run"], project_env(run_project))
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in latency)
+
+    print("\n1. draft → ready → emails in the loopback SMTP mailbox, under `briefing serve`")
+    print(f"{'phase':<40}{'median s':>10}{'min s':>8}{'max s':>8}")
+    for key, label in [
+        ("watch", "file saved → event emitted (watcher)"),
+        ("event", "event emitted → run created (trigger)"),
+        ("trigger", "file saved → run created (watch+event)"),
+        ("runner", "run created → run started (poll+proc)"),
+        ("first_email", "run started → first email"),
+        ("all_emails", "first → last email"),
+        ("total", "TOTAL (target ≤ 5 s)"),
+    ]:
+        values = [r[key] for r in latency]
+        if any(v != v for v in values):  # NaN: the event was not persisted yet
+            print(f"{label:<40}{'n/a':>10}")
+            continue
+        print(f"{label:<40}{med(key):>10.2f}{min(values):>8.2f}{max(values):>8.2f}")
+
+    overhead = in_process - work
+    startup = run_wall - in_process
+    print("\n2. `briefing run` on a fresh copy of the sample content (outbox transport)")
+    print(f"{'part':<52}{'seconds':>9}{'× own work':>12}")
+    rows = [
+        ("pipeline's own work (stages, no Prefect; baseline)", work),
+        (f"Prefect overhead in the flow ({tasks} task runs, running server)", overhead),
+        ("  of which per task run", overhead / max(tasks, 1)),
+        ("Prefect start-up (embedded API server, imports)", startup),
+        ("  of which `import flows.pipeline` in a new process", import_only),
+        ("`briefing run` wall time (subprocess, embedded API)", run_wall),
+        ("loopback `prefect server start` (one-off, for serve)", server_start),
+    ]
+    for label, seconds in rows:
+        print(f"{label:<52}{seconds:>9.2f}{seconds / work:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The Prefect flows end to end on the sample content, with the session's Prefect harness.
+
+Real parts: a loopback HTTP feed server that fails its first requests (to show Prefect's task retry is
+real), the outbox transport, the SQLite store, and artifacts/limits read back from the Prefect API.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.content import load_content
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SLUG = "anthropic-ai-builds-ai"
+
+
+class FlakyFeed:
+    """Serves the sample feed on 127.0.0.1, answering 500 to the first `failures` requests."""
+
+    def __init__(self, body: bytes, failures: int) -> None:
+        self.body, self.failures, self.hits = body, failures, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits += 1
+                if owner.hits <= owner.failures:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(owner.body)))
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.xml"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyFeed:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky_feed(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyFeed]:
+    body = (project / "content" / "samples" / "ai-news.xml").read_bytes()
+    with FlakyFeed(body, failures=2) as server:
+        (project / "content" / "feeds.yaml").write_text(
+            f"feeds:\n  - id: frontier-notes\n    url: {server.url}\n", encoding="utf-8"
+        )
+        monkeypatch.setenv("BRIEFING_ALLOW_PRIVATE_ADDRESSES", "true")
+        monkeypatch.setenv("BRIEFING_FETCH_RETRIES", "0")  # the stage's own retries off: only Prefect retries
+        monkeypatch.setenv("BRIEFING_TASK_RETRIES", "3")
+        monkeypatch.setenv("BRIEFING_TASK_RETRY_DELAY", "0.05")
+        yield server
+
+
+def _task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=100,
+        )
+
+
+def _artifact(key: str) -> dict[str, Any]:
+    """The newest artifact with this key, read from the API (the 3.8 client's Artifact.get sends a bad filter)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"key": {"any_": [key]}}, "sort": "UPDATED_DESC", "limit": 1, "offset": 0}
+    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30)
+    response.raise_for_status()
+    found = response.json()
+    assert found, f"no artifact {key!r}"
+    return found[0]
+
+
+def _outbox(project: Path, slug: str = "") -> list[Path]:
+    return sorted((project / "outputs" / "outbox" / slug).rglob("*.eml"))
+
+
+def _expected(project: Path, slug: str, audiences: list[str] | None = None) -> int:
+    content = load_content(project / "content").content
+    return sum(len(a.subscribers) for a in content.audiences if not audiences or a.id in audiences)
+
+
+def test_ingest_flow_retries_the_failed_batch_on_a_flaky_server(flaky_feed: FlakyFeed) -> None:
+    from flows.pipeline import ingest
+
+    state = ingest(return_state=True)
+    result = state.result()
+    assert result["articles_new"] == 3
+    assert result["feeds_failed"] == []
+    assert flaky_feed.hits == 3  # two 500s, then the feed: each hit was a separate Prefect attempt
+    runs = [r for r in _task_runs(state.state_details.flow_run_id) if r.name.startswith("ingest-batch")]
+    assert len(runs) == 1
+    assert runs[0].run_count == 3
+    assert runs[0].state.is_completed()
+
+    rows = json.loads(_artifact("ingest-feeds")["data"])
+    assert [(r["feed"], r["status"], r["new"]) for r in rows] == [("frontier-notes", "ok", 3)]
+
+
+def test_ingest_flow_reports_the_error_after_its_last_retry(flaky_feed: FlakyFeed, monkeypatch) -> None:
+    from flows.pipeline import ingest
+
+    flaky_feed.failures = 100
+    monkeypatch.setenv("BRIEFING_TASK_RETRIES", "1")
+    result = ingest()
+    assert result["articles_new"] == 0
+    assert flaky_feed.hits == 2
+    assert result["feeds_failed"] and "frontier-notes" in result["feeds_failed"][0]
+    assert "500" in result["feeds_failed"][0]
+    rows = json.loads(_artifact("ingest-feeds")["data"])
+    assert rows[0]["status"] == "error" and "500" in rows[0]["error"]
+
+
+def test_brief_flow_delivers_publishes_and_leaves_artifacts(project: Path) -> None:
+    from flows.pipeline import brief
+
+    content = load_content(project / "content").content
+    briefing = next(b for b in content.briefings if b.slug == SLUG)
+    result = brief(slug=SLUG)
+    expected = _expected(project, SLUG)
+    assert result["emails_sent"] == expected == len(_outbox(project, SLUG))
+    assert _outbox(project) == _outbox(project, SLUG)  # only this briefing was sent
+    assert any(p.endswith(f"{SLUG}.md") for p in result["pages_written"])
+    assert set(result["delivery"][SLUG]) == {a.id for a in content.audiences}
+
+    report = _artifact(f"brief-{SLUG}")
+    assert report["type"] == "markdown"
+    assert briefing.verdict in report["data"]
+    assert f"{SLUG}.html" in report["data"]  # link to the archive page
+    for audience in content.audiences:
+        assert f"| {audience.id} |" in report["data"]
+    table = json.loads(_artifact(f"delivery-{SLUG}")["data"])
+    assert {row["audience"]: row["sent"] for row in table} == {a.id: len(a.subscribers) for a in content.audiences}
+
+    again = brief(slug=SLUG)
+    assert again["emails_sent"] == 0
+    assert len(_outbox(project)) == expected
+
+
+def test_brief_flow_one_audience_dry_run_draft_and_unknown(project: Path) -> None:
+    from flows.errors import ContentError
+    from flows.pipeline import brief
+
+    dry = brief(slug=SLUG, audience="neta", dry_run=True)
+    assert dry["briefings_rendered"] == [SLUG] and dry["emails_sent"] == 0 and _outbox(project) == []
+
+    one = brief(slug=SLUG, audience="neta")
+    assert one["emails_sent"] == _expected(project, SLUG, ["neta"]) == len(_outbox(project))
+    assert {p.parent.name for p in _outbox(project)} == {"neta"}
+
+    draft = brief(slug="metr-task-horizons")
+    assert draft["briefings_held"] == ["metr-task-horizons"] and draft["emails_sent"] == 0
+    assert "status is draft" in _artifact("brief-metr-task-horizons")["data"]
+
+    with pytest.raises(ContentError, match="no briefing with slug 'nope'"):
+        brief(slug="nope")
+    with pytest.raises(ContentError, match="no audience with id 'board'"):
+        brief(slug=SLUG, audience="board")
+
+
+def test_deliver_and_publish_flows(project: Path) -> None:
+    from flows.pipeline import deliver, publish
+
+    sent = deliver(audience="atou")
+    content = load_content(project / "content").content
+    assert sent["emails_sent"] == len(content.ready) * _expected(project, SLUG, ["atou"])
+    assert {p.parent.name for p in _outbox(project)} == {"atou"}
+    assert (project / "outputs" / "archive").exists() is False  # deliver does not publish
+
+    published = publish()
+    archive = project / "outputs" / "archive"
+    for briefing in content.ready:
+        assert next(archive.rglob(f"{briefing.slug}.md"))
+    assert (archive / "index.md").exists()
+    assert any(p.endswith("index.md") for p in published["pages_written"])
+    listing = _artifact("archive")["data"]
+    assert all(b.slug in listing for b in content.ready)
+    assert publish()["pages_written"] == []
+
+
+def test_limits_are_created_from_the_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect import get_client
+
+    from flows.pipeline import SMTP_SLOTS, ensure_limits
+    from flows.scaleout import permit_chunk
+    from flows.settings import load_settings
+
+    settings = load_settings(smtp_connections=3, smtp_rate=45)
+    ensure_limits(settings)
+    with get_client(sync_client=True) as client:
+        slots = client.read_global_concurrency_limit_by_name(SMTP_SLOTS)
+        rate = client.read_global_concurrency_limit_by_name(settings.send_rate_limit)
+    assert slots.limit == 3
+    assert (rate.limit, rate.slot_decay_per_second) == (permit_chunk(45), 45) == (9, 45)
+
+    ensure_limits(load_settings(smtp_connections=1))
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(SMTP_SLOTS).limit == 1
+
+
+def test_strict_limit_is_an_error_until_created() -> None:
+    from prefect.concurrency.sync import concurrency
+
+    with (
+        pytest.raises(Exception, match="must be created before acquiring"),
+        concurrency("briefing-no-such-limit", strict=True),
+    ):
+        pass
+
+
+def test_ready_is_announced_once_per_content_version(project: Path, store) -> None:
+    from flows.events import announce_ready
+
+    content = load_content(project / "content").content
+    first = announce_ready(content.briefings, store)
+    assert sorted(first) == sorted(b.slug for b in content.ready)
+    assert announce_ready(content.briefings, store) == []  # recorded: a restart does not re-emit
+    for briefing in content.ready:
+        assert store.ready_announced(briefing.slug, briefing.content_hash())
+    edited = content.ready[0].model_copy(update={"verdict": content.ready[0].verdict + "（更新）"})
+    assert announce_ready([edited], store) == [edited.slug]  # a new version is a new readiness
+
+
+def test_transient_errors_are_told_apart() -> None:
+    from flows.ingest import FeedOutcome
+    from flows.pipeline import is_transient
+
+    def outcome(status: str, error: str) -> FeedOutcome:
+        return FeedOutcome(feed_id="f", url="http://x", status=status, error=error)
+
+    assert is_transient(outcome("error", "HTTP 503"))
+    assert is_transient(outcome("error", "ConnectTimeout: timed out"))
+    assert not is_transient(outcome("error", "HTTP 404"))
+    assert not is_transient(outcome("ok", ""))
+
+
+def test_render_task_renders_one_audience_without_an_engine(project: Path, settings) -> None:
+    """`.fn` runs the task body as a plain function; `disable_run_logger` stands in for the run context."""
+    from prefect.logging import disable_run_logger
+
+    from flows.pipeline import render_task
+
+    loaded = load_content(project / "content")
+    briefing = next(b for b in loaded.content.ready if b.slug == SLUG)
+    with disable_run_logger():
+        rendered = render_task.fn(settings, loaded, briefing, "uota", f"2026/06/{SLUG}.md")
+    assert list(rendered.emails) == ["uota"]
+    email = rendered.emails["uota"]
+    assert f"{SLUG}.html" in email.html and briefing.note_for("uota").meaning[:20] in email.html
