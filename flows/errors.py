@@ -105,4 +105,4 @@ class Problem:
 class StoreError(BriefingError):
     """The database cannot be opened or migrated."""
 
-    exit_code = 8
+    exit_code = 9

@@ -287,8 +287,8 @@ def _claim_is_dead(claim: str, host: str) -> bool:
 def claim_batch(
     store: Store, slug: str, audience: str, worker: str, limit: int, *, content_hash: str | None = None
 ) -> list[LedgerRow]:
-    """Lease up to `limit` sendable rows (of one content version, when given) for this worker; two workers
-    never lease the same row."""
+    """Lease up to `limit` sendable rows (of one content version, when given) for this worker and return just
+    those (not rows it leased earlier); two workers never lease the same row."""
     now = utcnow()
     sendable = and_(
         ledger.c.slug == slug,
@@ -312,7 +312,9 @@ def claim_batch(
             ids_clause = ledger.c.id.in_(ids)
         conn.execute(update(ledger).where(ids_clause, sendable).values(claimed_by=worker, claimed_at=now))
         rows = conn.execute(
-            select(ledger).where(ledger.c.claimed_by == worker, ledger.c.state.in_(PENDING)).order_by(ledger.c.id)
+            select(ledger)
+            .where(ledger.c.claimed_by == worker, ledger.c.claimed_at == now, ledger.c.state.in_(PENDING))
+            .order_by(ledger.c.id)
         ).all()
     return [_row(r) for r in rows]
 

@@ -116,13 +116,23 @@ def test_run_json_then_status_counts_what_was_sent(proj: Path) -> None:
     assert "github-commit-flood" in table.stdout and "sent" in table.stdout and "frontier-notes" in table.stdout
 
 
-def test_unexpected_error_is_one_line_with_exit_1(proj: Path) -> None:
+def test_unusable_store_is_one_line_with_exit_9(proj: Path) -> None:
     (proj / "outputs" / "store.db").mkdir()  # a folder where the SQLite file should be
     result = run_briefing(proj, "status")
+    assert result.returncode == 9
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "store" in lines[0] and "BRIEFING_DATABASE_URL" in lines[0], result.stderr
+
+
+def test_unexpected_error_is_one_line_with_exit_1(proj: Path) -> None:
+    audiences = proj / "content" / "audiences.yaml"
+    audiences.unlink()
+    audiences.mkdir()  # a folder where a file should be: nothing anticipates that
+    result = run_briefing(proj, "check")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unexpected" in lines[0] and "--verbose" in lines[0], result.stderr
-    verbose = run_briefing(proj, "--verbose", "status")
+    verbose = run_briefing(proj, "--verbose", "check")
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
 
 

@@ -57,24 +57,13 @@ def test_readme_mentions_only_commands_that_exist() -> None:
     assert mentioned <= names, f"README describes commands that do not exist: {sorted(mentioned - names)}"
 
 
-# Written on other branches (render: email screenshots; orchestrate: deployment guide). Until they are merged a
-# missing one only skips; anything else missing fails.
-FROM_OTHER_BRANCHES = re.compile(r"^(docs/)?(screenshots/email-[a-z]+-\d+\.png|deployment\.md)$")
-
-
 def test_readme_and_docs_links_resolve() -> None:
-    pending = []
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         text = re.sub(r"```.*?```|`[^`\n]*`", "", doc.read_text("utf-8"), flags=re.DOTALL)  # examples, not links
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if re.match(r"[a-z]+:", target):
                 continue
-            if (doc.parent / target).exists():
-                continue
-            assert FROM_OTHER_BRANCHES.match(target), f"{doc.relative_to(REPO)} links to missing {target}"
-            pending.append(target)
-    if pending:
-        pytest.skip(f"not merged yet from other branches: {', '.join(sorted(set(pending)))}")
+            assert (doc.parent / target).exists(), f"{doc.relative_to(REPO)} links to missing {target}"
 
 
 def test_readme_documents_every_exit_code() -> None:
