@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -61,6 +64,9 @@ feed_state = Table(
     Column("entries_new", Integer, default=0),
     Column("entries_seen", Integer, default=0),
     Column("last_fetched_at", DateTime),
+    Column("entries_updated", Integer, default=0),
+    Column("warnings", Text),
+    Column("last_ok_at", DateTime),
 )
 
 articles = Table(
@@ -69,7 +75,7 @@ articles = Table(
     Column("id", String(64), primary_key=True),
     Column("url", String(2000), nullable=False),
     Column("canonical_url", String(2000), index=True),
-    Column("guid", String(2000)),
+    Column("guid", String(2000), index=True),
     Column("feed_id", String(64), default=""),
     Column("title", Text, nullable=False),
     Column("site", String(500), default=""),
@@ -154,10 +160,26 @@ class Store:
 
     def migrate(self) -> None:
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         with self.engine.begin() as conn:
             current = conn.execute(select(func.max(schema_version.c.version))).scalar()
             if current is None:
                 conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+
+    def _add_missing_columns(self) -> None:
+        """Columns and indexes added to a table after a database was created are added in place (portable DDL)."""
+        inspector = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in present:
+                        continue
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    logger.info("adding column %s.%s to the store", table.name, column.name)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -190,37 +212,35 @@ class Store:
 
     def save_article(self, article: Article, *, canonical_url: str, guid: str) -> str:
         """Insert a new article or update a changed one. Returns 'new', 'updated' or 'seen'."""
-        now = utcnow()
-        values = {
-            "url": article.url,
-            "canonical_url": canonical_url,
-            "guid": guid,
-            "feed_id": article.feed_id,
-            "title": article.title,
-            "site": article.site,
-            "author": article.author,
-            "published": article.published.replace(tzinfo=None) if article.published else None,
-            "summary": article.summary,
-            "content_html": article.content_html,
-            "paragraphs": json.dumps([p.model_dump(mode="json") for p in article.paragraphs], ensure_ascii=False),
-            "fingerprint": article.fingerprint,
-            "updated_at": now,
-        }
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(articles.c.fingerprint, articles.c.version).where(articles.c.id == article.id)
-            ).first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(articles).values(id=article.id, first_seen=now, version=1, **values))
-                    return "new"
-                except IntegrityError:
-                    return "seen"  # another worker stored it a moment ago
-            if row.fingerprint == article.fingerprint:
-                return "seen"
-            conn.execute(update(articles).where(articles.c.id == article.id).values(version=row.version + 1, **values))
-            return "updated"
+            return _save_article(conn, article, canonical_url=canonical_url, guid=guid)
+
+    def save_articles(self, items: list[tuple[Article, str, str]]) -> list[str]:
+        """Save many (article, canonical_url, guid) in one transaction; 'new' / 'updated' / 'seen' for each."""
+        with self.engine.begin() as conn:
+            return [_save_article(conn, a, canonical_url=c, guid=g) for a, c, g in items]
+
+    def match_articles(
+        self, *, ids: set[str], guids: set[str], canonical_urls: set[str], fingerprints: set[str], feed_id: str
+    ) -> ArticleMatches:
+        """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only."""
+        matches = ArticleMatches()
+        columns = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
+        with self.engine.connect() as conn:
+            for column, values in (
+                (articles.c.id, ids),
+                (articles.c.guid, guids),
+                (articles.c.canonical_url, canonical_urls),
+                (articles.c.fingerprint, fingerprints),
+            ):
+                for chunk in _chunks(sorted(v for v in values if v)):
+                    for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                        matches.add(row, feed_id)
+        return matches
+
+    def article_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r.id for r in conn.execute(select(articles.c.id))}
 
     # feed state -----------------------------------------------------------------------------------
 
@@ -269,6 +289,61 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(unsubscribes.c.email).where(unsubscribes.c.audience == audience))
             return {r.email for r in rows}
+
+
+def _save_article(conn: Connection, article: Article, *, canonical_url: str, guid: str) -> str:
+    now = utcnow()
+    values = {
+        "url": article.url,
+        "canonical_url": canonical_url,
+        "guid": guid,
+        "feed_id": article.feed_id,
+        "title": article.title,
+        "site": article.site,
+        "author": article.author,
+        "published": article.published.replace(tzinfo=None) if article.published else None,
+        "summary": article.summary,
+        "content_html": article.content_html,
+        "paragraphs": json.dumps([p.model_dump(mode="json") for p in article.paragraphs], ensure_ascii=False),
+        "fingerprint": article.fingerprint,
+        "updated_at": now,
+    }
+    row = conn.execute(select(articles.c.fingerprint, articles.c.version).where(articles.c.id == article.id)).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(articles).values(id=article.id, first_seen=now, version=1, **values))
+            return "new"
+        except IntegrityError:
+            return "seen"  # another worker stored it a moment ago
+    if row.fingerprint == article.fingerprint:
+        return "seen"
+    conn.execute(update(articles).where(articles.c.id == article.id).values(version=row.version + 1, **values))
+    return "updated"
+
+
+@dataclass
+class ArticleMatches:
+    """Stored articles found by identity keys, for resolving a feed's entries to existing ids."""
+
+    fingerprint_of: dict[str, str] = field(default_factory=dict)
+    by_guid: dict[str, str] = field(default_factory=dict)
+    by_canonical_url: dict[str, str] = field(default_factory=dict)
+    by_fingerprint: dict[str, str] = field(default_factory=dict)
+
+    def add(self, row: Any, feed_id: str) -> None:
+        self.fingerprint_of[row.id] = row.fingerprint or ""
+        if row.guid and row.feed_id == feed_id:
+            self.by_guid.setdefault(row.guid, row.id)
+        if row.canonical_url:
+            self.by_canonical_url.setdefault(row.canonical_url, row.id)
+        if row.fingerprint:
+            self.by_fingerprint.setdefault(row.fingerprint, row.id)
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _article_from_row(row: Any) -> Article:
