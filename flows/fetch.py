@@ -210,7 +210,7 @@ class Fetcher:
         visited = {url}
         current = url
         for hop in range(self.settings.max_redirects + 1):
-            request = await self._build_request(current, headers)
+            request = await self._build_request(current, headers, origin=url)
             response = await self.client.send(request, stream=True)
             try:
                 if response.status_code in REDIRECT_STATUSES and response.headers.get("location"):
@@ -260,14 +260,14 @@ class Fetcher:
 
     # address checks -----------------------------------------------------------------------------------
 
-    async def _build_request(self, url: str, headers: dict[str, str]) -> httpx.Request:
+    async def _build_request(self, url: str, headers: dict[str, str], origin: str) -> httpx.Request:
         """Resolve and check the host, then address the request to the checked IP (Host header and SNI kept)."""
         parts = urlsplit(url)
         host = parts.hostname
         if not host:
-            raise UnsafeURLError(url, "URL has no host")
+            raise UnsafeURLError(origin, f"URL has no host: {url}")
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        address = await self._checked_address(url, host, port)
+        address = await self._checked_address(origin, url, host, port)
         netloc = f"[{address}]" if address.version == 6 else str(address)
         if parts.port:
             netloc += f":{parts.port}"
@@ -282,7 +282,9 @@ class Fetcher:
             extensions={"sni_hostname": host},
         )
 
-    async def _checked_address(self, url: str, host: str, port: int) -> IPAddress:
+    async def _checked_address(self, origin: str, url: str, host: str, port: int) -> IPAddress:
+        """Every address of the host must be allowed; errors name the URL asked for and the hop refused."""
+        via = f" (redirected to {url})" if url != origin else ""
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
@@ -295,17 +297,19 @@ class Fetcher:
             except socket.gaierror as exc:
                 if exc.errno == socket.EAI_AGAIN:
                     raise _RetryableError(f"cannot resolve host {host!r} (temporary DNS failure)") from None
-                raise FetchError(url, f"cannot resolve host {host!r}: {exc.strerror}", hint="check the URL") from None
+                raise FetchError(
+                    origin, f"cannot resolve host {host!r}{via}: {exc.strerror}", hint="check the URL"
+                ) from None
             except UnicodeError:
-                raise FetchError(url, f"host name {host!r} is not valid", hint="check the URL") from None
+                raise FetchError(origin, f"host name {host!r} is not valid{via}", hint="check the URL") from None
             addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         if not addresses:
             raise _RetryableError(f"host {host!r} has no address")
         for address in addresses:
             if not self._address_allowed(address):
                 raise UnsafeURLError(
-                    url,
-                    f"refused: {host} resolves to the non-public address {address}",
+                    origin,
+                    f"refused: {host} resolves to the non-public address {address}{via}",
                     hint="set BRIEFING_ALLOW_PRIVATE_ADDRESSES=true or list the network in "
                     "BRIEFING_FETCH_ALLOWED_NETWORKS if this source is trusted",
                 )
