@@ -112,6 +112,7 @@ def html_to_paragraphs(html: str) -> tuple[Paragraph, ...]:
     except (ParserError, ValueError) as exc:
         logger.warning("could not parse article HTML: %s", exc)
         return ()
+    _wrap_loose_text(root)
     for sup in root.iter("sup"):
         marker = normalise_text(sup.text_content())
         if marker and len(marker) <= 4:
@@ -122,6 +123,50 @@ def html_to_paragraphs(html: str) -> tuple[Paragraph, ...]:
     for element in root.iter("p", "li", "figure", "img", "blockquote", "pre", *HEADINGS):
         items.extend(_items_for(element))
     return make_paragraphs(items)
+
+
+BLOCK_TAGS = {"p", "li", "ul", "ol", "dl", "figure", "img", "blockquote", "pre", "table", "section", "hr", *HEADINGS}
+
+
+def _wrap_loose_text(root: lxml.html.HtmlElement) -> None:
+    """Text and inline elements directly under the root (bare-text entries, stripped divs) become paragraphs."""
+    nodes: list[str | lxml.html.HtmlElement] = []
+    if root.text:
+        nodes.append(root.text)
+        root.text = None
+    for child in list(root):
+        root.remove(child)
+        tail, child.tail = child.tail, None
+        nodes.append(child)
+        if tail:
+            nodes.append(tail)
+    run: list[str | lxml.html.HtmlElement] = []
+    for node in nodes:
+        if isinstance(node, str) or node.tag not in BLOCK_TAGS:
+            run.append(node)
+            continue
+        _flush_run(root, run)
+        root.append(node)
+    _flush_run(root, run)
+
+
+def _flush_run(root: lxml.html.HtmlElement, run: list[str | lxml.html.HtmlElement]) -> None:
+    if all(isinstance(n, str) and not n.strip() for n in run):
+        run.clear()
+        return
+    paragraph = lxml.html.Element("p")
+    last: lxml.html.HtmlElement | None = None
+    for node in run:
+        if isinstance(node, str):
+            if last is None:
+                paragraph.text = (paragraph.text or "") + node
+            else:
+                last.tail = (last.tail or "") + node
+        else:
+            paragraph.append(node)
+            last = node
+    run.clear()
+    root.append(paragraph)
 
 
 def _items_for(element: lxml.html.HtmlElement) -> list[tuple[ParagraphKind, str, str, str]]:
@@ -209,10 +254,10 @@ def extract_article(page: str | bytes, url: str) -> ExtractedPage:
     inner = "".join(lxml.html.tostring(child, encoding="unicode") for child in body)
     html = sanitise_html(inner)
     return ExtractedPage(
-        title=normalise_text(meta.get("title", "")),
-        author=normalise_text(meta.get("author", "")),
+        title=" ".join(meta.get("title", "").split()),
+        author=" ".join(meta.get("author", "").split()),
         published=_parse_date(meta.get("date", "")),
-        site=normalise_text(meta.get("sitename", "")),
+        site=" ".join(meta.get("sitename", "").split()),
         html=html,
         paragraphs=html_to_paragraphs(html),
     )

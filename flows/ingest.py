@@ -34,7 +34,7 @@ from flows.identity import (
     is_meaningful_fingerprint_text,
     looks_trustworthy_guid,
 )
-from flows.models import Article, Feed, normalise_text
+from flows.models import Article, Feed
 from flows.settings import Settings
 from flows.store import ArticleMatches, Store
 
@@ -201,7 +201,7 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
 
 def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, canonical: str, guid: str) -> Entry:
     link = str(entry.get("link") or "")
-    title = normalise_text(str(entry.get("title") or "")) or link or "(untitled)"
+    title = _one_line(str(entry.get("title") or "")) or link or "(untitled)"
     clean = sanitise_html(_entry_html(entry))
     paragraphs = html_to_paragraphs(clean)
     text = " ".join(p.text for p in paragraphs)
@@ -213,7 +213,7 @@ def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, c
         url=link,
         title=title,
         site=site,
-        author=normalise_text(str(entry.get("author") or "")),
+        author=_one_line(str(entry.get("author") or "")),
         published=published,
         feed_id=feed.id,
         summary=sanitise_html(str(entry.get("summary") or ""))[:2000],
@@ -222,6 +222,11 @@ def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, c
         fingerprint=fingerprint(title, text),
     )
     return Entry(article=article, canonical=canonical, guid=guid, text_chars=len(text))
+
+
+def _one_line(text: str) -> str:
+    """Collapse whitespace but keep the characters as written (no NFKC: full-width punctuation stays)."""
+    return " ".join(text.split())
 
 
 # identity ---------------------------------------------------------------------------------------------
