@@ -203,8 +203,14 @@ class Fetcher:
                 raise _RetryableError(f"no complete answer within {self.settings.fetch_timeout:g} s") from None
             except httpx.TimeoutException as exc:
                 raise _RetryableError(f"timed out ({type(exc).__name__})") from None
+            except httpx.DecodingError as exc:
+                raise FetchError(url, f"the body could not be decoded: {exc}") from None
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+                raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
             except httpx.TransportError as exc:
                 raise _RetryableError(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+            except (httpx.RequestError, httpx.InvalidURL) as exc:
+                raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
 
     async def _follow(self, url: str, headers: dict[str, str]) -> FetchResult:
         visited = {url}
