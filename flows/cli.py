@@ -182,6 +182,11 @@ def _summary_text(result: dict[str, Any]) -> str:
     return "\n".join(f"[yellow]{p}[/]" for p in result["problems"])
 
 
+from flows.cli_ingest import register as register_ingest  # noqa: E402
+
+register_ingest(app)
+
+
 def main() -> None:
     try:
         app()

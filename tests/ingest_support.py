@@ -58,6 +58,7 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def route(self, path: str, route: Route) -> str:
+        """Serve `path`; a route without a query string also answers that path with any query."""
         self.routes[path] = route
         return self.url(path)
 
@@ -93,7 +94,7 @@ class LoopbackServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    route = server.routes.get(path)
+                    route = server.routes.get(path) or server.routes.get(path.split("?", 1)[0])
                     reply = route(request) if route else Reply(404, body=b"not found")
                     if reply.hang:
                         server._stopping.wait(30)
