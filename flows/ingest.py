@@ -107,7 +107,8 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str) -> feedparser.Fee
             return parsed
     response_headers = {"content-location": url, **headers}
     response_headers.pop("content-encoding", None)  # httpx already decoded the body
-    return feedparser.parse(body, response_headers=response_headers)
+    # nh3 sanitises every entry afterwards (allow-list, faster): feedparser's own sanitiser would be a second pass
+    return feedparser.parse(body, response_headers=response_headers, sanitize_html=False)
 
 
 def parse_json_feed(body: bytes) -> feedparser.FeedParserDict | None:
@@ -203,7 +204,7 @@ def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, c
     link = str(entry.get("link") or "")
     title = _one_line(str(entry.get("title") or "")) or link or "(untitled)"
     clean = sanitise_html(_entry_html(entry))
-    paragraphs = html_to_paragraphs(clean)
+    paragraphs = html_to_paragraphs(clean, sanitised=True)
     text = " ".join(p.text for p in paragraphs)
     published = _entry_datetime(entry)
     article = Article(
@@ -341,10 +342,14 @@ async def complete_full_text(fetcher: Fetcher, entries: list[Entry], outcome: Fe
 # one feed ---------------------------------------------------------------------------------------------
 
 
-async def ingest_one(fetcher: Fetcher, store: Store, feed: Feed, settings: Settings) -> FeedOutcome:
+async def ingest_one(
+    fetcher: Fetcher, store: Store, feed: Feed, settings: Settings, state: dict[str, Any] | None = None
+) -> FeedOutcome:
+    """One feed, start to end. `state` is its stored feed_state row when the caller loaded it already."""
     url = resolve_feed_url(feed, settings.content_dir)
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
-    state = await asyncio.to_thread(store.feed_state, url)
+    if state is None:
+        state = await asyncio.to_thread(store.feed_state, url)
     try:
         fetched = await fetcher.fetch(
             url, etag=state.get("etag"), last_modified=state.get("last_modified"), accept=FEED_ACCEPT, allow_file=True
@@ -353,10 +358,7 @@ async def ingest_one(fetcher: Fetcher, store: Store, feed: Feed, settings: Setti
         return await _record_error(store, outcome, str(exc.message), exc.hint)
     outcome.attempts = fetched.attempts
     if fetched.not_modified:
-        outcome.status = "not_modified"
-        await asyncio.to_thread(
-            store.record_feed, url, feed_id=feed.id, last_status="not_modified", last_error=None, last_ok_at=_now()
-        )
+        outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
         return outcome
     parsed = await asyncio.to_thread(parse_feed, fetched.body, fetched.headers, fetched.url)
     if parsed.get("bozo"):
@@ -433,9 +435,14 @@ def _now() -> datetime:
 
 
 async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
+    states = {s["feed_url"]: s for s in await asyncio.to_thread(store.all_feed_states)}
     async with Fetcher(settings) as fetcher:
         results = await asyncio.gather(
-            *(ingest_one(fetcher, store, feed, settings) for feed in feeds), return_exceptions=True
+            *(
+                ingest_one(fetcher, store, feed, settings, states.get(resolve_feed_url(feed, settings.content_dir), {}))
+                for feed in feeds
+            ),
+            return_exceptions=True,
         )
     outcomes = []
     for feed, result in zip(feeds, results, strict=True):
@@ -452,6 +459,9 @@ async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings
                 last_error=result.error,
             )
         outcomes.append(result)
+    not_modified = [(o.url, o.feed_id) for o in outcomes if o.status == "not_modified"]
+    if not_modified:
+        await asyncio.to_thread(store.record_feeds_not_modified, not_modified)
     return IngestReport(outcomes=outcomes)
 
 

@@ -216,9 +216,49 @@ class Store:
             return _save_article(conn, article, canonical_url=canonical_url, guid=guid)
 
     def save_articles(self, items: list[tuple[Article, str, str]]) -> list[str]:
-        """Save many (article, canonical_url, guid) in one transaction; 'new' / 'updated' / 'seen' for each."""
+        """Save many (article, canonical_url, guid) in one transaction; 'new' / 'updated' / 'seen' for each.
+
+        New articles go in as one multi-row insert; if another writer stored one of them meanwhile, the
+        inserts are redone one by one so that each still gets its true result.
+        """
         with self.engine.begin() as conn:
-            return [_save_article(conn, a, canonical_url=c, guid=g) for a, c, g in items]
+            stored: dict[str, tuple[str, int]] = {}
+            for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
+                query = select(articles.c.id, articles.c.fingerprint, articles.c.version).where(
+                    articles.c.id.in_(chunk)
+                )
+                stored.update({r.id: (r.fingerprint, r.version) for r in conn.execute(query)})
+            results: list[str] = []
+            inserts: list[int] = []
+            now = utcnow()
+            for position, (article, canonical, guid) in enumerate(items):
+                known = stored.get(article.id)
+                if known is None:
+                    inserts.append(position)
+                    results.append("new")
+                    stored[article.id] = (article.fingerprint, 1)
+                elif known[0] == article.fingerprint:
+                    results.append("seen")
+                else:
+                    values = _article_values(article, canonical, guid, now)
+                    conn.execute(
+                        update(articles).where(articles.c.id == article.id).values(version=known[1] + 1, **values)
+                    )
+                    stored[article.id] = (article.fingerprint, known[1] + 1)
+                    results.append("updated")
+            rows = [
+                {"id": items[i][0].id, "first_seen": now, "version": 1, **_article_values(*items[i], now)}
+                for i in inserts
+            ]
+            try:
+                if rows:
+                    with conn.begin_nested():
+                        conn.execute(insert(articles), rows)
+            except IntegrityError:
+                for i in inserts:
+                    article, canonical, guid = items[i]
+                    results[i] = _save_article(conn, article, canonical_url=canonical, guid=guid)
+            return results
 
     def match_articles(
         self, *, ids: set[str], guids: set[str], canonical_urls: set[str], fingerprints: set[str], feed_id: str
@@ -252,6 +292,16 @@ class Store:
     def all_feed_states(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(feed_state).order_by(feed_state.c.feed_id)).mappings()]
+
+    def record_feeds_not_modified(self, feeds: list[tuple[str, str]]) -> None:
+        """Mark many (feed_url, feed_id) as answered 304, in one transaction."""
+        now = utcnow()
+        values = {"last_status": "not_modified", "last_error": None, "last_fetched_at": now, "last_ok_at": now}
+        with self.engine.begin() as conn:
+            for feed_url, feed_id in feeds:
+                done = conn.execute(update(feed_state).where(feed_state.c.feed_url == feed_url).values(**values))
+                if not done.rowcount:
+                    conn.execute(insert(feed_state).values(feed_url=feed_url, feed_id=feed_id, **values))
 
     def record_feed(self, feed_url: str, **values: Any) -> None:
         values["last_fetched_at"] = utcnow()
@@ -291,9 +341,8 @@ class Store:
             return {r.email for r in rows}
 
 
-def _save_article(conn: Connection, article: Article, *, canonical_url: str, guid: str) -> str:
-    now = utcnow()
-    values = {
+def _article_values(article: Article, canonical_url: str, guid: str, now: datetime) -> dict[str, Any]:
+    return {
         "url": article.url,
         "canonical_url": canonical_url,
         "guid": guid,
@@ -308,6 +357,11 @@ def _save_article(conn: Connection, article: Article, *, canonical_url: str, gui
         "fingerprint": article.fingerprint,
         "updated_at": now,
     }
+
+
+def _save_article(conn: Connection, article: Article, *, canonical_url: str, guid: str) -> str:
+    now = utcnow()
+    values = _article_values(article, canonical_url, guid, now)
     row = conn.execute(select(articles.c.fingerprint, articles.c.version).where(articles.c.id == article.id)).first()
     if row is None:
         try:
