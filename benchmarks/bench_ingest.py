@@ -117,11 +117,17 @@ def serve(hosts: int, feeds: int, entries: int, delay: float, ready: multiproces
             self.end_headers()
             self.wfile.write(body)
 
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 256
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # clients closing keep-alive sockets at exit
+                super().handle_error(request, client_address)
+
     servers = []
     for n in range(hosts):
-        httpd = ThreadingHTTPServer((f"127.0.0.{n + 2}", 0), Handler)
-        httpd.daemon_threads = True
-        httpd.request_queue_size = 256
+        httpd = Server((f"127.0.0.{n + 2}", 0), Handler)
         servers.append(httpd)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
     ready.put([f"http://127.0.0.{n + 2}:{s.server_address[1]}" for n, s in enumerate(servers)])

@@ -90,6 +90,22 @@ def sanitise_html(html: str) -> str:
     )
 
 
+RELATIVE_URL = re.compile(r"""(?:href|src)\s*=\s*["']?(?![a-z][a-z0-9+.-]*:|#)""", re.IGNORECASE)
+
+
+def make_urls_absolute(html: str, base: str) -> str:
+    """Resolve relative href/src against `base`; HTML without relative links is returned untouched (fast)."""
+    if not base or not RELATIVE_URL.search(html):
+        return html
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+        root.make_links_absolute(base, resolve_base_href=False, handle_failures="discard")
+    except (ParserError, ValueError) as exc:
+        logger.debug("could not resolve links against %s: %s", base, exc)
+        return html
+    return (root.text or "") + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+
+
 def _text(element: lxml.html.HtmlElement) -> str:
     return normalise_text(element.text_content())
 

@@ -325,3 +325,20 @@ def test_old_store_gets_the_new_columns(project: Path) -> None:
         assert {c.name for c in feed_state.columns} <= set(state)
     finally:
         store.close()
+
+
+def test_relative_links_in_entries_are_made_absolute(server: LoopbackServer, cfg: Settings, db: Store) -> None:
+    atom = f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="http://rel.invalid/blog/"><title>Relative</title>
+<entry><title>Relative links</title><link href="posts/1"/><id>tag:rel.invalid,2026:1</id>
+<updated>2026-05-01T00:00:00Z</updated>
+<content type="html">&lt;p&gt;{long_text("rel")} &lt;a href="../about"&gt;about&lt;/a&gt;&lt;/p&gt;
+&lt;img src="img/chart.png" alt="chart"&gt;</content></entry></feed>"""
+    url = server.static("/rel.xml", atom, "application/atom+xml")
+    report = ingest_feeds([Feed(id="rel", url=url)], db, cfg)
+    article = db.get_article(report.new_articles[0])
+    assert article.url == "http://rel.invalid/blog/posts/1"
+    assert 'href="http://rel.invalid/about"' in article.content_html
+    assert [p.image_src for p in article.paragraphs if p.kind is ParagraphKind.IMAGE] == [
+        "http://rel.invalid/blog/img/chart.png"
+    ]
