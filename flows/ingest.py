@@ -14,11 +14,15 @@ import asyncio
 import html as html_lib
 import json
 import logging
+import multiprocessing
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import struct_time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import feedparser
@@ -39,6 +43,7 @@ from flows.settings import Settings
 from flows.store import ArticleMatches, Store
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -350,10 +355,46 @@ async def complete_full_text(fetcher: Fetcher, entries: list[Entry], outcome: Fe
 # one feed ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class ReadFeed:
+    """A parsed feed's entries, ready for identity matching (picklable: it may come from a worker process)."""
+
+    is_feed: bool
+    bozo: str = ""
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_feed(body: bytes, headers: dict[str, str], url: str, feed: Feed) -> ReadFeed:
+    """Parse the bytes and read every entry (the CPU-heavy half of ingesting a feed)."""
+    parsed = parse_feed(body, headers, url)
+    bozo = _bozo_text(parsed) if parsed.get("bozo") else ""
+    if not parsed.entries and not parsed.get("version"):
+        return ReadFeed(is_feed=False, bozo=bozo)
+    entries, warnings = read_entries(parsed, feed)
+    return ReadFeed(is_feed=True, bozo=bozo, entries=entries, warnings=warnings)
+
+
+async def _run_cpu(parsers: Executor | None, function: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound work in the parser processes when there are any, else in a thread."""
+    if parsers is not None:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(parsers, function, *args)
+        except BrokenProcessPool:
+            logger.warning("the feed parser processes died; parsing in this process instead")
+    return await asyncio.to_thread(function, *args)
+
+
 async def ingest_one(
-    fetcher: Fetcher, store: Store, feed: Feed, settings: Settings, state: dict[str, Any] | None = None
+    fetcher: Fetcher,
+    store: Store,
+    feed: Feed,
+    settings: Settings,
+    state: dict[str, Any] | None = None,
+    parsers: Executor | None = None,
 ) -> FeedOutcome:
-    """One feed, start to end. `state` is its stored feed_state row when the caller loaded it already."""
+    """One feed, start to end. `state` is its stored feed_state row when the caller loaded it already;
+    `parsers` is a process pool for parsing when the run uses one."""
     url = resolve_feed_url(feed, settings.content_dir)
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
     if state is None:
@@ -368,13 +409,12 @@ async def ingest_one(
     if fetched.not_modified:
         outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
         return outcome
-    parsed = await asyncio.to_thread(parse_feed, fetched.body, fetched.headers, fetched.url)
-    if parsed.get("bozo"):
-        outcome.bozo = _bozo_text(parsed)
-    if not parsed.entries and not parsed.get("version"):
+    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed)
+    outcome.bozo = read.bozo
+    if not read.is_feed:
         return await _record_error(store, outcome, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
-    entries, warnings = await asyncio.to_thread(read_entries, parsed, feed)
-    outcome.warnings.extend(warnings)
+    entries = read.entries
+    outcome.warnings.extend(read.warnings)
     await asyncio.to_thread(match_entries, store, feed, entries)
     await complete_full_text(fetcher, [e for e in entries if wants_full_text(e, feed, settings)], outcome)
     await _store_entries(store, entries, outcome)
@@ -442,16 +482,38 @@ def _now() -> datetime:
 # all feeds --------------------------------------------------------------------------------------------
 
 
+def _parser_pool(settings: Settings, feeds: int) -> ProcessPoolExecutor | None:
+    """Worker processes for parsing: feedparser is pure Python, so threads share one core."""
+    workers = min(settings.ingest_parse_processes, feeds)
+    if workers < 2:
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["flows.ingest"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
 async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
     states = {s["feed_url"]: s for s in await asyncio.to_thread(store.all_feed_states)}
-    async with Fetcher(settings) as fetcher:
-        results = await asyncio.gather(
-            *(
-                ingest_one(fetcher, store, feed, settings, states.get(resolve_feed_url(feed, settings.content_dir), {}))
-                for feed in feeds
-            ),
-            return_exceptions=True,
-        )
+    parsers = _parser_pool(settings, len(feeds))
+    try:
+        async with Fetcher(settings) as fetcher:
+            results = await asyncio.gather(
+                *(
+                    ingest_one(
+                        fetcher,
+                        store,
+                        feed,
+                        settings,
+                        states.get(resolve_feed_url(feed, settings.content_dir), {}),
+                        parsers,
+                    )
+                    for feed in feeds
+                ),
+                return_exceptions=True,
+            )
+    finally:
+        if parsers is not None:
+            parsers.shutdown(wait=True, cancel_futures=True)
     outcomes = []
     for feed, result in zip(feeds, results, strict=True):
         if isinstance(result, BaseException):

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Longest wait a Retry-After header may ask for; a longer one ends the fetch with an error for this run.",
     )
+    ingest_parse_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Worker processes that parse feeds in parallel (feedparser is pure Python: threads share one core). 0 or 1 = parse inside the ingest process; set it to the number of cores for large feed lists.",
+    )
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",

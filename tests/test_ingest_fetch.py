@@ -296,3 +296,25 @@ def test_one_failing_feed_never_stops_the_others(server: LoopbackServer, cfg: Se
     assert len(report.new_articles) == 3
     states = {s["feed_id"]: s for s in db.all_feed_states()}
     assert states["broken"]["last_status"] == "error" and states["good1"]["entries_new"] == 1
+
+
+def test_parser_processes_store_the_same_articles(server: LoopbackServer, project: Path) -> None:
+    feeds = [
+        Feed(
+            id=f"p{n}",
+            url=server.static(f"/p{n}.xml", rss([Item(f"P {n}", f"http://p.invalid/{n}", "", long_text(f"p{n}"))])),
+        )
+        for n in range(4)
+    ]
+    feeds.append(Feed(id="pbad", url=server.static("/pbad.html", "<html><body>no feed</body></html>", "text/html")))
+    results = {}
+    for processes in (0, 2):
+        settings = make_settings(project, ingest_parse_processes=processes, output_dir=project / f"out{processes}")
+        store = Store(settings.store_url)
+        try:
+            report = ingest_feeds(feeds, store, settings)
+            assert [o.feed_id for o in report.errors] == ["pbad"]
+            results[processes] = sorted((a.id, a.title, a.paragraphs) for a in store.all_articles())
+        finally:
+            store.close()
+    assert len(results[2]) == 4 and results[2] == results[0]
