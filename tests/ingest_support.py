@@ -7,6 +7,7 @@ and an optional delay or a hang (the server holds the connection open until it s
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,12 @@ class Reply:
 Route = Callable[[Request], Reply]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client closing its keep-alive socket
+            super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """Threaded HTTP/1.1 server on 127.0.0.1 with an OS-chosen port."""
 
@@ -49,7 +56,7 @@ class LoopbackServer:
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
