@@ -215,6 +215,12 @@ class Fetcher:
                 raise FetchError(url, f"the body could not be decoded: {exc}") from None
             except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
                 raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
+            except httpx.ConnectError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise FetchError(
+                        url, f"TLS certificate not trusted: {exc}", hint="the server's certificate does not verify"
+                    ) from None
+                raise _RetryableError(f"connection failed: ConnectError: {exc}".rstrip(": ")) from None
             except httpx.TransportError as exc:
                 raise _RetryableError(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": ")) from None
             except (httpx.RequestError, httpx.InvalidURL) as exc:

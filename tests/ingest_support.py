@@ -7,6 +7,7 @@ and an optional delay or a hang (the server holds the connection open until it s
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 import time
@@ -47,7 +48,8 @@ class _QuietServer(ThreadingHTTPServer):
 class LoopbackServer:
     """Threaded HTTP/1.1 server on 127.0.0.1 with an OS-chosen port."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[Request] = []
@@ -58,11 +60,13 @@ class LoopbackServer:
         self._stopping = threading.Event()
         self.httpd = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def route(self, path: str, route: Route) -> str:
         """Serve `path`; a route without a query string also answers that path with any query."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
+import subprocess
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +320,19 @@ def test_parser_processes_store_the_same_articles(server: LoopbackServer, projec
         finally:
             store.close()
     assert len(results[2]) == 4 and results[2] == results[0]
+
+
+def test_https_with_an_untrusted_certificate_is_refused(project: Path, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with LoopbackServer(tls=tls) as secure:
+        url = secure.static("/feed.xml", FEED).replace("127.0.0.1", "localhost")
+        with pytest.raises(FetchError, match="certificate not trusted"):
+            fetch(make_settings(project), url)
