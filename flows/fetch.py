@@ -136,7 +136,8 @@ class Fetcher:
             follow_redirects=False,
             limits=httpx.Limits(
                 max_connections=settings.fetch_concurrency,
-                max_keepalive_connections=min(settings.fetch_concurrency, 64),
+                # httpcore checks every idle connection on each request (a syscall each): keep few idle
+                max_keepalive_connections=min(settings.fetch_concurrency, 8),
             ),
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
             trust_env=False,
