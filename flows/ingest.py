@@ -265,10 +265,15 @@ def match_entries(store: Store, feed: Feed, entries: list[Entry]) -> None:
         if article_id != entry.article.id:
             entry.article = entry.article.model_copy(update={"id": article_id})
         stored = matches.fingerprint_of.get(article_id)
+        owner = matches.feed_of.get(article_id, "")
         if stored is None:
             entry.status = "new"
+        elif stored == entry.article.fingerprint or owner not in {"", feed.id}:
+            # another feed carries this article too (often as a teaser): the first feed's version stays,
+            # or the two would overwrite each other on every run
+            entry.status = "seen"
         else:
-            entry.status = "seen" if stored == entry.article.fingerprint else "changed"
+            entry.status = "changed"
 
 
 def _fingerprint_usable(entry: Entry) -> bool:

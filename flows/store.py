@@ -222,12 +222,11 @@ class Store:
         inserts are redone one by one so that each still gets its true result.
         """
         with self.engine.begin() as conn:
-            stored: dict[str, tuple[str, int]] = {}
+            stored: dict[str, tuple[str, int, str]] = {}
+            columns = (articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id)
             for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
-                query = select(articles.c.id, articles.c.fingerprint, articles.c.version).where(
-                    articles.c.id.in_(chunk)
-                )
-                stored.update({r.id: (r.fingerprint, r.version) for r in conn.execute(query)})
+                query = select(*columns).where(articles.c.id.in_(chunk))
+                stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in conn.execute(query)})
             results: list[str] = []
             inserts: list[int] = []
             now = utcnow()
@@ -236,15 +235,15 @@ class Store:
                 if known is None:
                     inserts.append(position)
                     results.append("new")
-                    stored[article.id] = (article.fingerprint, 1)
-                elif known[0] == article.fingerprint:
+                    stored[article.id] = (article.fingerprint, 1, article.feed_id)
+                elif known[0] == article.fingerprint or not _may_update(known[2], article.feed_id):
                     results.append("seen")
                 else:
                     values = _article_values(article, canonical, guid, now)
                     conn.execute(
                         update(articles).where(articles.c.id == article.id).values(version=known[1] + 1, **values)
                     )
-                    stored[article.id] = (article.fingerprint, known[1] + 1)
+                    stored[article.id] = (article.fingerprint, known[1] + 1, article.feed_id)
                     results.append("updated")
             rows = [
                 {"id": items[i][0].id, "first_seen": now, "version": 1, **_article_values(*items[i], now)}
@@ -362,7 +361,9 @@ def _article_values(article: Article, canonical_url: str, guid: str, now: dateti
 def _save_article(conn: Connection, article: Article, *, canonical_url: str, guid: str) -> str:
     now = utcnow()
     values = _article_values(article, canonical_url, guid, now)
-    row = conn.execute(select(articles.c.fingerprint, articles.c.version).where(articles.c.id == article.id)).first()
+    row = conn.execute(
+        select(articles.c.fingerprint, articles.c.version, articles.c.feed_id).where(articles.c.id == article.id)
+    ).first()
     if row is None:
         try:
             with conn.begin_nested():
@@ -370,10 +371,15 @@ def _save_article(conn: Connection, article: Article, *, canonical_url: str, gui
             return "new"
         except IntegrityError:
             return "seen"  # another worker stored it a moment ago
-    if row.fingerprint == article.fingerprint:
+    if row.fingerprint == article.fingerprint or not _may_update(row.feed_id or "", article.feed_id):
         return "seen"
     conn.execute(update(articles).where(articles.c.id == article.id).values(version=row.version + 1, **values))
     return "updated"
+
+
+def _may_update(stored_feed: str, incoming_feed: str) -> bool:
+    """An article brought by one feed is not overwritten by another feed's (or a single URL's) version of it."""
+    return not stored_feed or stored_feed == incoming_feed
 
 
 @dataclass
@@ -381,12 +387,14 @@ class ArticleMatches:
     """Stored articles found by identity keys, for resolving a feed's entries to existing ids."""
 
     fingerprint_of: dict[str, str] = field(default_factory=dict)
+    feed_of: dict[str, str] = field(default_factory=dict)
     by_guid: dict[str, str] = field(default_factory=dict)
     by_canonical_url: dict[str, str] = field(default_factory=dict)
     by_fingerprint: dict[str, str] = field(default_factory=dict)
 
     def add(self, row: Any, feed_id: str) -> None:
         self.fingerprint_of[row.id] = row.fingerprint or ""
+        self.feed_of[row.id] = row.feed_id or ""
         if row.guid and row.feed_id == feed_id:
             self.by_guid.setdefault(row.guid, row.id)
         if row.canonical_url:

@@ -342,3 +342,21 @@ def test_relative_links_in_entries_are_made_absolute(server: LoopbackServer, cfg
     assert [p.image_src for p in article.paragraphs if p.kind is ParagraphKind.IMAGE] == [
         "http://rel.invalid/blog/img/chart.png"
     ]
+
+
+def test_an_article_in_two_feeds_is_stored_once_and_not_flip_flopped(
+    server: LoopbackServer, cfg: Settings, db: Store
+) -> None:
+    full = server.static(
+        "/full.xml", rss([Item("Shared story", "http://shared.invalid/s?utm_source=a", "a-1", long_text("full"))])
+    )
+    teaser = server.static(
+        "/tease.xml", rss([Item("Shared story", "http://shared.invalid/s", "b-1", long_text("other"))])
+    )
+    feeds = [Feed(id="full", url=full), Feed(id="tease", url=teaser)]
+    first = ingest_feeds(feeds, db, cfg)
+    assert len(first.new_articles) == 1
+    for _ in range(2):
+        again = ingest_feeds(feeds, db, cfg)
+        assert again.new_articles == [] and again.updated_articles == []
+    assert _versions(db) == {first.new_articles[0]: 1}
