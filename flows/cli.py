@@ -419,6 +419,7 @@ def main() -> None:
 
 # Command modules register themselves here, one import+call each (see HELPERS.md).
 from flows.cli_delivery import register as register_delivery  # noqa: E402
+from flows.cli_ingest import register as register_ingest  # noqa: E402
 from flows.cli_orchestrate import register as register_orchestrate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_publish import register as register_publish  # noqa: E402
@@ -427,6 +428,7 @@ register_preview(app)
 register_publish(app)
 register_delivery(app)
 register_orchestrate(app)
+register_ingest(app)
 
 if __name__ == "__main__":
     main()

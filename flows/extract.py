@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import lxml.html
 import nh3
+import trafilatura
 from lxml.etree import ParserError
 
 from flows.models import Paragraph, ParagraphKind, make_paragraphs, normalise_text
@@ -87,6 +90,22 @@ def sanitise_html(html: str) -> str:
     )
 
 
+RELATIVE_URL = re.compile(r"""(?:href|src)\s*=\s*["']?(?![a-z][a-z0-9+.-]*:|#)""", re.IGNORECASE)
+
+
+def make_urls_absolute(html: str, base: str) -> str:
+    """Resolve relative href/src against `base`; HTML without relative links is returned untouched (fast)."""
+    if not base or not RELATIVE_URL.search(html):
+        return html
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+        root.make_links_absolute(base, resolve_base_href=False, handle_failures="discard")
+    except (ParserError, ValueError) as exc:
+        logger.debug("could not resolve links against %s: %s", base, exc)
+        return html
+    return (root.text or "") + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+
+
 def _text(element: lxml.html.HtmlElement) -> str:
     return normalise_text(element.text_content())
 
@@ -100,15 +119,19 @@ def _in_footnotes(element: lxml.html.HtmlElement) -> bool:
     return False
 
 
-def html_to_paragraphs(html: str) -> tuple[Paragraph, ...]:
-    """Paragraphs, headings, images (alt + caption) and footnotes, in document order."""
+def html_to_paragraphs(html: str, *, sanitised: bool = False) -> tuple[Paragraph, ...]:
+    """Paragraphs, headings, images (alt + caption) and footnotes, in document order.
+
+    Pass `sanitised=True` only for the output of `sanitise_html` (saves a second pass on large feeds).
+    """
     if not html.strip():
         return ()
     try:
-        root = lxml.html.fragment_fromstring(sanitise_html(html), create_parent="div")
+        root = lxml.html.fragment_fromstring(html if sanitised else sanitise_html(html), create_parent="div")
     except (ParserError, ValueError) as exc:
         logger.warning("could not parse article HTML: %s", exc)
         return ()
+    _wrap_loose_text(root)
     for sup in root.iter("sup"):
         marker = normalise_text(sup.text_content())
         if marker and len(marker) <= 4:
@@ -121,18 +144,62 @@ def html_to_paragraphs(html: str) -> tuple[Paragraph, ...]:
     return make_paragraphs(items)
 
 
+BLOCK_TAGS = {"p", "li", "ul", "ol", "dl", "figure", "img", "blockquote", "pre", "table", "section", "hr", *HEADINGS}
+
+
+def _wrap_loose_text(root: lxml.html.HtmlElement) -> None:
+    """Text and inline elements directly under the root (bare-text entries, stripped divs) become paragraphs."""
+    nodes: list[str | lxml.html.HtmlElement] = []
+    if root.text:
+        nodes.append(root.text)
+        root.text = None
+    for child in list(root):
+        root.remove(child)
+        tail, child.tail = child.tail, None
+        nodes.append(child)
+        if tail:
+            nodes.append(tail)
+    run: list[str | lxml.html.HtmlElement] = []
+    for node in nodes:
+        if isinstance(node, str) or node.tag not in BLOCK_TAGS:
+            run.append(node)
+            continue
+        _flush_run(root, run)
+        root.append(node)
+    _flush_run(root, run)
+
+
+def _flush_run(root: lxml.html.HtmlElement, run: list[str | lxml.html.HtmlElement]) -> None:
+    if all(isinstance(n, str) and not n.strip() for n in run):
+        run.clear()
+        return
+    paragraph = lxml.html.Element("p")
+    last: lxml.html.HtmlElement | None = None
+    for node in run:
+        if isinstance(node, str):
+            if last is None:
+                paragraph.text = (paragraph.text or "") + node
+            else:
+                last.tail = (last.tail or "") + node
+        else:
+            paragraph.append(node)
+            last = node
+    run.clear()
+    root.append(paragraph)
+
+
 def _items_for(element: lxml.html.HtmlElement) -> list[tuple[ParagraphKind, str, str, str]]:
     tag = element.tag
     if tag == "figure":
         img = element.find(".//img")
         caption = element.find(".//figcaption")
-        if img is None:
+        if img is None or not img.get("src"):
             return []
         alt = normalise_text(img.get("alt") or "")
         text = _text(caption) if caption is not None else alt
         return [(ParagraphKind.IMAGE, text, img.get("src") or "", alt)]
     if tag == "img":
-        if any(a.tag == "figure" for a in element.iterancestors()):
+        if not element.get("src") or any(a.tag == "figure" for a in element.iterancestors()):
             return []
         alt = normalise_text(element.get("alt") or "")
         return [(ParagraphKind.IMAGE, alt, element.get("src") or "", alt)]
@@ -157,3 +224,97 @@ def text_to_paragraphs(text: str) -> tuple[Paragraph, ...]:
     """Plain text (e.g. from trafilatura) split on blank lines or newlines into text paragraphs."""
     chunks = [normalise_text(c) for c in re.split(r"\n\s*\n|\n", text)]
     return make_paragraphs([(ParagraphKind.TEXT, c, "") for c in chunks if c])
+
+
+@dataclass
+class ExtractedPage:
+    """The main content of an article page: metadata, sanitised HTML and aligned paragraphs."""
+
+    title: str = ""
+    author: str = ""
+    published: datetime | None = None
+    site: str = ""
+    html: str = ""
+    paragraphs: tuple[Paragraph, ...] = field(default_factory=tuple)
+
+    @property
+    def text(self) -> str:
+        return " ".join(p.text for p in self.paragraphs)
+
+
+def extract_article(page: str | bytes, url: str) -> ExtractedPage:
+    """Main text, title, author, date and images (alt + caption) of an article page, via trafilatura.
+
+    Trafilatura's HTML output keeps paragraphs, headings, lists and images but drops figure captions; they
+    are put back from the original page by image address. Returns an empty page when nothing is found.
+    """
+    extracted = trafilatura.extract(
+        page,
+        url=url or None,
+        output_format="html",
+        include_images=True,
+        include_formatting=True,
+        include_links=True,
+        include_tables=True,
+        with_metadata=True,
+    )
+    if not extracted:
+        return ExtractedPage()
+    try:
+        document = lxml.html.document_fromstring(extracted)
+    except (ParserError, ValueError) as exc:
+        logger.warning("%s: could not read the extracted text: %s", url, exc)
+        return ExtractedPage()
+    meta = {m.get("name"): m.get("content") or "" for m in document.iter("meta")}
+    body = document.find("body")
+    if body is None:
+        return ExtractedPage()
+    _restore_captions(body, _captions_by_src(page))
+    inner = "".join(lxml.html.tostring(child, encoding="unicode") for child in body)
+    html = sanitise_html(inner)
+    return ExtractedPage(
+        title=" ".join(meta.get("title", "").split()),
+        author=" ".join(meta.get("author", "").split()),
+        published=_parse_date(meta.get("date", "")),
+        site=" ".join(meta.get("sitename", "").split()),
+        html=html,
+        paragraphs=html_to_paragraphs(html, sanitised=True),
+    )
+
+
+def _captions_by_src(page: str | bytes) -> dict[str, str]:
+    try:
+        root = lxml.html.document_fromstring(page)
+    except (ParserError, ValueError):
+        return {}
+    captions = {}
+    for figure in root.iter("figure"):
+        img, caption = figure.find(".//img"), figure.find(".//figcaption")
+        if img is not None and caption is not None and img.get("src"):
+            captions[img.get("src")] = normalise_text(caption.text_content())
+    return captions
+
+
+def _restore_captions(body: lxml.html.HtmlElement, captions: dict[str, str]) -> None:
+    for img in list(body.iter("img")):
+        caption = captions.get(img.get("src") or "")
+        parent = img.getparent()
+        if not caption or parent is None or parent.tag == "figure":
+            continue
+        figure = lxml.html.Element("figure")
+        parent.replace(img, figure)
+        figure.tail, img.tail = img.tail, None
+        figure.append(img)
+        figcaption = lxml.html.Element("figcaption")
+        figcaption.text = caption
+        figure.append(figcaption)
+
+
+def _parse_date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

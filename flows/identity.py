@@ -50,9 +50,19 @@ def looks_trustworthy_guid(guid: str, link: str) -> bool:
     return True
 
 
-def derive_article_id(guid: str, link: str, title: str, published: str) -> str:
-    if link:
+def derive_article_id(guid: str, link: str, title: str, published: str, *, link_is_unique: bool = True) -> str:
+    """A stable id: the canonical link when it names one article, else a trustworthy GUID, else title + date.
+
+    The link comes first because feeds regenerate GUIDs far more often than they move articles; a link
+    shared by several entries of one feed (a homepage, a category page) identifies none of them.
+    """
+    if link and link_is_unique:
         return short_hash("link", canonical_url(link))
     if looks_trustworthy_guid(guid, link):
         return short_hash("guid", guid.strip())
     return short_hash("title", normalise_text(title).lower(), published)
+
+
+def is_meaningful_fingerprint_text(title: str, text: str) -> bool:
+    """Fingerprints of near-empty entries ("Untitled", no text) would merge unrelated articles."""
+    return len(normalise_text(title)) + len(normalise_text(text)) >= 40

@@ -8,6 +8,7 @@ generated from this class and a test fails when the two drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -182,6 +183,25 @@ class Settings(BaseSettings):
     prefect_ui: bool = Field(
         True, description="Serve Prefect's web UI from the server `briefing serve` starts (off saves start-up time)."
     )
+    # --- ingest ---
+    fetch_read_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for the next bytes of a response before giving up on that attempt."
+    )
+    fetch_max_retry_after: float = Field(
+        120.0,
+        ge=0,
+        description="Longest wait a Retry-After header may ask for; a longer one ends the fetch with an error for this run.",
+    )
+    ingest_parse_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Worker processes that parse feeds in parallel (feedparser is pure Python: threads share one core). 0 or 1 = parse inside the ingest process; set it to the number of cores for large feed lists.",
+    )
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -215,6 +235,16 @@ class Settings(BaseSettings):
     def _database_url_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL (or empty for the default)")
+        return value
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks_are_cidr(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network such as 127.0.0.1/32 or 10.0.0.0/8") from None
         return value
 
     @model_validator(mode="after")

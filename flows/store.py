@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from sqlalchemy import (
     insert,
     inspect,
     literal,
+    or_,
     select,
     text,
     update,
@@ -80,6 +82,9 @@ feed_state = Table(
     Column("entries_new", Integer, default=0),
     Column("entries_seen", Integer, default=0),
     Column("last_fetched_at", DateTime),
+    Column("entries_updated", Integer, default=0),
+    Column("warnings", Text),
+    Column("last_ok_at", DateTime),
 )
 
 articles = Table(
@@ -88,7 +93,7 @@ articles = Table(
     Column("id", String(64), primary_key=True),
     Column("url", String(2000), nullable=False),
     Column("canonical_url", String(2000), index=True),
-    Column("guid", String(2000)),
+    Column("guid", String(2000), index=True),
     Column("feed_id", String(64), default=""),
     Column("title", Text, nullable=False),
     Column("site", String(500), default=""),
@@ -348,40 +353,79 @@ class Store:
 
     def save_article(self, article: Article, *, canonical_url: str, guid: str) -> str:
         """Insert a new article or update a changed one. Returns 'new', 'updated' or 'seen'."""
-        now = utcnow()
-        values = {
-            "url": article.url,
-            "canonical_url": canonical_url,
-            "guid": guid,
-            "feed_id": article.feed_id,
-            "title": article.title,
-            "site": article.site,
-            "author": article.author,
-            "published": article.published.replace(tzinfo=None) if article.published else None,
-            "summary": article.summary,
-            "content_html": article.content_html,
-            "paragraphs": json.dumps([p.model_dump(mode="json") for p in article.paragraphs], ensure_ascii=False),
-            "fingerprint": article.fingerprint,
-            "updated_at": now,
-        }
         with self.begin() as conn:
-            # ON CONFLICT makes two workers storing the same article at once end with one row, one of them "new".
-            # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT through SQLAlchemy 2.1.
-            added = conn.execute(
-                self.insert(articles)
-                .values(id=article.id, first_seen=now, version=1, **values)
-                .on_conflict_do_nothing(index_elements=[articles.c.id])
-                .returning(articles.c.id)
-            ).first()
-            if added is not None:
-                return "new"
-            # The fingerprint test is in the UPDATE itself: a concurrent identical update finds nothing to change.
-            changed = conn.execute(
-                update(articles)
-                .where(articles.c.id == article.id, articles.c.fingerprint != article.fingerprint)
-                .values(version=articles.c.version + 1, **values)
-            ).rowcount
-            return "updated" if changed else "seen"
+            return _save_article(self, conn, article, canonical_url=canonical_url, guid=guid)
+
+    def save_articles(self, items: list[tuple[Article, str, str]]) -> list[str]:
+        """Save many (article, canonical_url, guid) in one transaction; 'new' / 'updated' / 'seen' for each.
+
+        New articles go in as one multi-row insert; if another writer stored one of them meanwhile, the
+        inserts are redone one by one so that each still gets its true result.
+        """
+        with self.begin() as conn:
+            stored: dict[str, tuple[str, int, str]] = {}
+            columns = (articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id)
+            for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
+                query = select(*columns).where(articles.c.id.in_(chunk))
+                stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in conn.execute(query)})
+            results: list[str] = []
+            inserts: list[int] = []
+            now = utcnow()
+            for position, (article, canonical, guid) in enumerate(items):
+                known = stored.get(article.id)
+                if known is None:
+                    inserts.append(position)
+                    results.append("new")
+                    stored[article.id] = (article.fingerprint, 1, article.feed_id)
+                elif known[0] == article.fingerprint or not _may_update(known[2], article.feed_id):
+                    results.append("seen")
+                else:
+                    values = _article_values(article, canonical, guid, now)
+                    conn.execute(
+                        update(articles).where(articles.c.id == article.id).values(version=known[1] + 1, **values)
+                    )
+                    stored[article.id] = (article.fingerprint, known[1] + 1, article.feed_id)
+                    results.append("updated")
+            rows = [
+                {"id": items[i][0].id, "first_seen": now, "version": 1, **_article_values(*items[i], now)}
+                for i in inserts
+            ]
+            if rows:
+                # ON CONFLICT: another worker may have stored some of these since we looked; RETURNING tells which
+                # rows are ours (rowcount is -1 for INSERT … ON CONFLICT through psycopg).
+                statement = (
+                    self.insert(articles)
+                    .on_conflict_do_nothing(index_elements=[articles.c.id])
+                    .returning(articles.c.id)
+                )
+                added = set(conn.execute(statement, rows).scalars())
+                for i in inserts:
+                    if items[i][0].id not in added:
+                        article, canonical, guid = items[i]
+                        results[i] = _save_article(self, conn, article, canonical_url=canonical, guid=guid)
+            return results
+
+    def match_articles(
+        self, *, ids: set[str], guids: set[str], canonical_urls: set[str], fingerprints: set[str], feed_id: str
+    ) -> ArticleMatches:
+        """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only."""
+        matches = ArticleMatches()
+        columns = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
+        with self.engine.connect() as conn:
+            for column, values in (
+                (articles.c.id, ids),
+                (articles.c.guid, guids),
+                (articles.c.canonical_url, canonical_urls),
+                (articles.c.fingerprint, fingerprints),
+            ):
+                for chunk in _chunks(sorted(v for v in values if v)):
+                    for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                        matches.add(row, feed_id)
+        return matches
+
+    def article_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r.id for r in conn.execute(select(articles.c.id))}
 
     # feed state -----------------------------------------------------------------------------------
 
@@ -393,6 +437,18 @@ class Store:
     def all_feed_states(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(feed_state).order_by(feed_state.c.feed_id)).mappings()]
+
+    def record_feeds_not_modified(self, feeds: list[tuple[str, str]]) -> None:
+        """Mark many (feed_url, feed_id) as answered 304, in one transaction."""
+        now = utcnow()
+        values = {"last_status": "not_modified", "last_error": None, "last_fetched_at": now, "last_ok_at": now}
+        with self.begin() as conn:
+            for feed_url, feed_id in feeds:
+                conn.execute(
+                    self.insert(feed_state)
+                    .values(feed_url=feed_url, feed_id=feed_id, **values)
+                    .on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
+                )
 
     def record_feed(self, feed_url: str, **values: Any) -> None:
         values["last_fetched_at"] = utcnow()
@@ -438,15 +494,92 @@ class Store:
             self.insert(ready_events)
             .values(slug=slug, content_hash=content_hash, event_id=event_id, emitted_at=utcnow())
             .on_conflict_do_nothing()
+            .returning(ready_events.c.slug)
         )
         with self.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).first() is not None  # RETURNING: psycopg's rowcount is -1 here
 
     def forget_ready_announced(self, slug: str, content_hash: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 ready_events.delete().where(ready_events.c.slug == slug, ready_events.c.content_hash == content_hash)
             )
+
+
+def _article_values(article: Article, canonical_url: str, guid: str, now: datetime) -> dict[str, Any]:
+    return {
+        "url": article.url,
+        "canonical_url": canonical_url,
+        "guid": guid,
+        "feed_id": article.feed_id,
+        "title": article.title,
+        "site": article.site,
+        "author": article.author,
+        "published": article.published.replace(tzinfo=None) if article.published else None,
+        "summary": article.summary,
+        "content_html": article.content_html,
+        "paragraphs": json.dumps([p.model_dump(mode="json") for p in article.paragraphs], ensure_ascii=False),
+        "fingerprint": article.fingerprint,
+        "updated_at": now,
+    }
+
+
+def _save_article(store: Store, conn: Connection, article: Article, *, canonical_url: str, guid: str) -> str:
+    """Insert or update one article inside the caller's write transaction: 'new', 'updated' or 'seen'.
+
+    ON CONFLICT makes two workers storing the same article at once end with one row, one of them 'new';
+    RETURNING, not rowcount, because psycopg reports -1 for INSERT … ON CONFLICT through SQLAlchemy 2.1."""
+    now = utcnow()
+    values = _article_values(article, canonical_url, guid, now)
+    added = conn.execute(
+        store.insert(articles)
+        .values(id=article.id, first_seen=now, version=1, **values)
+        .on_conflict_do_nothing(index_elements=[articles.c.id])
+        .returning(articles.c.id)
+    ).first()
+    if added is not None:
+        return "new"
+    # The fingerprint and owner tests are in the UPDATE itself: a concurrent identical update changes nothing.
+    owner_may_update = or_(
+        articles.c.feed_id.is_(None), articles.c.feed_id == "", articles.c.feed_id == article.feed_id
+    )
+    changed = conn.execute(
+        update(articles)
+        .where(articles.c.id == article.id, articles.c.fingerprint != article.fingerprint, owner_may_update)
+        .values(version=articles.c.version + 1, **values)
+    ).rowcount
+    return "updated" if changed else "seen"
+
+
+def _may_update(stored_feed: str, incoming_feed: str) -> bool:
+    """An article brought by one feed is not overwritten by another feed's (or a single URL's) version of it."""
+    return not stored_feed or stored_feed == incoming_feed
+
+
+@dataclass
+class ArticleMatches:
+    """Stored articles found by identity keys, for resolving a feed's entries to existing ids."""
+
+    fingerprint_of: dict[str, str] = field(default_factory=dict)
+    feed_of: dict[str, str] = field(default_factory=dict)
+    by_guid: dict[str, str] = field(default_factory=dict)
+    by_canonical_url: dict[str, str] = field(default_factory=dict)
+    by_fingerprint: dict[str, str] = field(default_factory=dict)
+
+    def add(self, row: Any, feed_id: str) -> None:
+        self.fingerprint_of[row.id] = row.fingerprint or ""
+        self.feed_of[row.id] = row.feed_id or ""
+        if row.guid and row.feed_id == feed_id:
+            self.by_guid.setdefault(row.guid, row.id)
+        if row.canonical_url:
+            self.by_canonical_url.setdefault(row.canonical_url, row.id)
+        if row.fingerprint:
+            self.by_fingerprint.setdefault(row.fingerprint, row.id)
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _article_from_row(row: Any) -> Article:

@@ -24,9 +24,16 @@ def slugify(text: str, fallback: str) -> str:
     return slug or fallback
 
 
-def has_briefing(article: Article, briefings: tuple[Briefing, ...]) -> bool:
+def find_briefing(article: Article, briefings: tuple[Briefing, ...]) -> Briefing | None:
+    """The briefing (an editor's file or an earlier stub) already written for this article, if any."""
     url = canonical_url(article.url)
-    return any(b.article_id == article.id or (url and canonical_url(b.source.url) == url) for b in briefings)
+    return next(
+        (b for b in briefings if b.article_id == article.id or (url and canonical_url(b.source.url) == url)), None
+    )
+
+
+def has_briefing(article: Article, briefings: tuple[Briefing, ...]) -> bool:
+    return find_briefing(article, briefings) is not None
 
 
 def render_stub(article: Article, slug: str, audiences: tuple[Audience, ...], today: date) -> str:

@@ -1,0 +1,70 @@
+"""`briefing add URL` (alias `briefing new URL`): one article outside any feed, stored and given a draft stub."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import typer
+from rich.table import Table
+
+from flows.content import load_content
+from flows.errors import BriefingError
+
+logger = logging.getLogger(__name__)
+
+
+def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> None:
+    """Ingest one article outside any feed and write its draft stub under content/briefings/.
+
+    The page is fetched with the same limits and safety checks as feeds, its main text, title, author,
+    date and images extracted, the article stored, and a `draft` stub written with its paragraphs ready
+    for translation. A briefing that already exists for the article is never overwritten; its path is
+    printed instead. `briefing new URL` does the same.
+
+    Example: briefing add https://example.org/2026/06/some-article --json
+    """
+    from flows.cli import emit, fail
+    from flows.ingest import ingest_url
+    from flows.settings import load_settings
+    from flows.store import open_store
+    from flows.stubs import find_briefing, write_stub
+
+    try:
+        settings = load_settings()
+        loaded = load_content(settings.content_dir)
+        added = ingest_url(url, open_store(settings.store_url), settings)
+        existing = find_briefing(added.article, loaded.content.briefings)
+        if existing is not None:
+            stub, created = existing.path, False
+        else:
+            path = write_stub(added.article, settings.content_dir, loaded.content.audiences, date.today())
+            stub, created = str(path), True
+    except BriefingError as err:
+        raise fail(err) from None
+    article = added.article
+    data = {
+        "stub": stub,
+        "created": created,
+        "article_id": article.id,
+        "status": added.status,
+        "url": article.url,
+        "title": article.title,
+        "paragraphs": len(article.paragraphs),
+    }
+    table = Table(title="briefing add", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    note = "" if created else "[yellow]a briefing for this article already exists; it was left unchanged[/]"
+    emit(data, table, note)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("add")(add)
+    app.command(
+        "new",
+        help="Same as `briefing add`: ingest one article URL and write its draft stub.\n\n"
+        "Example: briefing new https://example.org/2026/06/some-article",
+    )(add)

@@ -1,0 +1,373 @@
+"""The one HTTP fetcher of the ingest stage: shared client, limits, timeouts, retries and address checks.
+
+`Fetcher` wraps one `httpx.AsyncClient` for a whole ingest run. Every request:
+
+- waits for a per-host slot, then a global slot (a host's queue never holds global slots);
+- is checked before connecting: http/https only, the host resolved once and every address checked
+  against private, loopback and link-local ranges (unless allowed), the connection pinned to a checked
+  address so a second DNS answer cannot point elsewhere; redirects are followed by hand, each hop checked;
+- streams the body and stops at `max_body_bytes` (after gzip/deflate decoding, so bombs are cut too);
+- is retried with exponential backoff and jitter on timeouts, connection errors, 429 (Retry-After
+  honoured) and 5xx, never on other 4xx;
+- sends If-None-Match / If-Modified-Since when given; a 304 comes back with an empty body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import certifi
+import httpx
+
+from flows.errors import FetchError, UnsafeURLError
+from flows.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+CHUNK_BYTES = 64 * 1024
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class FetchResult:
+    """A fetched resource: status 200 (body read) or 304 (not modified, empty body)."""
+
+    url: str  # the final URL, after redirects
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    attempts: int = 1
+    redirects: int = 0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+
+class _RetryableError(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or address.is_site_local
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (now if now is not None else datetime.now(UTC).timestamp()))
+
+
+def backoff_delay(base: float, retry_number: int) -> float:
+    """Exponential backoff with jitter: base·2^n scaled by a random factor in [0.5, 1.5)."""
+    return base * (2**retry_number) * (0.5 + random.random())
+
+
+class Fetcher:
+    """One shared client for a whole run. Use as `async with Fetcher(settings) as fetcher:`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._global = asyncio.Semaphore(settings.fetch_concurrency)
+        self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.fetch_per_host)
+        )
+        self._allowed_networks = [ipaddress.ip_network(n, strict=False) for n in settings.fetch_allowed_networks]
+        # Certificates are verified as usual (CERT_REQUIRED, host names checked); the CA bundle is loaded on the
+        # first https request only, as loading it costs ~0.1-0.2 s and many runs are all-304 or all-local.
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
+        self._tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._tls_loaded = False
+        timeout = httpx.Timeout(
+            connect=settings.fetch_connect_timeout,
+            read=settings.fetch_read_timeout,
+            write=settings.fetch_read_timeout,
+            pool=None,  # waiting for a pool slot is bounded by our own semaphores and the total timeout
+        )
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=settings.fetch_concurrency,
+                # httpcore checks every idle connection on each request (a syscall each): keep few idle
+                max_keepalive_connections=min(settings.fetch_concurrency, 8),
+            ),
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
+            trust_env=False,
+            verify=self._tls,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.client.aclose()
+
+    # public ---------------------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: str = "*/*",
+        allow_file: bool = False,
+    ) -> FetchResult:
+        """Fetch one URL with retries. Raises FetchError (UnsafeURLError for refused addresses/schemes)."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "file":
+            if not allow_file:
+                raise UnsafeURLError(url, "file: URLs are only allowed for feeds listed in feeds.yaml")
+            return await asyncio.to_thread(self._read_file, url, etag)
+        if scheme not in {"http", "https"}:
+            raise UnsafeURLError(url, f"scheme {scheme or '(none)'!r} is not allowed", hint="use an http(s) URL")
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        retries = self.settings.fetch_retries
+        for attempt in range(retries + 1):
+            try:
+                result = await self._attempt(url, headers)
+            except _RetryableError as retry:
+                if attempt >= retries:
+                    raise FetchError(
+                        url,
+                        f"{retry.reason} (gave up after {attempt + 1} attempts)",
+                        retryable=True,
+                        hint="the server or network failed; it will be tried again on the next run",
+                    ) from None
+                delay = retry.delay if retry.delay is not None else backoff_delay(self.settings.fetch_backoff, attempt)
+                if delay > self.settings.fetch_max_retry_after:
+                    raise FetchError(
+                        url, f"{retry.reason}; the server asks to wait {delay:.0f} s", retryable=True
+                    ) from None
+                logger.info("%s: %s; retry %d/%d in %.2f s", url, retry.reason, attempt + 1, retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            result.attempts = attempt + 1
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # one attempt: redirects, checks, body ------------------------------------------------------------
+
+    async def _attempt(self, url: str, headers: dict[str, str]) -> FetchResult:
+        host = urlsplit(url).hostname or ""
+        async with self._hosts[host], self._global:
+            try:
+                async with asyncio.timeout(self.settings.fetch_timeout):
+                    return await self._follow(url, headers)
+            except TimeoutError:
+                raise _RetryableError(f"no complete answer within {self.settings.fetch_timeout:g} s") from None
+            except httpx.TimeoutException as exc:
+                raise _RetryableError(f"timed out ({type(exc).__name__})") from None
+            except httpx.DecodingError as exc:
+                raise FetchError(url, f"the body could not be decoded: {exc}") from None
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+                raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
+            except httpx.ConnectError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise FetchError(
+                        url, f"TLS certificate not trusted: {exc}", hint="the server's certificate does not verify"
+                    ) from None
+                raise _RetryableError(f"connection failed: ConnectError: {exc}".rstrip(": ")) from None
+            except httpx.TransportError as exc:
+                raise _RetryableError(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+            except (httpx.RequestError, httpx.InvalidURL) as exc:
+                raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
+
+    async def _follow(self, url: str, headers: dict[str, str]) -> FetchResult:
+        visited = {url}
+        current = url
+        for hop in range(self.settings.max_redirects + 1):
+            request = await self._build_request(current, headers, origin=url)
+            response = await self.client.send(request, stream=True)
+            try:
+                if response.status_code in REDIRECT_STATUSES and response.headers.get("location"):
+                    target = urljoin(current, response.headers["location"])
+                    if target in visited:
+                        raise FetchError(url, f"redirect loop at {target}", hint="fix the feed URL")
+                    visited.add(target)
+                    if urlsplit(target).scheme.lower() not in {"http", "https"}:
+                        raise UnsafeURLError(url, f"redirect to a non-http(s) URL refused: {target}")
+                    current = target
+                    continue
+                return await self._finish(response, current, hop)
+            finally:
+                await response.aclose()
+        raise FetchError(
+            url,
+            f"more than {self.settings.max_redirects} redirects",
+            hint="use the final URL, or raise BRIEFING_MAX_REDIRECTS",
+        )
+
+    async def _finish(self, response: httpx.Response, url: str, hops: int) -> FetchResult:
+        status = response.status_code
+        if status == 304:
+            return FetchResult(url=url, status=304, headers=dict(response.headers.items()), redirects=hops)
+        if status == 429 or status >= 500:
+            raise _RetryableError(f"HTTP {status}", delay=parse_retry_after(response.headers.get("retry-after")))
+        if status >= 400:
+            raise FetchError(url, f"HTTP {status}", hint=_hint_for_status(status))
+        if status >= 300:
+            raise FetchError(url, f"HTTP {status} without a usable Location header")
+        body = await self._read_body(response, url)
+        return FetchResult(url=url, status=status, body=body, headers=dict(response.headers.items()), redirects=hops)
+
+    async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+            raise FetchError(url, f"body of {int(declared):,} bytes exceeds the limit of {limit:,}", hint=_SIZE_HINT)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise FetchError(url, f"body cut off: more than {limit:,} bytes", hint=_SIZE_HINT)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # address checks -----------------------------------------------------------------------------------
+
+    async def _build_request(self, url: str, headers: dict[str, str], origin: str) -> httpx.Request:
+        """Resolve and check the host, then address the request to the checked IP (Host header and SNI kept)."""
+        parts = urlsplit(url)
+        host = parts.hostname
+        if not host:
+            raise UnsafeURLError(origin, f"URL has no host: {url}")
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        if parts.scheme.lower() == "https" and not self._tls_loaded:
+            self._tls.load_verify_locations(certifi.where())
+            self._tls_loaded = True
+        address = await self._checked_address(origin, url, host, port)
+        netloc = f"[{address}]" if address.version == 6 else str(address)
+        if parts.port:
+            netloc += f":{parts.port}"
+        pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        host_header = host if not parts.port else f"{host}:{parts.port}"
+        if ":" in host and not host.startswith("["):
+            host_header = f"[{host}]" + (f":{parts.port}" if parts.port else "")
+        return self.client.build_request(
+            "GET",
+            pinned,
+            headers={**headers, "Host": host_header},
+            extensions={"sni_hostname": host},
+        )
+
+    async def _checked_address(self, origin: str, url: str, host: str, port: int) -> IPAddress:
+        """Every address of the host must be allowed; errors name the URL asked for and the hop refused."""
+        via = f" (redirected to {url})" if url != origin else ""
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                if exc.errno == socket.EAI_AGAIN:
+                    raise _RetryableError(f"cannot resolve host {host!r} (temporary DNS failure)") from None
+                raise FetchError(
+                    origin, f"cannot resolve host {host!r}{via}: {exc.strerror}", hint="check the URL"
+                ) from None
+            except UnicodeError:
+                raise FetchError(origin, f"host name {host!r} is not valid{via}", hint="check the URL") from None
+            addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        if not addresses:
+            raise _RetryableError(f"host {host!r} has no address")
+        for address in addresses:
+            if not self._address_allowed(address):
+                raise UnsafeURLError(
+                    origin,
+                    f"refused: {host} resolves to the non-public address {address}{via}",
+                    hint="set BRIEFING_ALLOW_PRIVATE_ADDRESSES=true or list the network in "
+                    "BRIEFING_FETCH_ALLOWED_NETWORKS if this source is trusted",
+                )
+        return addresses[0]
+
+    def _address_allowed(self, address: IPAddress) -> bool:
+        if self.settings.allow_private_addresses or _is_public(address):
+            return True
+        return any(address in network for network in self._allowed_networks if network.version == address.version)
+
+    # local feeds --------------------------------------------------------------------------------------
+
+    def _read_file(self, url: str, etag: str | None) -> FetchResult:
+        path = Path(url2pathname(urlsplit(url).path))
+        try:
+            stat = path.stat()
+            tag = f'"file-{stat.st_mtime_ns}-{stat.st_size}"'
+            if etag == tag:
+                return FetchResult(url=url, status=304, headers={"etag": tag})
+            if stat.st_size > self.settings.max_body_bytes:
+                raise FetchError(url, f"file of {stat.st_size:,} bytes exceeds the limit", hint=_SIZE_HINT)
+            return FetchResult(url=url, status=200, body=path.read_bytes(), headers={"etag": tag})
+        except OSError as exc:
+            raise FetchError(
+                url, f"cannot read local feed: {exc.strerror}", hint="fix the path in feeds.yaml"
+            ) from None
+
+
+_SIZE_HINT = "raise BRIEFING_MAX_BODY_BYTES if this source is trusted"
+
+
+def _hint_for_status(status: int) -> str:
+    if status in {401, 403}:
+        return "the server refuses access; check the URL or whether the feed needs a login"
+    if status in {404, 410}:
+        return "the feed moved or is gone; update its URL in feeds.yaml"
+    return "the server rejected the request; check the URL"
