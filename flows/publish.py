@@ -32,7 +32,7 @@ from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
 from flows.publish_git import commit_and_push, prepare_repository
-from flows.render import labels_for, md_escape, md_url
+from flows.render import labels_for, md_escape, md_url, template_environment
 from flows.settings import Settings
 from flows.store import Store, published, utcnow
 from flows.transports import atomic_write_bytes
@@ -405,19 +405,8 @@ def web_url(value: str) -> str:
 @cache
 def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
     """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
-        autoescape=markup == "html",
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fnrefs"] = footnote_refs
-    env.filters["web_url"] = web_url
-    env.filters["md"] = md_escape
-    env.filters["mdurl"] = md_url
-    return env
+    filters = {"fnrefs": footnote_refs, "web_url": web_url, "md": md_escape, "mdurl": md_url}
+    return template_environment(templates_dir, autoescape=markup == "html", filters=filters)
 
 
 def render_archive_template(templates_dir: Path, name: str, **context: Any) -> str:

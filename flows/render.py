@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -153,9 +153,10 @@ def md_url(value: Any) -> str:
     return quote(str(value).strip(), safe="/:?#[]@!$&'*+,;=%~-._")
 
 
-@cache
-def environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
-    """Two environments: HTML/MJML templates escape everything; text and Markdown templates use filters."""
+def template_environment(
+    templates_dir: Path, *, autoescape: bool, filters: dict[str, Callable[..., Any]]
+) -> jinja2.Environment:
+    """A jinja2 environment with the project's rules: StrictUndefined, tidy whitespace, the given filters."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         autoescape=autoescape,
@@ -164,10 +165,16 @@ def environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["wrap"] = wrap
-    env.filters["md"] = md_escape
-    env.filters["mdurl"] = md_url
+    env.filters.update(filters)
     return env
+
+
+@cache
+def environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
+    """Two environments: HTML/MJML templates escape everything; text and Markdown templates use filters."""
+    return template_environment(
+        templates_dir, autoescape=autoescape, filters={"wrap": wrap, "md": md_escape, "mdurl": md_url}
+    )
 
 
 def render_template(templates_dir: Path, name: str, **context: Any) -> str:
