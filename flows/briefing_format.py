@@ -366,18 +366,20 @@ def parse_discussion(parsed: ParsedFile) -> tuple[DiscussionEntry, ...]:
     return tuple(entries)
 
 
-def parse_briefing_file(path: Path) -> tuple[Briefing | None, list[ContentError]]:
+def parse_briefing_file(path: Path) -> tuple[Briefing | None, Briefing | None, list[ContentError]]:
     """Parse one briefing file. Returns the briefing (None when it cannot be built) and all problems found."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return None, [
-            ContentError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save the file as UTF-8")
-        ]
+        return (
+            None,
+            None,
+            [ContentError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save the file as UTF-8")],
+        )
     try:
         meta, body = split_front_matter(path, text)
     except ContentError as err:
-        return None, [err]
+        return None, None, [err]
     problems: list[ContentError] = []
     parsed = ParsedFile(path=path, meta=meta, sections=split_sections(path, body, problems), problems=problems)
     fields = {
@@ -394,7 +396,9 @@ def parse_briefing_file(path: Path) -> tuple[Briefing | None, list[ContentError]
 
 def _build_briefing(
     parsed: ParsedFile, meta: dict[str, Any], fields: dict[str, Any]
-) -> tuple[Briefing | None, list[ContentError]]:
+) -> tuple[Briefing | None, Briefing | None, list[ContentError]]:
+    """(briefing, partial, problems). When the front matter does not validate, `briefing` is None and `partial`
+    carries the body with safe stand-ins for the bad keys, so the checker still reports the body's problems."""
     known = {"slug", "status", "date", "source", "article_id", "feed", "tags"}
     for key in meta:
         if key not in known:
@@ -425,8 +429,24 @@ def _build_briefing(
                     hint=_hint_for(loc),
                 )
             )
-        return None, parsed.problems
-    return briefing, parsed.problems
+        return None, _partial_briefing(parsed.path, data, fields), parsed.problems
+    return briefing, None, parsed.problems
+
+
+def _partial_briefing(path: Path, data: dict[str, Any], fields: dict[str, Any]) -> Briefing:
+    """A Briefing built without validation, only for cross-file checks of a file whose front matter is invalid."""
+    status = data.get("status") if data.get("status") in ("draft", "ready") else "draft"
+    return Briefing.model_construct(
+        slug=str(data.get("slug") or path.stem),
+        status=status,
+        date=date.min,
+        source=Source.model_construct(url="", title=""),
+        feed=str(data.get("feed") or ""),
+        article_id=str(data.get("article_id") or ""),
+        tags=(),
+        path=str(path),
+        **fields,
+    )
 
 
 def _meta_line(path: Path, key: str) -> int | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -116,7 +117,7 @@ def fail(err: BriefingError) -> typer.Exit:
     if Output.json:
         sys.stdout.write(json.dumps({"error": str(err), "exit_code": err.exit_code}, ensure_ascii=False) + "\n")
     else:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     return typer.Exit(err.exit_code)
 
 
@@ -152,7 +153,7 @@ def check(
     else:
         for problem in problems:
             (err_console if problem.severity == "error" else console).print(
-                str(problem), highlight=False, soft_wrap=True
+                str(problem), highlight=False, soft_wrap=True, markup=False
             )
         if not Output.quiet:
             console.print(
@@ -247,7 +248,7 @@ def status() -> None:
         if report["feeds"]:
             console.print(_feeds_table(report["feeds"]))
         for line in report["attention"]:
-            console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 FAILURES_SHOWN = 20
@@ -386,7 +387,7 @@ def _delivery_table(delivery: dict[str, dict[str, dict[str, int]]]) -> Table:
 
 
 def _summary_text(result: dict[str, Any]) -> str:
-    return "\n".join(f"[yellow]{p}[/]" for p in result["problems"])
+    return "\n".join(f"[yellow]{escape(p)}[/]" for p in result["problems"])
 
 
 GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.content import load_content
@@ -147,11 +148,11 @@ def _failure_lines(outcome: SendOutcome) -> list[str]:
 
 
 def _report_text(outcome: SendOutcome) -> str:
-    parts = [f"[yellow]held back: {h}[/]" for h in outcome.held]
+    parts = [f"[yellow]held back: {escape(h)}[/]" for h in outcome.held]
     failures = _failure_lines(outcome)
     if failures:
         parts.append("[bold]not delivered:[/]")
-        parts.extend(failures)
+        parts.extend(escape(line) for line in failures)
     uncertain = sum(r.uncertain for r in outcome.reports)
     if uncertain:
         parts.append(

@@ -218,13 +218,19 @@ def briefing_files(content_dir: Path) -> list[Path]:
     return sorted(files)
 
 
-def load_briefings(content_dir: Path, problems: list[Problem]) -> tuple[Briefing, ...]:
+def load_briefings(
+    content_dir: Path, problems: list[Problem], unreadable: list[Briefing] | None = None
+) -> tuple[Briefing, ...]:
+    """The valid briefings, newest first. Files whose front matter is invalid are skipped (their problems are
+    reported); their bodies go to `unreadable` so the cross-file checks can still report what else is wrong."""
     briefings: dict[str, Briefing] = {}
     for path in briefing_files(content_dir):
-        briefing, errors = parse_briefing_file(path)
+        briefing, partial, errors = parse_briefing_file(path)
         problems.extend(Problem.from_error(e) for e in errors)
         if briefing is None:
             logger.warning("skipping %s: it could not be read", path)
+            if partial is not None and unreadable is not None:
+                unreadable.append(partial)
             continue
         other = briefings.get(briefing.slug)
         if other is not None:
@@ -246,17 +252,18 @@ def load_content(content_dir: Path) -> Loaded:
     problems: list[Problem] = []
     audiences = load_audiences(content_dir, problems)
     feeds = load_feeds(content_dir, problems)
-    briefings = load_briefings(content_dir, problems)
+    unreadable: list[Briefing] = []
+    briefings = load_briefings(content_dir, problems, unreadable)
     content = Content(audiences=audiences, feeds=feeds, briefings=briefings)
-    problems.extend(cross_check(content))
+    problems.extend(cross_check(content, unreadable))
     return Loaded(content=content, problems=problems)
 
 
-def cross_check(content: Content) -> list[Problem]:
+def cross_check(content: Content, unreadable: list[Briefing] | None = None) -> list[Problem]:
     problems: list[Problem] = []
     audience_ids = {a.id for a in content.audiences}
     feed_ids = {f.id for f in content.feeds}
-    for briefing in content.briefings:
+    for briefing in (*content.briefings, *(unreadable or ())):
         problems.extend(check_briefing(briefing, audience_ids, feed_ids))
     return problems
 

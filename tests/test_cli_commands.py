@@ -173,3 +173,12 @@ def test_status_lists_failed_and_uncertain_emails_with_the_reply(proj: Path) -> 
     table = run_briefing(proj, "status").stdout
     assert "gone@example.org: failed — 550 no such user" in table
     assert "attention" in table
+
+
+def test_problem_fields_in_brackets_are_printed_literally(proj: Path) -> None:
+    """Field names like [email] must not be swallowed as terminal markup."""
+    csv = proj / "content" / "subscribers" / "atou.csv"
+    csv.write_text(csv.read_text(encoding="utf-8") + "no-at-sign,Bad [row]\n", encoding="utf-8")
+    result = run_briefing(proj, "check")
+    assert result.returncode == 3
+    assert "atou.csv:4 [email]: error: invalid email address 'no-at-sign'" in result.stderr

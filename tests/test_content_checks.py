@@ -117,3 +117,14 @@ def test_draft_becomes_ready_needs_everything(project: Path, status: str) -> Non
     path = _edit(project, "metr-task-horizons.md", "status: draft", f"status: {status}")
     fields = {p.field for p in _problems(project) if p.path == str(path)}
     assert {"judgement", "prompts", "notes.neta", "translation"} <= fields
+
+
+def test_every_problem_is_reported_at_once_even_with_invalid_front_matter(project: Path) -> None:
+    """A bad date makes the file unusable, but its other problems are still listed in the same check."""
+    path = _edit(project, READY, "date: 2026-06-05", "date: 2026-13-45")
+    _edit(project, READY, "### uota\n", "### nobody-here\n")
+    _edit(project, READY, "feed: frontier-notes", "feed: no-such-feed")
+    loaded = load_content(project / "content")
+    fields = {p.field for p in loaded.problems if p.path == str(path)}
+    assert {"date", "notes.nobody-here", "notes.uota", "feed"} <= fields
+    assert all(b.path != str(path) for b in loaded.content.briefings)  # the broken file is never used

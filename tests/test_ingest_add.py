@@ -40,7 +40,7 @@ def test_add_writes_a_draft_stub_and_never_overwrites_it(server: LoopbackServer,
     assert first["created"] is True and first["status"] == "new" and first["title"] == "Chips and rivers"
     stub = Path(first["stub"])
     assert stub.parent == allow_loopback / "content" / "briefings"
-    briefing, _problems = parse_briefing_file(stub)
+    briefing, _partial, _problems = parse_briefing_file(stub)
     assert briefing is not None and briefing.status == "draft"
     assert briefing.article_id == first["article_id"]
     text = stub.read_text(encoding="utf-8")
