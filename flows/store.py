@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ metadata = MetaData()
 # Any constant works; it only has to be the same in every process that migrates this database.
 MIGRATION_LOCK_KEY = 0x0B1EF1
 _IMMEDIATE = "briefing_sqlite_immediate"
+SQLITE_LOCKED_RETRIES = 5
 
 
 def utcnow() -> datetime:
@@ -168,8 +170,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # breaks SAVEPOINTs).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first, so the journal-mode switch below waits for locks too
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -279,17 +281,28 @@ class Store:
 
     def migrate(self) -> list[str]:
         """Bring the database to SCHEMA_VERSION; safe when several processes start at once. Returns what changed."""
-        try:
-            with self.begin() as conn:
-                if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-                return self._migrate_locked(conn)
-        except OperationalError as exc:
-            raise StoreError(
-                f"cannot open or migrate the store: {exc.orig or exc}",
-                where=self.where,
-                hint="check BRIEFING_DATABASE_URL and that the database server is running",
-            ) from None
+        attempt = 0
+        while True:
+            try:
+                with self.begin() as conn:
+                    if not self.is_sqlite:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    return self._migrate_locked(conn)
+            except OperationalError as exc:
+                # A brand-new SQLite file switching to WAL while another process does the same can answer
+                # "database is locked" without waiting for the busy timeout; that race is over in moments.
+                if self.is_sqlite and "locked" in str(exc.orig) and attempt < SQLITE_LOCKED_RETRIES:
+                    time.sleep(0.1 * 2**attempt)
+                    attempt += 1
+                    continue
+                raise self._unusable(exc) from None
+
+    def _unusable(self, exc: OperationalError) -> StoreError:
+        return StoreError(
+            f"cannot open or migrate the store: {exc.orig or exc}",
+            where=self.where,
+            hint="check BRIEFING_DATABASE_URL and that the database server is running",
+        )
 
     def _migrate_locked(self, conn: Connection) -> list[str]:
         schema_version.create(conn, checkfirst=True)
