@@ -33,4 +33,14 @@ python -m pip install -q -e '.[dev]'
 
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 ruff check flows tests benchmarks
+
+# The README's main command on a runtime-only install (no dev extras, which could hide a missing runtime
+# dependency), in a scratch folder with a copy of the sample content.
+smoke="$(mktemp -d)"
+python3 -m venv "$smoke/venv"
+"$smoke/venv/bin/python" -m pip install -q -e .
+cp -r content "$smoke/content"
+(cd "$smoke" && PREFECT_HOME="$smoke/prefect" "$smoke/venv/bin/briefing" --quiet run)
+test "$(find "$smoke/outputs/outbox" -name '*.eml' | wc -l)" -gt 0
+rm -rf "$smoke"
 python -m pytest -q -p no:cacheprovider "$@"
