@@ -181,55 +181,103 @@ class AudienceSend:
 
     def run_worker(self, transport: Transport) -> None:
         """Lease and send batches until none is left; rows this worker did not start go back on exit."""
-        worker = ledger.worker_id()
+        _Worker(self, transport).run()
+
+    def outcome(self, row: ledger.LedgerRow, result: SendResult, attempts: int = 0) -> ledger.Outcome:
+        retry_at = utcnow() + retry_delay(self.settings, attempts) if result.state == ledger.DEFERRED else None
+        return ledger.Outcome(row.id, result.state, result.reply, retry_at)
+
+
+class _Worker:
+    """One connection's share of an audience send. The outcome of the row it last sent is written together
+    with the next row's `sending` mark (one commit per message); it is written on its own before any pause
+    (a rate-limit wait, the next lease) and when the worker stops, so a sent row never waits unrecorded."""
+
+    def __init__(self, job: AudienceSend, transport: Transport) -> None:
+        self.job = job
+        self.transport = transport
+        self.id = ledger.worker_id()
+        self.unrecorded: tuple[ledger.Outcome, str] | None = None
+
+    def run(self) -> None:
+        job = self.job
         not_sent = 0
         try:
-            while rows := ledger.claim_batch(
-                self.store,
-                self.rendered.slug,
-                self.audience.id,
-                worker,
-                self.batch_size(),
-                content_hash=self.rendered.content_hash,
-            ):
-                gone = self.store.unsubscribed(self.audience.id)  # honour unsubscribes that arrive mid-send
+            while rows := self._claim():
+                gone = job.store.unsubscribed(job.audience.id)  # honour unsubscribes that arrive mid-send
                 for row in rows:
-                    result = self.send_row(row, transport, worker, gone)
+                    result = self.send_row(row, gone)
                     not_sent = not_sent + 1 if result.state == NOT_SENT else 0
                     if not_sent >= NOT_SENT_LIMIT:
-                        raise _TransportDownError(f"{transport.name}: {result.reply}")
+                        raise _TransportDownError(f"{self.transport.name}: {result.reply}")
         finally:
-            ledger.release(self.store, worker)
+            self.record()
+            ledger.release(job.store, self.id)
 
-    def send_row(self, row: ledger.LedgerRow, transport: Transport, worker: str, gone: set[str]) -> SendResult:
-        subscriber = self.subscribers.get(row.recipient)
+    def _claim(self) -> list[ledger.LedgerRow]:
+        self.record()
+        job = self.job
+        return ledger.claim_batch(
+            job.store,
+            job.rendered.slug,
+            job.audience.id,
+            self.id,
+            job.batch_size(),
+            content_hash=job.rendered.content_hash,
+        )
+
+    def send_row(self, row: ledger.LedgerRow, gone: set[str]) -> SendResult:
+        job = self.job
+        subscriber = job.subscribers.get(row.recipient)
         if subscriber is None or row.recipient.lower() in gone:
             reason = "unsubscribed" if row.recipient.lower() in gone else "no longer in the subscriber list"
-            return self._finish(row, worker, SendResult(ledger.SKIPPED, reason))
+            return self._finish(row, SendResult(ledger.SKIPPED, reason))
         try:
-            envelope = self.prepared.for_recipient(subscriber, mid=row.message_id)
+            envelope = job.prepared.for_recipient(subscriber, mid=row.message_id)
         except DeliveryError as exc:
-            return self._finish(row, worker, SendResult(ledger.FAILED, f"cannot build the message: {exc}"))
-        self.limiter.wait()
-        if not ledger.start_sending(self.store, row.id, worker):
+            return self._finish(row, SendResult(ledger.FAILED, f"cannot build the message: {exc}"))
+        pause = job.limiter.reserve()
+        if pause > 0:
+            self.record()
+            time.sleep(pause)
+        if not self._start(row):
             logger.warning("lost the lease on %s before sending; another worker has it", row.recipient)
             return SendResult("", "lease lost")
         try:
-            result = transport.send(envelope, self.folder)
+            result = self.transport.send(envelope, job.folder)
         except Exception as exc:  # a transport bug must still leave the row in a truthful state
-            logger.exception("transport %s failed for %s", transport.name, row.recipient)
+            logger.exception("transport %s failed for %s", self.transport.name, row.recipient)
             result = SendResult(ledger.UNCERTAIN, f"transport error: {exc!r}")
-        if result.state == ledger.DEFERRED and row.attempts + 1 >= self.settings.delivery_max_attempts:
+        if result.state == ledger.DEFERRED and row.attempts + 1 >= job.settings.delivery_max_attempts:
             result = SendResult(ledger.FAILED, f"gave up after {row.attempts + 1} temporary refusals: {result.reply}")
         if result.state == NOT_SENT:
             logger.warning("not sent to %s: %s", row.recipient, result.reply)
-        return self._finish(row, worker, result, attempts=row.attempts + 1)
-
-    def _finish(self, row: ledger.LedgerRow, worker: str, result: SendResult, attempts: int = 0) -> SendResult:
-        retry_at = utcnow() + retry_delay(self.settings, attempts) if result.state == ledger.DEFERRED else None
-        ledger.finish(self.store, row.id, result.state, result.reply, retry_at, worker=worker)
-        self.count(result.state)
+        self.unrecorded = (job.outcome(row, result, attempts=row.attempts + 1), result.state)
         return result
+
+    def _start(self, row: ledger.LedgerRow) -> bool:
+        pending, self.unrecorded = self.unrecorded, None
+        started = ledger.start_sending(
+            self.job.store, row.id, self.id, recording=pending[0] if pending is not None else None
+        )
+        if pending is not None:
+            self.job.count(pending[1])
+        return started
+
+    def _finish(self, row: ledger.LedgerRow, result: SendResult) -> SendResult:
+        self.record()
+        self.unrecorded = (self.job.outcome(row, result), result.state)
+        self.record()
+        return result
+
+    def record(self) -> None:
+        """Write the outcome still held in memory, if any."""
+        if self.unrecorded is None:
+            return
+        outcome, state = self.unrecorded
+        self.unrecorded = None
+        ledger.finish(self.job.store, outcome.row_id, outcome.state, outcome.reply, outcome.retry_at, worker=self.id)
+        self.job.count(state)
 
 
 def active_subscribers(audience: Audience, store: Store) -> list[Subscriber]:

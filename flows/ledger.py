@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Update, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -319,10 +319,16 @@ def claim_batch(
     return [_row(r) for r in rows]
 
 
+def _state_is(*states: str) -> ColumnElement[bool]:
+    """`state IN (...)` as plain comparisons: an IN list is re-rendered into the SQL on every execution, which
+    costs more than the statement itself on the per-message path."""
+    return or_(*(ledger.c.state == state for state in states))
+
+
 # Built once: these two run for every message, and building a statement costs more than executing it.
 _START = (
     update(ledger)
-    .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_(PENDING))
+    .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), _state_is(*PENDING))
     .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=bindparam("now"), updated_at=bindparam("now"))
 )
 _FINISH_VALUES = {
@@ -339,16 +345,31 @@ _FINISH_VALUES = {
 def _finish_statement(guarded: bool, not_sent: bool) -> Update:
     conditions = [ledger.c.id == bindparam("row_id")]
     if guarded:
-        conditions += [ledger.c.claimed_by == bindparam("worker"), ledger.c.state.in_((SENDING, UNCERTAIN, *PENDING))]
+        conditions += [ledger.c.claimed_by == bindparam("worker"), _state_is(SENDING, UNCERTAIN, *PENDING)]
     values: dict[str, object] = dict(_FINISH_VALUES)
     if not_sent:
         values["attempts"] = ledger.c.attempts - 1
     return update(ledger).where(*conditions).values(**values)
 
 
-def start_sending(store: Store, row_id: int, worker: str) -> bool:
-    """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost."""
+@dataclass(frozen=True)
+class Outcome:
+    """A transport's answer for one row, waiting to be written (see `start_sending`'s `recording`)."""
+
+    row_id: int
+    state: str
+    reply: str = ""
+    retry_at: datetime | None = None
+
+
+def start_sending(store: Store, row_id: int, worker: str, *, recording: Outcome | None = None) -> bool:
+    """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost.
+
+    `recording` is the previous row's outcome, written in the same transaction: a bulk send then costs one
+    commit per message, and every row still passes queued → sending → outcome in committed steps."""
     with _write(store) as conn:
+        if recording is not None:
+            _record(conn, recording, worker)
         return conn.execute(_START, {"row_id": row_id, "worker": worker, "now": utcnow()}).rowcount == 1
 
 
@@ -363,12 +384,24 @@ def finish(
 ) -> bool:
     """Record the outcome of a row (held by `worker`, when given). `queued` means nothing reached the server:
     the attempt is not counted. False when the row is no longer this worker's."""
-    params = {"row_id": row_id, "worker": worker, "state": state, "reply": reply[:2000], "retry_at": retry_at}
-    statement = _finish_statement(worker is not None, state == QUEUED)
     with _write(store) as conn:
-        done = conn.execute(statement, {**params, "now": utcnow()}).rowcount
+        return _record(conn, Outcome(row_id, state, reply, retry_at), worker)
+
+
+def _record(conn: Connection, outcome: Outcome, worker: str | None) -> bool:
+    params = {
+        "row_id": outcome.row_id,
+        "worker": worker,
+        "state": outcome.state,
+        "reply": outcome.reply[:2000],
+        "retry_at": outcome.retry_at,
+        "now": utcnow(),
+    }
+    done = conn.execute(_finish_statement(worker is not None, outcome.state == QUEUED), params).rowcount
     if not done:
-        logger.warning("ledger row %d was taken over by another worker; outcome %s not recorded", row_id, state)
+        logger.warning(
+            "ledger row %d was taken over by another worker; outcome %s not recorded", outcome.row_id, outcome.state
+        )
     return done == 1
 
 

@@ -71,15 +71,15 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next = 0.0
 
-    def wait(self) -> None:
+    def reserve(self) -> float:
+        """Take the next slot; returns how many seconds to wait before using it."""
         if not self.interval:
-            return
+            return 0.0
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next)
             self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
+        return slot - now
 
 
 class OutboxTransport:
@@ -219,8 +219,12 @@ class SmtpTransport:
         try:
             conn = self._conn or self._connect()
             self._conn = conn
-            self._expect(conn, conn.mail(envelope.sender), 250)
-            self._expect(conn, conn.rcpt(envelope.recipient), 250, 251)
+            # Addresses are validated ASCII without CR/LF: smtplib's quoteaddr (a full RFC 2822 parse per
+            # command) would only re-derive the same <address>
+            conn.putcmd("mail", f"FROM:<{envelope.sender}>")
+            self._expect(conn, conn.getreply(), 250)
+            conn.putcmd("rcpt", f"TO:<{envelope.recipient}>")
+            self._expect(conn, conn.getreply(), 250, 251)
             conn.putcmd("data")
             self._expect(conn, conn.getreply(), 354)
             data = envelope.data

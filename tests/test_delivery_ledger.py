@@ -90,3 +90,24 @@ def test_skeleton_call_forms_still_work(store: Store) -> None:
         assert ledger.start_sending(store, row.id, worker)
         ledger.finish(store, row.id, ledger.SENT, "250 ok")
     assert ledger.summarise(store, "brief") == Counter({ledger.SENT: 2})
+
+
+def test_starting_a_row_records_the_previous_outcome_in_the_same_commit(store: Store) -> None:
+    """The bulk path writes row N's outcome with row N+1's `sending` mark: both land, in order, or neither."""
+    _queue(store, 3)
+    worker = ledger.worker_id()
+    first, second, third = ledger.claim_batch(store, "brief", "atou", worker, 3)
+    assert ledger.start_sending(store, first.id, worker)
+    assert ledger.start_sending(store, second.id, worker, recording=ledger.Outcome(first.id, ledger.SENT, "250 ok"))
+    states = {r.id: r.state for r in ledger.rows_in_state(store, ledger.SENT) + ledger.rows_in_state(store, "sending")}
+    assert states == {first.id: ledger.SENT, second.id: ledger.SENDING}
+    # A worker that holds neither row changes nothing.
+    assert not ledger.start_sending(
+        store, third.id, "someone-else", recording=ledger.Outcome(second.id, ledger.FAILED, "550 no such user")
+    )
+    assert ledger.rows_in_state(store, ledger.FAILED) == []
+    assert ledger.start_sending(
+        store, third.id, worker, recording=ledger.Outcome(second.id, ledger.FAILED, "550 no such user")
+    )
+    (failed,) = ledger.rows_in_state(store, ledger.FAILED)
+    assert (failed.id, failed.last_reply) == (second.id, "550 no such user")
