@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from flows import ledger
 from flows.content import check_address
 from flows.errors import DeliveryError
@@ -198,8 +200,13 @@ class _Worker:
         self.transport = transport
         self.id = ledger.worker_id()
         self.unrecorded: tuple[ledger.Outcome, str] | None = None
+        self.held: Connection | None = None
 
     def run(self) -> None:
+        with self.job.store.writer() as self.held:
+            self._send_batches()
+
+    def _send_batches(self) -> None:
         job = self.job
         not_sent = 0
         try:
@@ -258,7 +265,7 @@ class _Worker:
     def _start(self, row: ledger.LedgerRow) -> bool:
         pending, self.unrecorded = self.unrecorded, None
         started = ledger.start_sending(
-            self.job.store, row.id, self.id, recording=pending[0] if pending is not None else None
+            self.job.store, row.id, self.id, recording=pending[0] if pending is not None else None, held=self.held
         )
         if pending is not None:
             self.job.count(pending[1])
@@ -276,7 +283,15 @@ class _Worker:
             return
         outcome, state = self.unrecorded
         self.unrecorded = None
-        ledger.finish(self.job.store, outcome.row_id, outcome.state, outcome.reply, outcome.retry_at, worker=self.id)
+        ledger.finish(
+            self.job.store,
+            outcome.row_id,
+            outcome.state,
+            outcome.reply,
+            outcome.retry_at,
+            worker=self.id,
+            held=self.held,
+        )
         self.job.count(state)
 
 

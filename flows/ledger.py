@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -48,15 +48,17 @@ _SQLITE_WRITES = threading.Lock()
 
 
 @contextmanager
-def _write(store: Store) -> Iterator[Connection]:
-    """A write transaction. On SQLite the threads of this process take turns here: waiting on a lock is
-    cheaper than SQLite's busy handler, which sleeps in steps of milliseconds when writers collide."""
-    if not store.is_sqlite:
-        with store.begin() as conn:
-            yield conn
-        return
-    with _SQLITE_WRITES, store.begin() as conn:
-        yield conn
+def _write(store: Store, held: Connection | None = None) -> Iterator[Connection]:
+    """A write transaction, on `held` (a `store.writer()` connection) when given. On SQLite the threads of this
+    process take turns here: waiting on a lock is cheaper than SQLite's busy handler, which sleeps in steps of
+    milliseconds when writers collide."""
+    with _SQLITE_WRITES if store.is_sqlite else nullcontext():
+        if held is None:
+            with store.begin() as conn:
+                yield conn
+        else:
+            with held.begin():
+                yield held
 
 
 def worker_id() -> str:
@@ -362,12 +364,15 @@ class Outcome:
     retry_at: datetime | None = None
 
 
-def start_sending(store: Store, row_id: int, worker: str, *, recording: Outcome | None = None) -> bool:
+def start_sending(
+    store: Store, row_id: int, worker: str, *, recording: Outcome | None = None, held: Connection | None = None
+) -> bool:
     """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost.
 
     `recording` is the previous row's outcome, written in the same transaction: a bulk send then costs one
-    commit per message, and every row still passes queued → sending → outcome in committed steps."""
-    with _write(store) as conn:
+    commit per message, and every row still passes queued → sending → outcome in committed steps. `held`: a
+    `store.writer()` connection of the calling thread."""
+    with _write(store, held) as conn:
         if recording is not None:
             _record(conn, recording, worker)
         return conn.execute(_START, {"row_id": row_id, "worker": worker, "now": utcnow()}).rowcount == 1
@@ -381,10 +386,11 @@ def finish(
     retry_at: datetime | None = None,
     *,
     worker: str | None = None,
+    held: Connection | None = None,
 ) -> bool:
     """Record the outcome of a row (held by `worker`, when given). `queued` means nothing reached the server:
     the attempt is not counted. False when the row is no longer this worker's."""
-    with _write(store) as conn:
+    with _write(store, held) as conn:
         return _record(conn, Outcome(row_id, state, reply, retry_at), worker)
 
 
