@@ -30,7 +30,12 @@ LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 TABLE_TAG = re.compile(r"<table\b(?![^>]*\brole=)", re.IGNORECASE)
 IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
+LAYOUT_TAG = re.compile(r"<(?:table|img)\b[^>]*", re.IGNORECASE)
+PREHEADER_START = '<div style="display:none;font-size:1px;'
 PREHEADER_END = "</div>"
+# MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
+MSO_OPEN = "<!--[if mso | IE]>"
+MSO_CLOSE = "<![endif]-->"
 # Invisible spacer after the preheader so mail clients do not pull body text into the inbox preview.
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
 STYLE_BUDGET = 16_000
@@ -292,7 +297,12 @@ def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    return finish_html(css_inliner(templates_dir or DEFAULT_TEMPLATES).inline(html))
+    return postprocess_html(html, templates_dir or DEFAULT_TEMPLATES)
+
+
+def postprocess_html(html: str, templates_dir: Path) -> str:
+    """Everything after mjml-python: inline the CSS (css-inline), then the guarantees of `finish_html`."""
+    return finish_html(inline_css(html, css_inliner(templates_dir)))
 
 
 @cache
@@ -303,17 +313,38 @@ def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
     )
 
 
+def inline_css(html: str, inliner: css_inline.CSSInliner) -> str:
+    """css-inline the `<body>` of mjml-python's output; the `<head>` stays as mjml-python wrote it.
+
+    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost, and with
+    `inline_style_tags=False` it has nothing to do in `<head>` (MJML's reset, layout and dark-mode styles, meta
+    tags). So it gets the `<html>` start tag, an empty head and the body. Adjacent Outlook conditional comments
+    are merged first, as the reference MJML compiler merges them.
+    """
+    head_at = html.find("<head")
+    body_at = html.find("<body", head_at + 1)
+    if head_at < 0 or body_at < 0:
+        return inliner.inline(html)
+    body = html[body_at:].replace(MSO_CLOSE + MSO_OPEN, "")
+    inlined = inliner.inline(html[:head_at] + "<head></head>" + body)
+    return html[:body_at] + inlined[inlined.index("<body") :]
+
+
 def finish_html(html: str) -> str:
     """Guarantees mjml-python does not give: every table is a layout table for screen readers, every image has
     alt text (empty = decorative), and the preheader is padded so body text does not leak into the preview."""
-    html = TABLE_TAG.sub('<table role="presentation"', html)
-    html = IMG_WITHOUT_ALT.sub('<img alt=""', html)
-    marker = '<div style="display:none;font-size:1px;'
-    start = html.find(marker)
+    if not all(_has_role_or_alt(tag.lower()) for tag in LAYOUT_TAG.findall(html)):
+        html = TABLE_TAG.sub('<table role="presentation"', html)
+        html = IMG_WITHOUT_ALT.sub('<img alt=""', html)
+    start = html.find(PREHEADER_START)
     if start >= 0:
         end = html.find(PREHEADER_END, start)
-        html = html[:end] + PREHEADER_PADDING + html[end:]
+        html = "".join((html[:end], PREHEADER_PADDING, html[end:]))
     return html
+
+
+def _has_role_or_alt(tag: str) -> bool:
+    return "role=" in tag if tag.startswith("<table") else "alt=" in tag
 
 
 def budget_bytes(html: str) -> int:

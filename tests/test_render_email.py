@@ -7,14 +7,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mjml import mjml2html
 
 from flows.errors import RenderError
 from flows.models import AudienceNote
 from flows.render import (
+    MSO_CLOSE,
+    MSO_OPEN,
     STYLE_BUDGET,
     UNSUBSCRIBE_PLACEHOLDER,
+    build_context,
     compile_mjml,
+    css_inliner,
+    inline_css,
     labels_for,
+    render_mjml,
 )
 from tests.render_support import (
     HOSTILE,
@@ -167,6 +174,26 @@ def test_postprocessing_adds_alt_and_roles_mjml_python_leaves_out() -> None:
     parsed = parse_html(html)
     assert [a.get("alt") for t, a in parsed.tags if t == "img"] == [""]
     assert all(a.get("role") == "presentation" for t, a in parsed.tags if t == "table")
+
+
+def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() -> None:
+    # inline_css hands css-inline only <html>, an empty head and the body (the head has nothing to inline).
+    content = sample_content()
+    ctx = build_context(
+        READY[0],
+        AUDIENCES[0],
+        content,
+        templates_dir=TEMPLATES,
+        archive_url="https://a.example/b",
+        archive_index_url="https://a.example/",
+    )
+    compiled = mjml2html(render_mjml(ctx, TEMPLATES), disable_comments=True, fonts={})
+    inliner = css_inliner(TEMPLATES)
+    whole, ours = inliner.inline(compiled), inline_css(compiled, inliner)
+    assert ours[: ours.index("<body")] == compiled[: compiled.index("<body")]  # the head as mjml-python wrote it
+    merged = whole[whole.index("<body") :].replace(MSO_CLOSE + MSO_OPEN, "")
+    assert ours[ours.index("<body") :] == merged
+    assert 'class="item" style="margin: 0 0 10px 0;"' in ours and MSO_CLOSE + MSO_OPEN not in ours
 
 
 def test_label_tables_have_the_same_keys() -> None:
