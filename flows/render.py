@@ -37,6 +37,7 @@ PREHEADER_END = "</div>"
 # MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
 MSO_OPEN = "<!--[if mso | IE]>"
 MSO_CLOSE = "<![endif]-->"
+MSO_PLACEHOLDER = "<!--briefing:mso-->"
 # Invisible spacer after the preheader so mail clients do not pull body text into the inbox preview.
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
 STYLE_BUDGET = 16_000
@@ -315,20 +316,45 @@ def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
 
 
 def inline_css(html: str, inliner: css_inline.CSSInliner) -> str:
-    """css-inline the `<body>` of mjml-python's output; the `<head>` stays as mjml-python wrote it.
+    """css-inline the `<body>` of mjml-python's output; the `<head>` and MJML's Outlook conditional comments pass
+    through as mjml-python wrote them.
 
-    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost, and with
+    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost. With
     `inline_style_tags=False` it has nothing to do in `<head>` (MJML's reset, layout and dark-mode styles, meta
-    tags). So it gets the `<html>` start tag, an empty head and the body. Adjacent Outlook conditional comments
-    are merged first, as the reference MJML compiler merges them.
+    tags), and a comment is opaque text to it, yet the head and the Outlook ghost tables inside
+    `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
+    and the body with each such comment folded to a placeholder; the comments go back in order afterwards
+    (adjacent ones merged, as the reference MJML compiler merges them). Anything unexpected (no body, an
+    unterminated comment, the placeholder already present or moved) falls back to inlining the whole document.
     """
     head_at = html.find("<head")
     body_at = html.find("<body", head_at + 1)
-    if head_at < 0 or body_at < 0:
+    if head_at < 0 or body_at < 0 or MSO_PLACEHOLDER in html:
         return inliner.inline(html)
-    body = html[body_at:].replace(MSO_CLOSE + MSO_OPEN, "")
-    inlined = inliner.inline(html[:head_at] + "<head></head>" + body)
-    return html[:body_at] + inlined[inlined.index("<body") :]
+    rest, comments = _fold_conditionals(html[body_at:].replace(MSO_CLOSE + MSO_OPEN, ""))
+    if None in comments:
+        return inliner.inline(html)
+    parts = inliner.inline(html[:head_at] + "<head></head>" + MSO_PLACEHOLDER.join(rest)).split(MSO_PLACEHOLDER)
+    if len(parts) != len(rest):
+        logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
+        return inliner.inline(html)
+    pieces = [html[:body_at]] * (2 * len(parts))
+    pieces[1::2] = parts
+    pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
+    pieces[1] = parts[0][parts[0].index("<body") :]
+    return "".join(pieces)
+
+
+def _fold_conditionals(body: str) -> tuple[list[str], list[str | None]]:
+    """`body` split around its Outlook conditional comments: the text between them and their contents (None for
+    one without its `<![endif]-->`)."""
+    chunks = body.split(MSO_OPEN)
+    rest, comments = [chunks[0]], []
+    for chunk in chunks[1:]:
+        comment, closed, tail = chunk.partition(MSO_CLOSE)
+        comments.append(comment if closed else None)
+        rest.append(tail)
+    return rest, comments
 
 
 def finish_html(html: str) -> str:

@@ -196,6 +196,23 @@ def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() 
     assert 'class="item" style="margin: 0 0 10px 0;"' in ours and MSO_CLOSE + MSO_OPEN not in ours
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<body><p class="item">x</p><!--[if mso | IE]><table><tr><td><![endif]--></body>',
+        '<body><p class="item">x</p><!--[if mso | IE]><table><tr><td></body>',  # unterminated
+        '<body><p class="item">x</p><!--briefing:mso--></body>',  # the placeholder itself
+        '<p class="item">x</p>',  # no head or body
+    ],
+)
+def test_inlining_odd_documents_matches_whole_document_inlining(body: str) -> None:
+    inliner = css_inliner(TEMPLATES)
+    html = f'<!doctype html><html lang="en"><head><title>t</title></head>{body}</html>' if "<body" in body else body
+    ours, whole = inline_css(html, inliner), inliner.inline(html)
+    assert ours[ours.find("<body") :] == whole[whole.find("<body") :]
+    assert 'class="item" style="margin: 0 0 10px 0;"' in ours
+
+
 def test_label_tables_have_the_same_keys() -> None:
     table = yaml.safe_load((TEMPLATES / "labels.yaml").read_text(encoding="utf-8"))
     assert {"zh-CN", "en"} <= set(table)
