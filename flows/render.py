@@ -31,7 +31,9 @@ LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 TABLE_TAG = re.compile(r"<table\b(?![^>]*\brole=)", re.IGNORECASE)
 IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
-LAYOUT_TAG = re.compile(r"<(?:table|img)\b[^>]*", re.IGNORECASE)
+# Tables and images to check one by one: all but mjml-python's own layout tables, which start like this.
+MJML_TABLE_START = ' border="0" cellpadding="0" cellspacing="0" role="presentation"'
+LAYOUT_TAG = re.compile(rf"<(?:table(?!{re.escape(MJML_TABLE_START)})|img)\b[^>]*", re.IGNORECASE)
 PREHEADER_START = '<div style="display:none;font-size:1px;'
 PREHEADER_END = "</div>"
 # MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
@@ -325,15 +327,15 @@ def inline_css(html: str, inliner: css_inline.CSSInliner) -> str:
     `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
     and the body with each such comment folded to a placeholder; the comments go back in order afterwards
     (adjacent ones merged, as the reference MJML compiler merges them). Anything unexpected (no body, an
-    unterminated comment, the placeholder already present or moved) falls back to inlining the whole document.
+    unterminated comment, a placeholder already present or moved) falls back to inlining the whole document.
     """
     head_at = html.find("<head")
     body_at = html.find("<body", head_at + 1)
-    if head_at < 0 or body_at < 0 or MSO_PLACEHOLDER in html:
+    folded = _fold_conditionals(html[body_at:]) if head_at >= 0 and body_at >= 0 else None
+    if folded is None:
         return inliner.inline(html)
-    rest, comments = _fold_conditionals(html[body_at:].replace(MSO_CLOSE + MSO_OPEN, ""))
-    if None in comments:
-        return inliner.inline(html)
+    rest, comments = folded
+    # A placeholder already in the body, or one html5ever moved, shows up as a count mismatch.
     parts = inliner.inline(html[:head_at] + "<head></head>" + MSO_PLACEHOLDER.join(rest)).split(MSO_PLACEHOLDER)
     if len(parts) != len(rest):
         logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
@@ -345,16 +347,14 @@ def inline_css(html: str, inliner: css_inline.CSSInliner) -> str:
     return "".join(pieces)
 
 
-def _fold_conditionals(body: str) -> tuple[list[str], list[str | None]]:
-    """`body` split around its Outlook conditional comments: the text between them and their contents (None for
-    one without its `<![endif]-->`)."""
-    chunks = body.split(MSO_OPEN)
-    rest, comments = [chunks[0]], []
-    for chunk in chunks[1:]:
-        comment, closed, tail = chunk.partition(MSO_CLOSE)
-        comments.append(comment if closed else None)
-        rest.append(tail)
-    return rest, comments
+def _fold_conditionals(body: str) -> tuple[list[str], list[str]] | None:
+    """`body` split around its Outlook conditional comments (adjacent ones merged): the text between them and
+    their contents; None if one is not closed."""
+    chunks = body.replace(MSO_CLOSE + MSO_OPEN, "").split(MSO_OPEN)
+    split = [chunk.partition(MSO_CLOSE) for chunk in chunks[1:]]
+    if not all(closed for _, closed, _ in split):
+        return None
+    return [chunks[0], *(tail for _, _, tail in split)], [comment for comment, _, _ in split]
 
 
 def finish_html(html: str) -> str:
