@@ -34,6 +34,7 @@ IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
 # Tables and images to check one by one: all but mjml-python's own layout tables, which start like this.
 MJML_TABLE_START = ' border="0" cellpadding="0" cellspacing="0" role="presentation"'
 LAYOUT_TAG = re.compile(rf"<(?:table(?!{re.escape(MJML_TABLE_START)})|img)\b[^>]*", re.IGNORECASE)
+LOWERCASE_LAYOUT_TAG = re.compile(LAYOUT_TAG.pattern)  # for html5ever's output: tag names are lowercase there
 PREHEADER_START = '<div style="display:none;font-size:1px;'
 PREHEADER_END = "</div>"
 # MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
@@ -305,8 +306,39 @@ def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
 
 
 def postprocess_html(html: str, templates_dir: Path) -> str:
-    """Everything after mjml-python: inline the CSS (css-inline), then the guarantees of `finish_html`."""
-    return finish_html(inline_css(html, css_inliner(templates_dir)))
+    """Everything after mjml-python: css-inline, then the guarantees of `finish_html`.
+
+    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost. With
+    `inline_style_tags=False` it has nothing to do in `<head>` (MJML's reset, layout and dark-mode styles, meta
+    tags), and a comment is opaque text to it, yet the head and the Outlook ghost tables inside
+    `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
+    and the body with each such comment folded to a placeholder; the comments go back in order afterwards
+    (adjacent ones merged, as the reference MJML compiler merges them) and the head stays as mjml-python wrote
+    it. The role/alt check reads css-inline's output, where html5ever has lowercased every tag name, with a
+    case-sensitive pattern and only the head and comments case-insensitively. Anything unexpected (no body, an
+    unterminated comment, a placeholder already present or moved) falls back to the whole document.
+    """
+    inliner = css_inliner(templates_dir)
+    head_at = html.find("<head")
+    body_at = html.find("<body", head_at + 1)
+    folded = _fold_conditionals(html[body_at:]) if head_at >= 0 and body_at >= 0 else None
+    if folded is None:
+        return finish_html(inliner.inline(html))
+    rest, comments = folded
+    body = inliner.inline(html[:head_at] + "<head></head>" + MSO_PLACEHOLDER.join(rest))
+    parts = body.split(MSO_PLACEHOLDER)
+    if len(parts) != len(rest):  # a placeholder already in the body, or one html5ever moved
+        logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
+        return finish_html(inliner.inline(html))
+    head = html[:body_at]
+    parts[0] = _pad_preheader(parts[0][parts[0].index("<body") :])
+    pieces = [head] * (2 * len(parts))
+    pieces[1::2] = parts
+    pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
+    complete = _has_roles_and_alts(body, LOWERCASE_LAYOUT_TAG) and _has_roles_and_alts(
+        "".join((head, *comments)), LAYOUT_TAG
+    )
+    return "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
 
 
 @cache
@@ -315,36 +347,6 @@ def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
     return css_inline.CSSInliner(
         inline_style_tags=False, keep_style_tags=True, load_remote_stylesheets=False, extra_css=css
     )
-
-
-def inline_css(html: str, inliner: css_inline.CSSInliner) -> str:
-    """css-inline the `<body>` of mjml-python's output; the `<head>` and MJML's Outlook conditional comments pass
-    through as mjml-python wrote them.
-
-    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost. With
-    `inline_style_tags=False` it has nothing to do in `<head>` (MJML's reset, layout and dark-mode styles, meta
-    tags), and a comment is opaque text to it, yet the head and the Outlook ghost tables inside
-    `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
-    and the body with each such comment folded to a placeholder; the comments go back in order afterwards
-    (adjacent ones merged, as the reference MJML compiler merges them). Anything unexpected (no body, an
-    unterminated comment, a placeholder already present or moved) falls back to inlining the whole document.
-    """
-    head_at = html.find("<head")
-    body_at = html.find("<body", head_at + 1)
-    folded = _fold_conditionals(html[body_at:]) if head_at >= 0 and body_at >= 0 else None
-    if folded is None:
-        return inliner.inline(html)
-    rest, comments = folded
-    # A placeholder already in the body, or one html5ever moved, shows up as a count mismatch.
-    parts = inliner.inline(html[:head_at] + "<head></head>" + MSO_PLACEHOLDER.join(rest)).split(MSO_PLACEHOLDER)
-    if len(parts) != len(rest):
-        logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
-        return inliner.inline(html)
-    pieces = [html[:body_at]] * (2 * len(parts))
-    pieces[1::2] = parts
-    pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
-    pieces[1] = parts[0][parts[0].index("<body") :]
-    return "".join(pieces)
 
 
 def _fold_conditionals(body: str) -> tuple[list[str], list[str]] | None:
@@ -360,18 +362,27 @@ def _fold_conditionals(body: str) -> tuple[list[str], list[str]] | None:
 def finish_html(html: str) -> str:
     """Guarantees mjml-python does not give: every table is a layout table for screen readers, every image has
     alt text (empty = decorative), and the preheader is padded so body text does not leak into the preview."""
-    if not all(_has_role_or_alt(tag.lower()) for tag in LAYOUT_TAG.findall(html)):
-        html = TABLE_TAG.sub('<table role="presentation"', html)
-        html = IMG_WITHOUT_ALT.sub('<img alt=""', html)
+    if not _has_roles_and_alts(html, LAYOUT_TAG):
+        html = _add_roles_and_alts(html)
+    return _pad_preheader(html)
+
+
+def _has_roles_and_alts(html: str, pattern: re.Pattern[str]) -> bool:
+    return all(
+        "role=" in tag if tag.startswith("<t") else "alt=" in tag for tag in map(str.lower, pattern.findall(html))
+    )
+
+
+def _add_roles_and_alts(html: str) -> str:
+    return IMG_WITHOUT_ALT.sub('<img alt=""', TABLE_TAG.sub('<table role="presentation"', html))
+
+
+def _pad_preheader(html: str) -> str:
     start = html.find(PREHEADER_START)
-    if start >= 0:
-        end = html.find(PREHEADER_END, start)
-        html = "".join((html[:end], PREHEADER_PADDING, html[end:]))
-    return html
-
-
-def _has_role_or_alt(tag: str) -> bool:
-    return "role=" in tag if tag.startswith("<table") else "alt=" in tag
+    if start < 0:
+        return html
+    end = html.find(PREHEADER_END, start)
+    return "".join((html[:end], PREHEADER_PADDING, html[end:]))
 
 
 def budget_bytes(html: str) -> int:

@@ -19,8 +19,9 @@ from flows.render import (
     build_context,
     compile_mjml,
     css_inliner,
-    inline_css,
+    finish_html,
     labels_for,
+    postprocess_html,
     render_mjml,
 )
 from tests.render_support import (
@@ -177,7 +178,7 @@ def test_postprocessing_adds_alt_and_roles_mjml_python_leaves_out() -> None:
 
 
 def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() -> None:
-    # inline_css hands css-inline only <html>, an empty head and the body (the head has nothing to inline).
+    # postprocess_html hands css-inline only <html>, an empty head and the body without Outlook comments.
     content = sample_content()
     ctx = build_context(
         READY[0],
@@ -189,7 +190,7 @@ def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() 
     )
     compiled = mjml2html(render_mjml(ctx, TEMPLATES), disable_comments=True, fonts={})
     inliner = css_inliner(TEMPLATES)
-    whole, ours = inliner.inline(compiled), inline_css(compiled, inliner)
+    whole, ours = finish_html(inliner.inline(compiled)), postprocess_html(compiled, TEMPLATES)
     assert ours[: ours.index("<body")] == compiled[: compiled.index("<body")]  # the head as mjml-python wrote it
     merged = whole[whole.index("<body") :].replace(MSO_CLOSE + MSO_OPEN, "")
     assert ours[ours.index("<body") :] == merged
@@ -203,14 +204,17 @@ def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() 
         '<body><p class="item">x</p><!--[if mso | IE]><table><tr><td></body>',  # unterminated
         '<body><p class="item">x</p><!--briefing:mso--></body>',  # the placeholder itself
         '<p class="item">x</p>',  # no head or body
+        '<body><p class="item">x</p><table><tr><td><img src="a.png"></td></tr></table></body>',  # needs role, alt
+        '<body><!--[if mso | IE]><TABLE><tr><td><IMG SRC="a.png"><![endif]--><p class="item">x</p></body>',
     ],
 )
-def test_inlining_odd_documents_matches_whole_document_inlining(body: str) -> None:
-    inliner = css_inliner(TEMPLATES)
+def test_postprocessing_odd_documents_matches_whole_document_inlining(body: str) -> None:
     html = f'<!doctype html><html lang="en"><head><title>t</title></head>{body}</html>' if "<body" in body else body
-    ours, whole = inline_css(html, inliner), inliner.inline(html)
+    ours, whole = postprocess_html(html, TEMPLATES), finish_html(css_inliner(TEMPLATES).inline(html))
     assert ours[ours.find("<body") :] == whole[whole.find("<body") :]
     assert 'class="item" style="margin: 0 0 10px 0;"' in ours
+    assert len(re.findall("<table", ours, re.I)) == len(re.findall('<table role="presentation"', ours, re.I))
+    assert len(re.findall("<img", ours, re.I)) == len(re.findall('<img alt=""', ours, re.I))
 
 
 def test_label_tables_have_the_same_keys() -> None:
