@@ -331,14 +331,16 @@ def postprocess_html(html: str, templates_dir: Path) -> str:
         logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
         return finish_html(inliner.inline(html))
     head = html[:body_at]
-    parts[0] = _pad_preheader(parts[0][parts[0].index("<body") :])
+    first = parts[0][parts[0].index("<body") :]
+    parts[0] = _pad_preheader(first)  # MJML puts the preheader first in the body
     pieces = [head] * (2 * len(parts))
     pieces[1::2] = parts
     pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
     complete = _has_roles_and_alts(body, LOWERCASE_LAYOUT_TAG) and _has_roles_and_alts(
         "".join((head, *comments)), LAYOUT_TAG
     )
-    return "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
+    result = "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
+    return _pad_preheader(result) if parts[0] is first else result
 
 
 @cache

@@ -14,6 +14,7 @@ from flows.models import AudienceNote
 from flows.render import (
     MSO_CLOSE,
     MSO_OPEN,
+    PREHEADER_PADDING,
     STYLE_BUDGET,
     UNSUBSCRIBE_PLACEHOLDER,
     build_context,
@@ -206,6 +207,8 @@ def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() 
         '<p class="item">x</p>',  # no head or body
         '<body><p class="item">x</p><table><tr><td><img src="a.png"></td></tr></table></body>',  # needs role, alt
         '<body><!--[if mso | IE]><TABLE><tr><td><IMG SRC="a.png"><![endif]--><p class="item">x</p></body>',
+        '<body><!--[if mso | IE]><br><![endif]--><div style="display:none;font-size:1px;">pre</div>'
+        '<p class="item">x</p></body>',  # the preheader after a conditional comment
     ],
 )
 def test_postprocessing_odd_documents_matches_whole_document_inlining(body: str) -> None:
@@ -215,6 +218,7 @@ def test_postprocessing_odd_documents_matches_whole_document_inlining(body: str)
     assert 'class="item" style="margin: 0 0 10px 0;"' in ours
     assert len(re.findall("<table", ours, re.I)) == len(re.findall('<table role="presentation"', ours, re.I))
     assert len(re.findall("<img", ours, re.I)) == len(re.findall('<img alt=""', ours, re.I))
+    assert ours.count(PREHEADER_PADDING) == html.count("display:none;font-size:1px;")
 
 
 def test_label_tables_have_the_same_keys() -> None:
