@@ -36,8 +36,7 @@ from flows.models import Briefing, Content, CorePoint
 from flows.render import (
     INLINE_CSS,
     build_context,
-    css_inliner,
-    finish_html,
+    postprocess_html,
     render_briefing,
     render_markdown,
     render_mjml,
@@ -114,7 +113,6 @@ def synthesise(samples: tuple[Briefing, ...], count: int) -> list[Briefing]:
 def measure(briefings: list[Briefing], content: Content, clock: Callable[[], float] = time.process_time) -> Timings:
     """Time each step with `clock`: CPU time by default (robust on a shared machine), wall time with --wall."""
     timings = Timings()
-    inline = css_inliner(TEMPLATES)
     for briefing in briefings:
         archive = f"https://briefing.example.org/2026/06/{briefing.slug}.html"
         for audience in content.audiences:
@@ -131,7 +129,7 @@ def measure(briefings: list[Briefing], content: Content, clock: Callable[[], flo
             t1 = clock()
             compiled = mjml2html(source, disable_comments=True, fonts={})
             t2 = clock()
-            html = finish_html(inline.inline(compiled))
+            html = postprocess_html(compiled, TEMPLATES)
             t3 = clock()
             render_text(ctx, TEMPLATES)
             t4 = clock()

@@ -52,21 +52,11 @@ def render_for_send(
     is_test: bool = False,
 ) -> RenderedBriefing:
     """Render one ready briefing as the pipeline's render task does (same archive URL, same budget)."""
-    from flows.publish import archive_url, assign_paths
-    from flows.render import render_briefing
+    from flows.publish import assign_paths, render_for_archive
 
     briefing = next(b for b in content.ready if b.slug == slug)
-    paths = assign_paths(store, content.ready)
-    return render_briefing(
-        briefing,
-        content,
-        templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, paths[slug]),
-        archive_index_url=f"{settings.base_url}/index.html",
-        budget=settings.email_size_budget,
-        is_test=is_test,
-        audiences=audiences,
-    )
+    page = assign_paths(store, content.ready)[slug]
+    return render_for_archive(settings, content, briefing, page, audiences=audiences, is_test=is_test)
 
 
 def _check_choice(content: Content, slug: str | None, audiences: list[str]) -> None:

@@ -32,8 +32,8 @@ from flows.events import announce_ready, emit_article_ingested
 from flows.ingest import IngestReport, ingest_feeds
 from flows.join import Joined, join_briefings
 from flows.models import Briefing, Feed
-from flows.publish import PublishReport, archive_url, assign_paths, publish_archive
-from flows.render import RenderedBriefing, render_briefing
+from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
+from flows.render import RenderedBriefing
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
@@ -249,15 +249,7 @@ def _ingest_artifact(outcomes: list[Any]) -> None:
 
 @task(name="render-audience", cache_policy=NO_CACHE)
 def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience: str, page: str) -> RenderedBriefing:
-    rendered = render_briefing(
-        briefing,
-        loaded.content,
-        templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, page),
-        archive_index_url=f"{settings.base_url}/index.html",
-        budget=settings.email_size_budget,
-        audiences=[audience],
-    )
+    rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=[audience])
     for email in rendered.emails.values():
         for warning in email.warnings:
             get_run_logger().warning("%s/%s: %s", briefing.slug, audience, warning)

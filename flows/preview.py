@@ -36,8 +36,8 @@ from flows.errors import BriefingError, DeliveryError, Problem, RenderError
 from flows.join import join_briefing
 from flows.messages import unsubscribe_url
 from flows.models import Briefing, Content
-from flows.publish import archive_url, assign_paths, html_link, preview_page
-from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, render_briefing
+from flows.publish import assign_paths, html_link, preview_page, render_for_archive
+from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 from flows.settings import Settings
 from flows.store import Store, open_store
 from flows.unsubscribe import unsubscribe_routes
@@ -132,23 +132,14 @@ def render_audiences(
     only: str | None = None,
 ) -> list[AudienceView]:
     """Render each audience on its own, so one audience's error (common in drafts) leaves the others visible."""
-    link = archive_url(settings, assign_paths(store, (briefing,))[briefing.slug])
+    page = assign_paths(store, (briefing,))[briefing.slug]
     views = []
     for audience in content.audiences:
         if only and audience.id != only:
             continue
         view = AudienceView(audience.id, audience.name)
         try:
-            rendered = render_briefing(
-                briefing,
-                content,
-                templates_dir=settings.templates_dir,
-                archive_url=link,
-                archive_index_url=f"{settings.base_url}/index.html",
-                budget=settings.email_size_budget,
-                is_test=is_test,
-                audiences=[audience.id],
-            )
+            rendered = render_for_archive(settings, content, briefing, page, audiences=[audience.id], is_test=is_test)
             view.email = rendered.emails[audience.id]
         except BriefingError as err:
             view.error = str(err)

@@ -32,7 +32,7 @@ from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
 from flows.publish_git import commit_and_push, prepare_repository
-from flows.render import labels_for, md_escape, md_url, template_environment
+from flows.render import RenderedBriefing, labels_for, md_escape, md_url, render_briefing, template_environment
 from flows.settings import Settings
 from flows.store import Store, published, utcnow
 from flows.transports import atomic_write_bytes
@@ -222,6 +222,34 @@ def html_link(md_path: str) -> str:
 def archive_url(settings: Settings, md_path: str) -> str:
     """Absolute web address of an archive page (the emails' "read online" link): BASE/YYYY/MM/slug.html."""
     return f"{settings.base_url}/{html_link(md_path)}"
+
+
+def archive_index_url(settings: Settings) -> str:
+    return f"{settings.base_url}/index.html"
+
+
+def render_for_archive(
+    settings: Settings,
+    content: Content,
+    briefing: Briefing,
+    md_path: str,
+    *,
+    audiences: list[str] | None = None,
+    is_test: bool = False,
+) -> RenderedBriefing:
+    """Render `briefing`'s emails linking to its archive page `md_path` (from `assign_paths`) and the archive
+    index, within the settings' size budget. The pipeline, `briefing send`, the scale-out workers and the preview
+    all render through here, so they make the same bytes."""
+    return render_briefing(
+        briefing,
+        content,
+        templates_dir=settings.templates_dir,
+        archive_url=archive_url(settings, md_path),
+        archive_index_url=archive_index_url(settings),
+        budget=settings.email_size_budget,
+        is_test=is_test,
+        audiences=audiences,
+    )
 
 
 def relative_link(from_path: str, to_path: str) -> str:

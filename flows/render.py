@@ -25,12 +25,22 @@ from flows.textwrap_cjk import wrap
 logger = logging.getLogger(__name__)
 
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.invalid/__BRIEFING_UNSUBSCRIBE__"
-MD_SPECIALS = re.compile(r"([\\`*_{}\[\]<>()#+!|~&$^])")
+# Each Markdown/HTML special character gets a backslash (str.translate: one C-level pass).
+MD_SPECIALS = str.maketrans({ch: "\\" + ch for ch in "\\`*_{}[]<>()#+!|~&$^"})
 LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 TABLE_TAG = re.compile(r"<table\b(?![^>]*\brole=)", re.IGNORECASE)
 IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
+# Tables and images to check one by one: all but mjml-python's own layout tables, which start like this.
+MJML_TABLE_START = ' border="0" cellpadding="0" cellspacing="0" role="presentation"'
+LAYOUT_TAG = re.compile(rf"<(?:table(?!{re.escape(MJML_TABLE_START)})|img)\b[^>]*", re.IGNORECASE)
+LOWERCASE_LAYOUT_TAG = re.compile(LAYOUT_TAG.pattern)  # for html5ever's output: tag names are lowercase there
+PREHEADER_START = '<div style="display:none;font-size:1px;'
 PREHEADER_END = "</div>"
+# MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
+MSO_OPEN = "<!--[if mso | IE]>"
+MSO_CLOSE = "<![endif]-->"
+MSO_PLACEHOLDER = "<!--briefing:mso-->"
 # Invisible spacer after the preheader so mail clients do not pull body text into the inbox preview.
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
 STYLE_BUDGET = 16_000
@@ -143,10 +153,10 @@ class RenderedBriefing:
 
 def md_escape(value: Any) -> str:
     """Escape text for Markdown inline use: no emphasis, link, HTML, entity or block marker can come out of it."""
-    text = MD_SPECIALS.sub(r"\\\1", " ".join(str(value).split()))
+    text = " ".join(str(value).split()).translate(MD_SPECIALS)
     if text[:1] in ("-", "="):
         return "\\" + text
-    return LEADING_NUMBER.sub(r"\1\\\2", text)
+    return LEADING_NUMBER.sub(r"\1\\\2", text) if text[:1].isdecimal() else text
 
 
 def md_url(value: Any) -> str:
@@ -292,7 +302,45 @@ def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    return finish_html(css_inliner(templates_dir or DEFAULT_TEMPLATES).inline(html))
+    return postprocess_html(html, templates_dir or DEFAULT_TEMPLATES)
+
+
+def postprocess_html(html: str, templates_dir: Path) -> str:
+    """Everything after mjml-python: css-inline, then the guarantees of `finish_html`.
+
+    css-inline parses and re-serialises the whole document (html5ever): that is most of its cost. With
+    `inline_style_tags=False` it has nothing to do in `<head>` (MJML's reset, layout and dark-mode styles, meta
+    tags), and a comment is opaque text to it, yet the head and the Outlook ghost tables inside
+    `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
+    and the body with each such comment folded to a placeholder; the comments go back in order afterwards
+    (adjacent ones merged, as the reference MJML compiler merges them) and the head stays as mjml-python wrote
+    it. The role/alt check reads css-inline's output, where html5ever has lowercased every tag name, with a
+    case-sensitive pattern and only the head and comments case-insensitively. Anything unexpected (no body, an
+    unterminated comment, a placeholder already present or moved) falls back to the whole document.
+    """
+    inliner = css_inliner(templates_dir)
+    head_at = html.find("<head")
+    body_at = html.find("<body", head_at + 1)
+    folded = _fold_conditionals(html[body_at:]) if head_at >= 0 and body_at >= 0 else None
+    if folded is None:
+        return finish_html(inliner.inline(html))
+    rest, comments = folded
+    body = inliner.inline(html[:head_at] + "<head></head>" + MSO_PLACEHOLDER.join(rest))
+    parts = body.split(MSO_PLACEHOLDER)
+    if len(parts) != len(rest):  # a placeholder already in the body, or one html5ever moved
+        logger.debug("Outlook conditional comments did not fold back; inlining the whole document")
+        return finish_html(inliner.inline(html))
+    head = html[:body_at]
+    first = parts[0][parts[0].index("<body") :]
+    parts[0] = _pad_preheader(first)  # MJML puts the preheader first in the body
+    pieces = [head] * (2 * len(parts))
+    pieces[1::2] = parts
+    pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
+    complete = _has_roles_and_alts(body, LOWERCASE_LAYOUT_TAG) and _has_roles_and_alts(
+        "".join((head, *comments)), LAYOUT_TAG
+    )
+    result = "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
+    return _pad_preheader(result) if parts[0] is first else result
 
 
 @cache
@@ -303,17 +351,40 @@ def css_inliner(templates_dir: Path) -> css_inline.CSSInliner:
     )
 
 
+def _fold_conditionals(body: str) -> tuple[list[str], list[str]] | None:
+    """`body` split around its Outlook conditional comments (adjacent ones merged): the text between them and
+    their contents; None if one is not closed."""
+    chunks = body.replace(MSO_CLOSE + MSO_OPEN, "").split(MSO_OPEN)
+    split = [chunk.partition(MSO_CLOSE) for chunk in chunks[1:]]
+    if not all(closed for _, closed, _ in split):
+        return None
+    return [chunks[0], *(tail for _, _, tail in split)], [comment for comment, _, _ in split]
+
+
 def finish_html(html: str) -> str:
     """Guarantees mjml-python does not give: every table is a layout table for screen readers, every image has
     alt text (empty = decorative), and the preheader is padded so body text does not leak into the preview."""
-    html = TABLE_TAG.sub('<table role="presentation"', html)
-    html = IMG_WITHOUT_ALT.sub('<img alt=""', html)
-    marker = '<div style="display:none;font-size:1px;'
-    start = html.find(marker)
-    if start >= 0:
-        end = html.find(PREHEADER_END, start)
-        html = html[:end] + PREHEADER_PADDING + html[end:]
-    return html
+    if not _has_roles_and_alts(html, LAYOUT_TAG):
+        html = _add_roles_and_alts(html)
+    return _pad_preheader(html)
+
+
+def _has_roles_and_alts(html: str, pattern: re.Pattern[str]) -> bool:
+    return all(
+        "role=" in tag if tag.startswith("<t") else "alt=" in tag for tag in map(str.lower, pattern.findall(html))
+    )
+
+
+def _add_roles_and_alts(html: str) -> str:
+    return IMG_WITHOUT_ALT.sub('<img alt=""', TABLE_TAG.sub('<table role="presentation"', html))
+
+
+def _pad_preheader(html: str) -> str:
+    start = html.find(PREHEADER_START)
+    if start < 0:
+        return html
+    end = html.find(PREHEADER_END, start)
+    return "".join((html[:end], PREHEADER_PADDING, html[end:]))
 
 
 def budget_bytes(html: str) -> int:

@@ -24,8 +24,8 @@ from flows.deliver import deliver_briefing, make_transport
 from flows.errors import BriefingError, DeliveryError
 from flows.join import join_briefings
 from flows.messages import Envelope
-from flows.publish import archive_url, assign_paths
-from flows.render import RenderedBriefing, render_briefing
+from flows.publish import assign_paths, render_for_archive
+from flows.render import RenderedBriefing
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
 from flows.transports import SendResult, Transport
@@ -102,15 +102,8 @@ def render_for_delivery(slug: str, settings: Settings, store: Store) -> tuple[Re
         raise DeliveryError(f"no ready briefing with slug {slug!r}", hint="check the slug and `status: ready`")
     if not joined[0].ok:
         raise DeliveryError(f"briefing {slug!r} is held back: {joined[0].problems[0]}", hint="run `briefing check`")
-    paths = assign_paths(store, loaded.content.ready)
-    rendered = render_briefing(
-        joined[0].briefing,
-        loaded.content,
-        templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, paths[slug]),
-        archive_index_url=f"{settings.base_url}/index.html",
-        budget=settings.email_size_budget,
-    )
+    page = assign_paths(store, loaded.content.ready)[slug]
+    rendered = render_for_archive(settings, loaded.content, joined[0].briefing, page)
     return rendered, loaded.content
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from functools import cache
+from bisect import bisect_right
+from collections.abc import Iterator
+from functools import cache, lru_cache
+from itertools import accumulate
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,13 @@ TOKEN = re.compile(
     rf"\s+|(?:{_LATIN}{_EXTEND}*)+|[\U0001F1E6-\U0001F1FF]{{2}}|.{_EXTEND}*",
     re.DOTALL,
 )
+_LATIN_CHAR = re.compile(_LATIN)
+# Characters only the token-by-token path handles: grapheme extenders (they join the previous character) and
+# flag halves (they pair up); straight double quotes need state (which one opens) and go there too.
+_NEEDS_TOKENS = re.compile(
+    r'["\u200d\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe00-\ufe0f\U0001F1E6-\U0001F1FF\U0001F3FB-\U0001F3FF'
+    r"\U000E0020-\U000E007F]"
+)
 
 
 @cache
@@ -40,6 +50,8 @@ def char_width(ch: str) -> int:
 
 def display_width(text: str) -> int:
     """Columns `text` takes in a monospaced terminal or mail reader."""
+    if text.isascii():
+        return len(text)
     if "\u200d" not in text:
         return sum(map(char_width, text))
     width = 0
@@ -51,25 +63,8 @@ def display_width(text: str) -> int:
     return width
 
 
-def _tokens(text: str) -> list[str]:
-    tokens: list[str] = []
-    in_quote = False  # straight double quotes alternate: opening ones bind forward, closing ones backward
-    glue_next = False
-    for token in TOKEN.findall(text):
-        if token.isspace():
-            tokens.append(token)
-            glue_next = False
-            continue
-        closing_quote = token[0] == '"' and in_quote
-        if token[0] == '"':
-            in_quote = not in_quote
-        joins = bool(tokens) and not tokens[-1].isspace()
-        if joins and (glue_next or closing_quote or token[0] in NO_LINE_START or tokens[-1][-1] in NO_LINE_END):
-            tokens[-1] += token
-        else:
-            tokens.append(token)
-        glue_next = token == '"' and in_quote
-    return tokens
+# Most tokens are single CJK characters or common words: cache their widths (bounded, for a long-running server).
+_unit_width = lru_cache(maxsize=8192)(display_width)
 
 
 def wrap(text: str, width: int = 78, indent: str = "", hard_limit: int = 998) -> str:
@@ -83,32 +78,100 @@ def wrap(text: str, width: int = 78, indent: str = "", hard_limit: int = 998) ->
     return "\n".join(out_lines)
 
 
+def _units(text: str) -> Iterator[tuple[str, bool]]:
+    """The unbreakable units of `text` in order, each with whether whitespace came before it.
+
+    A unit is a token (TOKEN) plus whatever must not be separated from it: closing punctuation after it,
+    the token after opening punctuation, and the word a straight double quote encloses.
+    """
+    unit = ""  # the unit being built; "" right after whitespace or at the start
+    space_before = False
+    in_quote = False  # straight double quotes alternate: opening ones bind forward, closing ones backward
+    glue_next = False
+    for token in TOKEN.findall(text):
+        first = token[0]
+        if first.isspace():
+            if unit:
+                yield unit, space_before
+                unit = ""
+            space_before = True
+            glue_next = False
+            continue
+        closing_quote = first == '"' and in_quote
+        if first == '"':
+            in_quote = not in_quote
+        if unit and (glue_next or closing_quote or first in NO_LINE_START or unit[-1] in NO_LINE_END):
+            unit += token
+        else:
+            if unit:
+                yield unit, space_before
+                space_before = False
+            unit = token
+        glue_next = token == '"' and in_quote
+    if unit:
+        yield unit, space_before
+
+
 def _wrap_paragraph(paragraph: str, width: int, indent: str, hard_limit: int) -> list[str]:
     if not paragraph:
         return [""]
+    if _NEEDS_TOKENS.search(paragraph) is None:
+        lines = _fill(" ".join(paragraph.split()), width, indent)
+        if all(len(line) * 4 <= hard_limit for line in lines):
+            return lines
+    return _wrap_units(paragraph, width, indent, hard_limit)
+
+
+def _fill(text: str, width: int, indent: str) -> list[str]:
+    """The lines `_wrap_units` makes for `text` (single spaces, no grapheme extenders, flags or straight quotes)
+    when none is near the hard limit, found per line from prefix sums of character widths instead of per token:
+    a line ends at the last place it may break (`_may_break`) within the width, or after its first unit."""
+    ends = [0, *accumulate(map(char_width, text))] if not text.isascii() else range(len(text) + 1)
+    lines: list[str] = []
+    start, size, lead, room = 0, len(text), "", width
+    while start < size:
+        stop = bisect_right(ends, ends[start] + room, start + 1) - 1  # the most that fits, maybe mid-unit
+        cut = next((k for k in range(stop, start, -1) if _may_break(text, k)), 0)
+        if not cut:  # the first unit alone is wider than the line: it goes on the line whole
+            cut = next(k for k in range(start + 1, size + 1) if _may_break(text, k))
+        lines.append(lead + text[start:cut])
+        start = cut + 1 if cut < size and text[cut] == " " else cut
+        lead, room = indent, width - display_width(indent)
+    return lines
+
+
+def _may_break(text: str, k: int) -> bool:
+    """A line may end before text[k]: at the end, at a space, or between tokens the kinsoku rules do not glue."""
+    if k == len(text) or text[k] == " ":
+        return True
+    before, after = text[k - 1], text[k]
+    if before == " " or after in NO_LINE_START or before in NO_LINE_END:
+        return False
+    return not (_LATIN_CHAR.match(before) and _LATIN_CHAR.match(after))
+
+
+def _wrap_units(paragraph: str, width: int, indent: str, hard_limit: int) -> list[str]:
     lines: list[str] = []
     current, used = "", 0  # the line being built (without a pending space) and its display width
-    pending_space = False
+    started = False  # `current` holds a unit (not just the indent)
     indent_width = display_width(indent)
-    for token in _tokens(paragraph):
-        if token.isspace():
-            pending_space = bool(current.strip())
-            continue
-        token_width = display_width(token)
-        gap = 1 if pending_space else 0
-        if current.strip() and used + gap + token_width > width:
+    for unit, space_before in _units(paragraph):
+        unit_width = len(unit) if unit.isascii() else _unit_width(unit)
+        if started and used + space_before + unit_width > width:
             lines.append(current)
-            current, used = indent + token, indent_width + token_width
+            current, used = indent + unit, indent_width + unit_width
+        elif started and space_before:
+            current, used = f"{current} {unit}", used + 1 + unit_width
         else:
-            current, used = current + " " * gap + token, used + gap + token_width
-        pending_space = False
+            current, used = current + unit, used + unit_width
+        started = True
         if len(current) * 4 > hard_limit and len(current.encode("utf-8")) > hard_limit:
             while len(current.encode("utf-8")) > hard_limit:  # an unbroken token longer than a mail line may be
                 head, current = _split_octets(current, hard_limit)
                 lines.append(head)
                 current = indent + current
             used = display_width(current)
-    if current.strip():
+    if started:
         lines.append(current.rstrip())
     return lines
 

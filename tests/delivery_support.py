@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 
 from flows.content import load_content
 from flows.models import Content
-from flows.publish import archive_url, assign_paths
-from flows.render import RenderedBriefing, render_briefing
+from flows.publish import assign_paths, render_for_archive
+from flows.render import RenderedBriefing
 from flows.settings import Settings
 from flows.store import Store
 
@@ -132,12 +132,4 @@ def load_sample(project: Path) -> Content:
 
 def render_sample(settings: Settings, store: Store, content: Content, slug: str = "") -> RenderedBriefing:
     briefing = next(b for b in content.ready if not slug or b.slug == slug)
-    paths = assign_paths(store, content.ready)
-    return render_briefing(
-        briefing,
-        content,
-        templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, paths[briefing.slug]),
-        archive_index_url=f"{settings.base_url}/index.html",
-        budget=settings.email_size_budget,
-    )
+    return render_for_archive(settings, content, briefing, assign_paths(store, content.ready)[briefing.slug])

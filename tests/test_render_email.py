@@ -7,14 +7,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mjml import mjml2html
 
 from flows.errors import RenderError
 from flows.models import AudienceNote
 from flows.render import (
+    MSO_CLOSE,
+    MSO_OPEN,
+    PREHEADER_PADDING,
     STYLE_BUDGET,
     UNSUBSCRIBE_PLACEHOLDER,
+    build_context,
     compile_mjml,
+    css_inliner,
+    finish_html,
     labels_for,
+    postprocess_html,
+    render_mjml,
 )
 from tests.render_support import (
     HOSTILE,
@@ -167,6 +176,49 @@ def test_postprocessing_adds_alt_and_roles_mjml_python_leaves_out() -> None:
     parsed = parse_html(html)
     assert [a.get("alt") for t, a in parsed.tags if t == "img"] == [""]
     assert all(a.get("role") == "presentation" for t, a in parsed.tags if t == "table")
+
+
+def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() -> None:
+    # postprocess_html hands css-inline only <html>, an empty head and the body without Outlook comments.
+    content = sample_content()
+    ctx = build_context(
+        READY[0],
+        AUDIENCES[0],
+        content,
+        templates_dir=TEMPLATES,
+        archive_url="https://a.example/b",
+        archive_index_url="https://a.example/",
+    )
+    compiled = mjml2html(render_mjml(ctx, TEMPLATES), disable_comments=True, fonts={})
+    inliner = css_inliner(TEMPLATES)
+    whole, ours = finish_html(inliner.inline(compiled)), postprocess_html(compiled, TEMPLATES)
+    assert ours[: ours.index("<body")] == compiled[: compiled.index("<body")]  # the head as mjml-python wrote it
+    merged = whole[whole.index("<body") :].replace(MSO_CLOSE + MSO_OPEN, "")
+    assert ours[ours.index("<body") :] == merged
+    assert 'class="item" style="margin: 0 0 10px 0;"' in ours and MSO_CLOSE + MSO_OPEN not in ours
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<body><p class="item">x</p><!--[if mso | IE]><table><tr><td><![endif]--></body>',
+        '<body><p class="item">x</p><!--[if mso | IE]><table><tr><td></body>',  # unterminated
+        '<body><p class="item">x</p><!--briefing:mso--></body>',  # the placeholder itself
+        '<p class="item">x</p>',  # no head or body
+        '<body><p class="item">x</p><table><tr><td><img src="a.png"></td></tr></table></body>',  # needs role, alt
+        '<body><!--[if mso | IE]><TABLE><tr><td><IMG SRC="a.png"><![endif]--><p class="item">x</p></body>',
+        '<body><!--[if mso | IE]><br><![endif]--><div style="display:none;font-size:1px;">pre</div>'
+        '<p class="item">x</p></body>',  # the preheader after a conditional comment
+    ],
+)
+def test_postprocessing_odd_documents_matches_whole_document_inlining(body: str) -> None:
+    html = f'<!doctype html><html lang="en"><head><title>t</title></head>{body}</html>' if "<body" in body else body
+    ours, whole = postprocess_html(html, TEMPLATES), finish_html(css_inliner(TEMPLATES).inline(html))
+    assert ours[ours.find("<body") :] == whole[whole.find("<body") :]
+    assert 'class="item" style="margin: 0 0 10px 0;"' in ours
+    assert len(re.findall("<table", ours, re.I)) == len(re.findall('<table role="presentation"', ours, re.I))
+    assert len(re.findall("<img", ours, re.I)) == len(re.findall('<img alt=""', ours, re.I))
+    assert ours.count(PREHEADER_PADDING) == html.count("display:none;font-size:1px;")
 
 
 def test_label_tables_have_the_same_keys() -> None:

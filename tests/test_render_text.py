@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, labels_for
-from flows.textwrap_cjk import display_width, wrap
+from flows.textwrap_cjk import _fill, _wrap_units, display_width, wrap
 from tests.render_support import (
     HOSTILE,
     LONG_TOKEN,
@@ -135,3 +136,33 @@ def test_straight_quotes_stay_with_the_words_they_enclose() -> None:
             closing_at_start = line.startswith('"') and before % 2 == 1
             assert not opening_at_end and not closing_at_start, (width, line)
             consumed = text.index(line.lstrip(), consumed) + len(line.lstrip())
+
+
+def test_per_line_fill_makes_the_same_lines_as_the_token_by_token_wrapper() -> None:
+    # wrap() takes the fast per-line path for text without straight quotes, grapheme extenders or flags.
+    pieces = [
+        "中文",
+        "字",
+        "Claude Code",
+        "，",
+        "。",
+        "（",
+        "）",
+        "「",
+        "」",
+        "“",
+        "”",
+        "’",
+        ",",
+        ".",
+        "(",
+        ")",
+        " ",
+        "  ",
+    ]
+    pieces += ["AI", "e.g.", "https://example.org/a?b=c&d=e", "é", "Жλ", "🎉", "\u200b", "\u3000", "x" * 90, "中" * 45]
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = " ".join("".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))).split())
+        width, indent = rng.choice([6, 12, 40, 78]), rng.choice(["", "   "])
+        assert _fill(text, width, indent) == _wrap_units(text, width, indent, 998), (text, width, indent)
