@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import feedparser
+from sqlalchemy.engine import Connection
 
 from flows.content import resolve_feed_url
 from flows.errors import FetchError
@@ -98,6 +99,7 @@ class Entry:
     guid: str  # empty when the GUID is not trustworthy
     text_chars: int
     status: str = "new"  # new | changed | seen | duplicate
+    fingerprint_usable: bool = False  # enough text for the fingerprint to identify it (see identity)
 
 
 # reading feeds ----------------------------------------------------------------------------------------
@@ -235,7 +237,8 @@ def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, c
         paragraphs=paragraphs,
         fingerprint=fingerprint(title, text),
     )
-    return Entry(article=article, canonical=canonical, guid=guid, text_chars=len(text))
+    usable = is_meaningful_fingerprint_text(title, text)
+    return Entry(article=article, canonical=canonical, guid=guid, text_chars=len(text), fingerprint_usable=usable)
 
 
 def _one_line(text: str) -> str:
@@ -252,7 +255,7 @@ def match_entries(store: Store, feed: Feed, entries: list[Entry]) -> None:
         ids={e.article.id for e in entries},
         guids={e.guid for e in entries if e.guid},
         canonical_urls={e.canonical for e in entries if e.canonical},
-        fingerprints={e.article.fingerprint for e in entries if _fingerprint_usable(e)},
+        fingerprints={e.article.fingerprint for e in entries if e.fingerprint_usable},
         feed_id=feed.id,
     )
     used: set[str] = set()
@@ -276,10 +279,6 @@ def match_entries(store: Store, feed: Feed, entries: list[Entry]) -> None:
             entry.status = "changed"
 
 
-def _fingerprint_usable(entry: Entry) -> bool:
-    return is_meaningful_fingerprint_text(entry.article.title, " ".join(p.text for p in entry.article.paragraphs))
-
-
 def _existing_id(entry: Entry, matches: ArticleMatches) -> str | None:
     if entry.article.id in matches.fingerprint_of:
         return entry.article.id
@@ -287,7 +286,7 @@ def _existing_id(entry: Entry, matches: ArticleMatches) -> str | None:
         return matches.by_guid[entry.guid]
     if entry.canonical and entry.canonical in matches.by_canonical_url:
         return matches.by_canonical_url[entry.canonical]
-    if _fingerprint_usable(entry):
+    if entry.fingerprint_usable:
         return matches.by_fingerprint.get(entry.article.fingerprint)
     return None
 
@@ -422,29 +421,32 @@ async def ingest_one(
     outcome.warnings.extend(read.warnings)
     await asyncio.to_thread(match_entries, store, feed, entries)
     await complete_full_text(fetcher, [e for e in entries if wants_full_text(e, feed, settings)], outcome)
-    await _store_entries(store, entries, outcome)
-    await asyncio.to_thread(_record_ok, store, feed, outcome, fetched)
+    await asyncio.to_thread(_store_feed, store, feed, entries, outcome, fetched)
     return outcome
 
 
-async def _store_entries(store: Store, entries: list[Entry], outcome: FeedOutcome) -> None:
+def _store_feed(store: Store, feed: Feed, entries: list[Entry], outcome: FeedOutcome, fetched: FetchResult) -> None:
+    """The entries and then the feed's state with its validators, in one transaction: a crash never leaves
+    new validators (so the next run gets a 304) without the entries they stand for."""
     outcome.entries = len(entries)
     outcome.seen = sum(1 for e in entries if e.status in {"seen", "duplicate"})
     to_save = [e for e in entries if e.status in {"new", "changed"}]
-    results = await asyncio.to_thread(store.save_articles, [(e.article, e.canonical, e.guid) for e in to_save])
-    for entry, result in zip(to_save, results, strict=True):
-        if result == "new":
-            outcome.new.append(entry.article.id)
-        elif result == "updated":
-            outcome.updated.append(entry.article.id)
-        else:
-            outcome.seen += 1
+    with store.begin() as conn:
+        results = store.save_articles([(e.article, e.canonical, e.guid) for e in to_save], conn=conn)
+        for entry, result in zip(to_save, results, strict=True):
+            if result == "new":
+                outcome.new.append(entry.article.id)
+            elif result == "updated":
+                outcome.updated.append(entry.article.id)
+            else:
+                outcome.seen += 1
+        _record_ok(store, feed, outcome, fetched, conn)
 
 
-def _record_ok(store: Store, feed: Feed, outcome: FeedOutcome, fetched: FetchResult) -> None:
-    """Validators are saved only after the entries are stored, so a crash never hides unseen entries."""
+def _record_ok(store: Store, feed: Feed, outcome: FeedOutcome, fetched: FetchResult, conn: Connection) -> None:
     store.record_feed(
         outcome.url,
+        conn=conn,
         feed_id=feed.id,
         last_status="ok",
         last_error=None,
