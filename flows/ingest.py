@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from flows.content import resolve_feed_url
 from flows.errors import FetchError
 from flows.extract import ExtractedPage, extract_article, html_to_paragraphs, make_urls_absolute, sanitise_html
+from flows.feedparser_rs_adapter import parse_with_feedparser_rs
 from flows.fetch import Fetcher, FetchResult
 from flows.identity import (
     canonical_url,
@@ -40,7 +41,7 @@ from flows.identity import (
     looks_trustworthy_guid,
 )
 from flows.models import Article, Feed
-from flows.settings import Settings
+from flows.settings import FeedParserName, Settings
 from flows.store import ArticleMatches, Store
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,13 @@ class Entry:
 # reading feeds ----------------------------------------------------------------------------------------
 
 
-def parse_feed(body: bytes, headers: dict[str, str], url: str) -> feedparser.FeedParserDict:
-    """feedparser on the bytes with the response headers (charset, base URL); JSON Feed read directly."""
+def parse_feed(
+    body: bytes, headers: dict[str, str], url: str, parser: FeedParserName = "feedparser"
+) -> feedparser.FeedParserDict:
+    """Parse the bytes with the response headers (charset, base URL); JSON Feed read directly.
+
+    `parser`: "feedparser", "feedparser-rs", or "auto" (feedparser-rs, and feedparser for a feed it finds
+    ill-formed or without entries)."""
     content_type = headers.get("content-type", "").lower()
     if "json" in content_type or body.lstrip()[:1] == b"{":
         parsed = parse_json_feed(body)
@@ -114,6 +120,10 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str) -> feedparser.Fee
             return parsed
     response_headers = {"content-location": url, **headers}
     response_headers.pop("content-encoding", None)  # httpx already decoded the body
+    if parser != "feedparser":
+        parsed = parse_with_feedparser_rs(body, response_headers)
+        if parser == "feedparser-rs" or (parsed.entries and not parsed.bozo):
+            return parsed
     # feedparser's sanitiser and link resolver each re-parse every entry's HTML in pure Python (≈2/3 of its
     # time): nh3 sanitises afterwards (allow-list) and make_urls_absolute resolves links only when needed
     return feedparser.parse(body, response_headers=response_headers, sanitize_html=False, resolve_relative_uris=False)
@@ -197,7 +207,7 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
     """Every readable entry as an article with a candidate id; unreadable entries become warnings."""
     site = str(parsed.feed.get("title", "") or feed.title or feed.id)
     raw = list(parsed.entries)
-    links = [canonical_url(str(e.get("link") or "")) for e in raw]
+    links = [_safe_canonical(str(e.get("link") or "")) for e in raw]
     link_counts = Counter(links)
     guid_counts = Counter(str(e.get("id") or "") for e in raw)
     entries, warnings = [], []
@@ -210,6 +220,14 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             warnings.append(f"entry {position} skipped: {type(exc).__name__}: {exc}"[:MAX_WARNING_CHARS])
     return entries, warnings
+
+
+def _safe_canonical(link: str) -> str:
+    """The canonical link, or "" for a link that is no URL ("http://[oops"): it then identifies nothing."""
+    try:
+        return canonical_url(link)
+    except ValueError:
+        return ""
 
 
 def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, canonical: str, guid: str) -> Entry:
@@ -369,9 +387,11 @@ class ReadFeed:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_feed(body: bytes, headers: dict[str, str], url: str, feed: Feed) -> ReadFeed:
+def read_feed(
+    body: bytes, headers: dict[str, str], url: str, feed: Feed, parser: FeedParserName = "feedparser"
+) -> ReadFeed:
     """Parse the bytes and read every entry (the CPU-heavy half of ingesting a feed)."""
-    parsed = parse_feed(body, headers, url)
+    parsed = parse_feed(body, headers, url, parser)
     bozo = _bozo_text(parsed) if parsed.get("bozo") else ""
     if not parsed.entries and not parsed.get("version"):
         return ReadFeed(is_feed=False, bozo=bozo)
@@ -413,7 +433,7 @@ async def ingest_one(
     if fetched.not_modified:
         outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
         return outcome
-    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed)
+    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed, settings.ingest_parser)
     outcome.bozo = read.bozo
     if not read.is_feed:
         return await _record_error(store, outcome, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
