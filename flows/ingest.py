@@ -15,6 +15,7 @@ import html as html_lib
 import json
 import logging
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -509,10 +510,24 @@ def _now() -> datetime:
 # all feeds --------------------------------------------------------------------------------------------
 
 
+AUTO_PARSE_PROCESSES_MIN_FEEDS = 100
+
+
+def parse_process_count(setting: int | str, feeds: int) -> int:
+    """How many parser processes a run of `feeds` feeds gets (0: parse in this process)."""
+    if setting == "auto":
+        if feeds < AUTO_PARSE_PROCESSES_MIN_FEEDS:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        setting = cores
+    workers = min(int(setting), feeds)
+    return workers if workers >= 2 else 0
+
+
 def _parser_pool(settings: Settings, feeds: int) -> ProcessPoolExecutor | None:
     """Worker processes for parsing: feedparser is pure Python, so threads share one core."""
-    workers = min(settings.ingest_parse_processes, feeds)
-    if workers < 2:
+    workers = parse_process_count(settings.ingest_parse_processes, feeds)
+    if not workers:
         return None
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["flows.ingest"])
