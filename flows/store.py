@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -383,10 +384,9 @@ class Store:
 
     def _save_articles(self, conn: Connection, items: list[tuple[Article, str, str]]) -> list[str]:
         stored: dict[str, tuple[str, int, str]] = {}
-        columns = (articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id)
         for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
-            query = select(*columns).where(articles.c.id.in_(chunk))
-            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in conn.execute(query)})
+            rows = conn.execute(_STORED_VERSIONS, {"values": chunk})
+            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in rows})
         results: list[str] = []
         inserts: list[int] = []
         now = utcnow()
@@ -424,16 +424,10 @@ class Store:
     ) -> ArticleMatches:
         """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only."""
         matches = ArticleMatches()
-        columns = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
         with self.engine.connect() as conn:
-            for column, values in (
-                (articles.c.id, ids),
-                (articles.c.guid, guids),
-                (articles.c.canonical_url, canonical_urls),
-                (articles.c.fingerprint, fingerprints),
-            ):
+            for query, values in zip(_MATCH_QUERIES, (ids, guids, canonical_urls, fingerprints), strict=True):
                 for chunk in _chunks(sorted(v for v in values if v)):
-                    for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                    for row in conn.execute(query, {"values": chunk}):
                         matches.add(row, feed_id)
         return matches
 
@@ -592,6 +586,18 @@ class ArticleMatches:
             self.by_canonical_url.setdefault(row.canonical_url, row.id)
         if row.fingerprint:
             self.by_fingerprint.setdefault(row.fingerprint, row.id)
+
+
+# Built once: statements with an expanding IN parameter are compiled once and cached by SQLAlchemy; building
+# `column.in_(values)` anew for every feed cost more than running the query.
+_MATCH_COLUMNS = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
+_MATCH_QUERIES = tuple(
+    select(*_MATCH_COLUMNS).where(column.in_(bindparam("values", expanding=True)))
+    for column in (articles.c.id, articles.c.guid, articles.c.canonical_url, articles.c.fingerprint)
+)
+_STORED_VERSIONS = select(articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id).where(
+    articles.c.id.in_(bindparam("values", expanding=True))
+)
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
