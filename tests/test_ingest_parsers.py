@@ -8,6 +8,7 @@ known to differ (an ill-formed feed), the test says what each keeps, and that `a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,8 @@ def test_ill_formed_feed_keeps_entries_with_either_parser_and_auto_uses_feedpars
 
 
 def test_auto_parser_processes_only_for_long_feed_lists() -> None:
+    cores = len(os.sched_getaffinity(0))
     assert parse_process_count("auto", 10) == 0
-    assert parse_process_count("auto", 500) >= (2 if len(__import__("os").sched_getaffinity(0)) >= 2 else 0)
+    assert parse_process_count("auto", 500) == (cores if cores >= 2 else 0)
     assert parse_process_count(0, 500) == 0 and parse_process_count(1, 500) == 0
     assert parse_process_count(4, 3) == 3
