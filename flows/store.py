@@ -267,6 +267,7 @@ class Store:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._upserts: dict[tuple[str, ...], Any] = {}
         self.schema_changes = self.migrate()
 
     @property
@@ -459,16 +460,25 @@ class Store:
     def record_feed(self, feed_url: str, *, conn: Connection | None = None, **values: Any) -> None:
         """Upsert one feed's state; with `conn` (from `begin()`) inside the caller's write transaction."""
         values["last_fetched_at"] = utcnow()
-        statement = (
-            self.insert(feed_state)
-            .values(feed_url=feed_url, **values)
-            .on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
-        )
+        statement = self._feed_state_upsert(tuple(sorted(values)))
+        params = {"feed_url": feed_url, **values}
         if conn is None:
             with self.begin() as own:
-                own.execute(statement)
+                own.execute(statement, params)
         else:
-            conn.execute(statement)
+            conn.execute(statement, params)
+
+    def _feed_state_upsert(self, columns: tuple[str, ...]) -> Any:
+        """INSERT … ON CONFLICT DO UPDATE of these columns to the inserted values, built once per column set
+        (coercing literal values into a new statement on every call cost more than running it)."""
+        statement = self._upserts.get(columns)
+        if statement is None:
+            insert_ = self.insert(feed_state)
+            statement = insert_.on_conflict_do_update(
+                index_elements=[feed_state.c.feed_url], set_={name: insert_.excluded[name] for name in columns}
+            )
+            self._upserts[columns] = statement
+        return statement
 
     # unsubscribes ---------------------------------------------------------------------------------
 
