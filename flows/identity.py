@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flows.models import normalise_text
@@ -15,8 +16,11 @@ TRACKING_PARAMS = re.compile(
 )
 
 
+@lru_cache(maxsize=8192)
 def canonical_url(url: str) -> str:
-    """Lower-case scheme and host, drop default ports, fragments and tracking parameters, sort the query."""
+    """Lower-case scheme and host, drop default ports, fragments and tracking parameters, sort the query.
+
+    Cached: reading one entry asks for the same link's canonical form up to three times."""
     if not url:
         return ""
     parts = urlsplit(url.strip())

@@ -15,6 +15,7 @@ import html as html_lib
 import json
 import logging
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -26,10 +27,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import feedparser
+from sqlalchemy.engine import Connection
 
 from flows.content import resolve_feed_url
 from flows.errors import FetchError
 from flows.extract import ExtractedPage, extract_article, html_to_paragraphs, make_urls_absolute, sanitise_html
+from flows.feedparser_rs_adapter import parse_with_feedparser_rs
 from flows.fetch import Fetcher, FetchResult
 from flows.identity import (
     canonical_url,
@@ -39,7 +42,7 @@ from flows.identity import (
     looks_trustworthy_guid,
 )
 from flows.models import Article, Feed
-from flows.settings import Settings
+from flows.settings import FeedParserName, Settings
 from flows.store import ArticleMatches, Store
 
 logger = logging.getLogger(__name__)
@@ -98,13 +101,19 @@ class Entry:
     guid: str  # empty when the GUID is not trustworthy
     text_chars: int
     status: str = "new"  # new | changed | seen | duplicate
+    fingerprint_usable: bool = False  # enough text for the fingerprint to identify it (see identity)
 
 
 # reading feeds ----------------------------------------------------------------------------------------
 
 
-def parse_feed(body: bytes, headers: dict[str, str], url: str) -> feedparser.FeedParserDict:
-    """feedparser on the bytes with the response headers (charset, base URL); JSON Feed read directly."""
+def parse_feed(
+    body: bytes, headers: dict[str, str], url: str, parser: FeedParserName = "feedparser"
+) -> feedparser.FeedParserDict:
+    """Parse the bytes with the response headers (charset, base URL); JSON Feed read directly.
+
+    `parser`: "feedparser", "feedparser-rs", or "auto" (feedparser-rs, and feedparser for a feed it finds
+    ill-formed or without entries)."""
     content_type = headers.get("content-type", "").lower()
     if "json" in content_type or body.lstrip()[:1] == b"{":
         parsed = parse_json_feed(body)
@@ -112,6 +121,10 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str) -> feedparser.Fee
             return parsed
     response_headers = {"content-location": url, **headers}
     response_headers.pop("content-encoding", None)  # httpx already decoded the body
+    if parser != "feedparser":
+        parsed = parse_with_feedparser_rs(body, response_headers)
+        if parser == "feedparser-rs" or (parsed.entries and not parsed.bozo):
+            return parsed
     # feedparser's sanitiser and link resolver each re-parse every entry's HTML in pure Python (≈2/3 of its
     # time): nh3 sanitises afterwards (allow-list) and make_urls_absolute resolves links only when needed
     return feedparser.parse(body, response_headers=response_headers, sanitize_html=False, resolve_relative_uris=False)
@@ -195,7 +208,7 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
     """Every readable entry as an article with a candidate id; unreadable entries become warnings."""
     site = str(parsed.feed.get("title", "") or feed.title or feed.id)
     raw = list(parsed.entries)
-    links = [canonical_url(str(e.get("link") or "")) for e in raw]
+    links = [_safe_canonical(str(e.get("link") or "")) for e in raw]
     link_counts = Counter(links)
     guid_counts = Counter(str(e.get("id") or "") for e in raw)
     entries, warnings = [], []
@@ -208,6 +221,14 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             warnings.append(f"entry {position} skipped: {type(exc).__name__}: {exc}"[:MAX_WARNING_CHARS])
     return entries, warnings
+
+
+def _safe_canonical(link: str) -> str:
+    """The canonical link, or "" for a link that is no URL ("http://[oops"): it then identifies nothing."""
+    try:
+        return canonical_url(link)
+    except ValueError:
+        return ""
 
 
 def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, canonical: str, guid: str) -> Entry:
@@ -235,7 +256,8 @@ def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, c
         paragraphs=paragraphs,
         fingerprint=fingerprint(title, text),
     )
-    return Entry(article=article, canonical=canonical, guid=guid, text_chars=len(text))
+    usable = is_meaningful_fingerprint_text(title, text)
+    return Entry(article=article, canonical=canonical, guid=guid, text_chars=len(text), fingerprint_usable=usable)
 
 
 def _one_line(text: str) -> str:
@@ -252,7 +274,7 @@ def match_entries(store: Store, feed: Feed, entries: list[Entry]) -> None:
         ids={e.article.id for e in entries},
         guids={e.guid for e in entries if e.guid},
         canonical_urls={e.canonical for e in entries if e.canonical},
-        fingerprints={e.article.fingerprint for e in entries if _fingerprint_usable(e)},
+        fingerprints={e.article.fingerprint for e in entries if e.fingerprint_usable},
         feed_id=feed.id,
     )
     used: set[str] = set()
@@ -276,10 +298,6 @@ def match_entries(store: Store, feed: Feed, entries: list[Entry]) -> None:
             entry.status = "changed"
 
 
-def _fingerprint_usable(entry: Entry) -> bool:
-    return is_meaningful_fingerprint_text(entry.article.title, " ".join(p.text for p in entry.article.paragraphs))
-
-
 def _existing_id(entry: Entry, matches: ArticleMatches) -> str | None:
     if entry.article.id in matches.fingerprint_of:
         return entry.article.id
@@ -287,7 +305,7 @@ def _existing_id(entry: Entry, matches: ArticleMatches) -> str | None:
         return matches.by_guid[entry.guid]
     if entry.canonical and entry.canonical in matches.by_canonical_url:
         return matches.by_canonical_url[entry.canonical]
-    if _fingerprint_usable(entry):
+    if entry.fingerprint_usable:
         return matches.by_fingerprint.get(entry.article.fingerprint)
     return None
 
@@ -370,9 +388,11 @@ class ReadFeed:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_feed(body: bytes, headers: dict[str, str], url: str, feed: Feed) -> ReadFeed:
+def read_feed(
+    body: bytes, headers: dict[str, str], url: str, feed: Feed, parser: FeedParserName = "feedparser"
+) -> ReadFeed:
     """Parse the bytes and read every entry (the CPU-heavy half of ingesting a feed)."""
-    parsed = parse_feed(body, headers, url)
+    parsed = parse_feed(body, headers, url, parser)
     bozo = _bozo_text(parsed) if parsed.get("bozo") else ""
     if not parsed.entries and not parsed.get("version"):
         return ReadFeed(is_feed=False, bozo=bozo)
@@ -414,7 +434,7 @@ async def ingest_one(
     if fetched.not_modified:
         outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
         return outcome
-    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed)
+    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed, settings.ingest_parser)
     outcome.bozo = read.bozo
     if not read.is_feed:
         return await _record_error(store, outcome, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
@@ -422,29 +442,32 @@ async def ingest_one(
     outcome.warnings.extend(read.warnings)
     await asyncio.to_thread(match_entries, store, feed, entries)
     await complete_full_text(fetcher, [e for e in entries if wants_full_text(e, feed, settings)], outcome)
-    await _store_entries(store, entries, outcome)
-    await asyncio.to_thread(_record_ok, store, feed, outcome, fetched)
+    await asyncio.to_thread(_store_feed, store, feed, entries, outcome, fetched)
     return outcome
 
 
-async def _store_entries(store: Store, entries: list[Entry], outcome: FeedOutcome) -> None:
+def _store_feed(store: Store, feed: Feed, entries: list[Entry], outcome: FeedOutcome, fetched: FetchResult) -> None:
+    """The entries and then the feed's state with its validators, in one transaction: a crash never leaves
+    new validators (so the next run gets a 304) without the entries they stand for."""
     outcome.entries = len(entries)
     outcome.seen = sum(1 for e in entries if e.status in {"seen", "duplicate"})
     to_save = [e for e in entries if e.status in {"new", "changed"}]
-    results = await asyncio.to_thread(store.save_articles, [(e.article, e.canonical, e.guid) for e in to_save])
-    for entry, result in zip(to_save, results, strict=True):
-        if result == "new":
-            outcome.new.append(entry.article.id)
-        elif result == "updated":
-            outcome.updated.append(entry.article.id)
-        else:
-            outcome.seen += 1
+    with store.begin() as conn:
+        results = store.save_articles([(e.article, e.canonical, e.guid) for e in to_save], conn=conn)
+        for entry, result in zip(to_save, results, strict=True):
+            if result == "new":
+                outcome.new.append(entry.article.id)
+            elif result == "updated":
+                outcome.updated.append(entry.article.id)
+            else:
+                outcome.seen += 1
+        _record_ok(store, feed, outcome, fetched, conn)
 
 
-def _record_ok(store: Store, feed: Feed, outcome: FeedOutcome, fetched: FetchResult) -> None:
-    """Validators are saved only after the entries are stored, so a crash never hides unseen entries."""
+def _record_ok(store: Store, feed: Feed, outcome: FeedOutcome, fetched: FetchResult, conn: Connection) -> None:
     store.record_feed(
         outcome.url,
+        conn=conn,
         feed_id=feed.id,
         last_status="ok",
         last_error=None,
@@ -487,10 +510,24 @@ def _now() -> datetime:
 # all feeds --------------------------------------------------------------------------------------------
 
 
+AUTO_PARSE_PROCESSES_MIN_FEEDS = 100
+
+
+def parse_process_count(setting: int | str, feeds: int) -> int:
+    """How many parser processes a run of `feeds` feeds gets (0: parse in this process)."""
+    if setting == "auto":
+        if feeds < AUTO_PARSE_PROCESSES_MIN_FEEDS:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        setting = cores
+    workers = min(int(setting), feeds)
+    return workers if workers >= 2 else 0
+
+
 def _parser_pool(settings: Settings, feeds: int) -> ProcessPoolExecutor | None:
     """Worker processes for parsing: feedparser is pure Python, so threads share one core."""
-    workers = min(settings.ingest_parse_processes, feeds)
-    if workers < 2:
+    workers = parse_process_count(settings.ingest_parse_processes, feeds)
+    if not workers:
         return None
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["flows.ingest"])

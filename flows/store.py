@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -266,6 +267,7 @@ class Store:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._upserts: dict[tuple[str, ...], Any] = {}
         self.schema_changes = self.migrate()
 
     @property
@@ -375,70 +377,64 @@ class Store:
         with self.begin() as conn:
             return _save_article(self, conn, article, canonical_url=canonical_url, guid=guid)
 
-    def save_articles(self, items: list[tuple[Article, str, str]]) -> list[str]:
+    def save_articles(self, items: list[tuple[Article, str, str]], *, conn: Connection | None = None) -> list[str]:
         """Save many (article, canonical_url, guid) in one transaction; 'new' / 'updated' / 'seen' for each.
 
         New articles go in as one multi-row insert; if another writer stored one of them meanwhile, the
-        inserts are redone one by one so that each still gets its true result.
+        inserts are redone one by one so that each still gets its true result. Pass `conn` (from `begin()`)
+        to make it part of the caller's write transaction.
         """
-        with self.begin() as conn:
-            stored: dict[str, tuple[str, int, str]] = {}
-            columns = (articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id)
-            for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
-                query = select(*columns).where(articles.c.id.in_(chunk))
-                stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in conn.execute(query)})
-            results: list[str] = []
-            inserts: list[int] = []
-            now = utcnow()
-            for position, (article, canonical, guid) in enumerate(items):
-                known = stored.get(article.id)
-                if known is None:
-                    inserts.append(position)
-                    results.append("new")
-                    stored[article.id] = (article.fingerprint, 1, article.feed_id)
-                elif known[0] == article.fingerprint or not _may_update(known[2], article.feed_id):
-                    results.append("seen")
-                else:
-                    values = _article_values(article, canonical, guid, now)
-                    conn.execute(
-                        update(articles).where(articles.c.id == article.id).values(version=known[1] + 1, **values)
-                    )
-                    stored[article.id] = (article.fingerprint, known[1] + 1, article.feed_id)
-                    results.append("updated")
-            rows = [
-                {"id": items[i][0].id, "first_seen": now, "version": 1, **_article_values(*items[i], now)}
-                for i in inserts
-            ]
-            if rows:
-                # ON CONFLICT: another worker may have stored some of these since we looked; RETURNING tells which
-                # rows are ours (rowcount is -1 for INSERT … ON CONFLICT through psycopg).
-                statement = (
-                    self.insert(articles)
-                    .on_conflict_do_nothing(index_elements=[articles.c.id])
-                    .returning(articles.c.id)
-                )
-                added = set(conn.execute(statement, rows).scalars())
-                for i in inserts:
-                    if items[i][0].id not in added:
-                        article, canonical, guid = items[i]
-                        results[i] = _save_article(self, conn, article, canonical_url=canonical, guid=guid)
-            return results
+        if conn is None:
+            with self.begin() as own:
+                return self._save_articles(own, items)
+        return self._save_articles(conn, items)
+
+    def _save_articles(self, conn: Connection, items: list[tuple[Article, str, str]]) -> list[str]:
+        stored: dict[str, tuple[str, int, str]] = {}
+        for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
+            rows = conn.execute(_STORED_VERSIONS, {"values": chunk})
+            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in rows})
+        results: list[str] = []
+        inserts: list[int] = []
+        now = utcnow()
+        for position, (article, canonical, guid) in enumerate(items):
+            known = stored.get(article.id)
+            if known is None:
+                inserts.append(position)
+                results.append("new")
+                stored[article.id] = (article.fingerprint, 1, article.feed_id)
+            elif known[0] == article.fingerprint or not _may_update(known[2], article.feed_id):
+                results.append("seen")
+            else:
+                values = _article_values(article, canonical, guid, now)
+                conn.execute(update(articles).where(articles.c.id == article.id).values(version=known[1] + 1, **values))
+                stored[article.id] = (article.fingerprint, known[1] + 1, article.feed_id)
+                results.append("updated")
+        rows = [
+            {"id": items[i][0].id, "first_seen": now, "version": 1, **_article_values(*items[i], now)} for i in inserts
+        ]
+        if rows:
+            # ON CONFLICT: another worker may have stored some of these since we looked; RETURNING tells which
+            # rows are ours (rowcount is -1 for INSERT … ON CONFLICT through psycopg).
+            statement = (
+                self.insert(articles).on_conflict_do_nothing(index_elements=[articles.c.id]).returning(articles.c.id)
+            )
+            added = set(conn.execute(statement, rows).scalars())
+            for i in inserts:
+                if items[i][0].id not in added:
+                    article, canonical, guid = items[i]
+                    results[i] = _save_article(self, conn, article, canonical_url=canonical, guid=guid)
+        return results
 
     def match_articles(
         self, *, ids: set[str], guids: set[str], canonical_urls: set[str], fingerprints: set[str], feed_id: str
     ) -> ArticleMatches:
         """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only."""
         matches = ArticleMatches()
-        columns = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
         with self.engine.connect() as conn:
-            for column, values in (
-                (articles.c.id, ids),
-                (articles.c.guid, guids),
-                (articles.c.canonical_url, canonical_urls),
-                (articles.c.fingerprint, fingerprints),
-            ):
+            for query, values in zip(_MATCH_QUERIES, (ids, guids, canonical_urls, fingerprints), strict=True):
                 for chunk in _chunks(sorted(v for v in values if v)):
-                    for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                    for row in conn.execute(query, {"values": chunk}):
                         matches.add(row, feed_id)
         return matches
 
@@ -461,22 +457,34 @@ class Store:
         """Mark many (feed_url, feed_id) as answered 304, in one transaction."""
         now = utcnow()
         values = {"last_status": "not_modified", "last_error": None, "last_fetched_at": now, "last_ok_at": now}
+        statement = self.insert(feed_state).on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
+        rows = [{"feed_url": feed_url, "feed_id": feed_id, **values} for feed_url, feed_id in feeds]
         with self.begin() as conn:
-            for feed_url, feed_id in feeds:
-                conn.execute(
-                    self.insert(feed_state)
-                    .values(feed_url=feed_url, feed_id=feed_id, **values)
-                    .on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
-                )
+            for chunk in range(0, len(rows), 500):
+                conn.execute(statement, rows[chunk : chunk + 500])  # executemany: one statement per 500 feeds
 
-    def record_feed(self, feed_url: str, **values: Any) -> None:
+    def record_feed(self, feed_url: str, *, conn: Connection | None = None, **values: Any) -> None:
+        """Upsert one feed's state; with `conn` (from `begin()`) inside the caller's write transaction."""
         values["last_fetched_at"] = utcnow()
-        with self.begin() as conn:
-            conn.execute(
-                self.insert(feed_state)
-                .values(feed_url=feed_url, **values)
-                .on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
+        statement = self._feed_state_upsert(tuple(sorted(values)))
+        params = {"feed_url": feed_url, **values}
+        if conn is None:
+            with self.begin() as own:
+                own.execute(statement, params)
+        else:
+            conn.execute(statement, params)
+
+    def _feed_state_upsert(self, columns: tuple[str, ...]) -> Any:
+        """INSERT … ON CONFLICT DO UPDATE of these columns to the inserted values, built once per column set
+        (coercing literal values into a new statement on every call cost more than running it)."""
+        statement = self._upserts.get(columns)
+        if statement is None:
+            insert_ = self.insert(feed_state)
+            statement = insert_.on_conflict_do_update(
+                index_elements=[feed_state.c.feed_url], set_={name: insert_.excluded[name] for name in columns}
             )
+            self._upserts[columns] = statement
+        return statement
 
     # unsubscribes ---------------------------------------------------------------------------------
 
@@ -594,6 +602,18 @@ class ArticleMatches:
             self.by_canonical_url.setdefault(row.canonical_url, row.id)
         if row.fingerprint:
             self.by_fingerprint.setdefault(row.fingerprint, row.id)
+
+
+# Built once: statements with an expanding IN parameter are compiled once and cached by SQLAlchemy; building
+# `column.in_(values)` anew for every feed cost more than running the query.
+_MATCH_COLUMNS = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
+_MATCH_QUERIES = tuple(
+    select(*_MATCH_COLUMNS).where(column.in_(bindparam("values", expanding=True)))
+    for column in (articles.c.id, articles.c.guid, articles.c.canonical_url, articles.c.fingerprint)
+)
+_STORED_VERSIONS = select(articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id).where(
+    articles.c.id.in_(bindparam("values", expanding=True))
+)
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:

@@ -40,6 +40,10 @@ Route = Callable[[Request], Reply]
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog of 5 drops connections when a run opens dozens at once (the corpus
+    # test: 64) on a busy machine; the client then waits out a SYN retransmit and reports a connect timeout
+    request_queue_size = 128
+
     def handle_error(self, request: object, client_address: object) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a client closing its keep-alive socket
             super().handle_error(request, client_address)

@@ -97,12 +97,14 @@ def corpus_server(corpus: list[Path]) -> Iterator[tuple[LoopbackServer, list[Fee
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parser", ["feedparser", "feedparser-rs"])
 def test_whole_feedparser_corpus_ingests_without_a_crash(
-    corpus_server: tuple[LoopbackServer, list[Feed]], project: Path
+    corpus_server: tuple[LoopbackServer, list[Feed]], project: Path, parser: str
 ) -> None:
     _server, feeds = corpus_server
     settings = make_settings(
         project,
+        ingest_parser=parser,
         fulltext_threshold=0,  # the corpus links point at example.com; page fetching is tested elsewhere
         fetch_concurrency=64,
         fetch_per_host=64,
@@ -129,7 +131,10 @@ def test_whole_feedparser_corpus_ingests_without_a_crash(
         assert entries > 1000
         # the corpus repeats a few example entries (same link, same text) across files: they are one article each
         assert 0 < len(first.new_articles) <= entries
-        print(f"\ncorpus: {len(feeds)} feeds {dict(statuses)}; {entries} entries, {len(first.new_articles)} articles")
+        print(
+            f"\ncorpus ({parser}): {len(feeds)} feeds {dict(statuses)}; {entries} entries, "
+            f"{len(first.new_articles)} articles"
+        )
 
         second = ingest_feeds(feeds, store, settings)
         assert [o for o in second.outcomes if "internal error" in o.error] == []
