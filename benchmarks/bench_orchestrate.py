@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +48,14 @@ class Mailbox:
         return "250 OK"
 
     def arrivals(self, marker: str) -> list[float]:
-        needle = f"X-Briefing: {marker};".encode()
+        """Arrival times of the messages whose X-Briefing header names slug `marker` (the header may be folded)."""
         with self.lock:
-            return [t for t, data in self.messages if needle in data]
+            return [t for t, data in self.messages if briefing_slug(data) == marker]
+
+
+def briefing_slug(data: bytes) -> str:
+    header = BytesHeaderParser(policy=default).parsebytes(data).get("X-Briefing", "")
+    return str(header).split(";", 1)[0].strip()
 
 
 def fresh_project(root: Path, name: str) -> Path:
