@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -78,6 +79,14 @@ def project_env(project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def as_new_briefing(source: str, slug: str) -> str:
+    """The sample briefing as a new briefing about another article: published pages never change hands, so a
+    copy that kept the sample's source article would be refused as a second page for the same article."""
+    text = source.replace(f"slug: {SAMPLE}", f"slug: {slug}", 1)
+    text = re.sub(r"(?m)^article_id: .*\n", "", text, count=1)
+    return re.sub(r"(?m)^(  url: .*/)" + re.escape(SAMPLE) + "$", r"\g<1>" + slug, text, count=1)
+
+
 def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -135,7 +144,7 @@ def measure_latency(root: Path, api: str, rounds: int) -> list[dict[str, float]]
         wait_for(lambda: all(len(mailbox.arrivals(s)) == per_briefing for s in ready), 300, "initial delivery")
         for index in range(rounds):
             slug = f"bench-{index:02d}-flip"
-            text = source.replace(f"slug: {SAMPLE}", f"slug: {slug}", 1)
+            text = as_new_briefing(source, slug)
             path = briefings / f"{slug}.md"
             path.write_text(text.replace("status: ready", "status: draft", 1), encoding="utf-8")
             time.sleep(1.5)  # the watcher sees the draft and announces nothing
