@@ -379,6 +379,9 @@ def _brief_one(
     briefing = joined.briefing
     outcome = BriefOutcome(briefing.slug, page)
     settings, loaded = quote(ctx.settings), quote(ctx.loaded)
+    # The slot is taken before the render tasks start: their task-run events are the burst of server writes
+    # an acquisition would most likely collide with on SQLite.
+    transport = quote(slot.transport()) if slot is not None else None
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
     rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
@@ -398,7 +401,7 @@ def _brief_one(
             loaded,
             quote(future.result()),
             aid,
-            quote(slot.transport()),
+            transport,
             resend_updated,
             resend_uncertain,
         )
