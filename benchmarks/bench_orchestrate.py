@@ -322,7 +322,7 @@ def print_latency(backend: str, latency: list[dict[str, float]], rounds: int, re
         return statistics.median(r[key] for r in latency)
 
     print(f"\n1. draft → ready → emails in the loopback SMTP mailbox, under `briefing serve` ({rounds} rounds)")
-    print(f"   Prefect server on {backend}; 503s for a retryable database error during the rounds: {retryable}")
+    print(f"   Prefect server on {backend}; 503s for a retryable database error while serving: {retryable}")
     print(f"{'leg':<44}{'median s':>10}{'min s':>8}{'max s':>8}")
     for key, label in LEGS:
         values = [r[key] for r in latency]
