@@ -4,9 +4,10 @@ Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` 
 JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
 overhead allows (≈8 ms per task run): one per feed batch, one render and one delivery per (briefing, audience)
 — never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
-backoff and jitter; rendering and publishing do not. Each briefing's sending holds one slot of the global
-concurrency limit `smtp-send` (and each message draws from the rate limit named by `send_rate_limit` when a
-rate is set), so parallel flow runs together respect the configured connections and rate.
+backoff and jitter; rendering and publishing do not. A flow run's sending holds one slot of the global
+concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
+named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
+connections and rate.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import quote
 
 from flows.content import Loaded, load_content
 from flows.deliver import DeliveryReport, deliver_briefing
 from flows.errors import BriefingError, ContentError
 from flows.events import announce_ready, emit_article_ingested
-from flows.ingest import IngestReport, ingest_feeds
 from flows.join import Joined, join_briefings
 from flows.models import Briefing, Feed
 from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
@@ -38,6 +39,9 @@ from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
 from flows.stubs import write_stubs
+
+if TYPE_CHECKING:
+    from flows.ingest import IngestReport
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +146,8 @@ _FINISHED: dict[Any, dict[str, Any]] = {}
 @task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
 def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
     """Fetch and store one batch of feeds; raise (so Prefect retries) while some failed transiently."""
+    from flows.ingest import ingest_feeds  # feedparser, trafilatura, lxml: not needed by a `brief` run's process
+
     run_logger = get_run_logger()
     run = TaskRunContext.get()
     key = run.task_run.id if run else None
@@ -205,14 +211,15 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
     futures = [
-        batch_task.submit(ctx.settings, ctx.store, batch) for batch in _batches(feeds, ctx.settings.ingest_batch_size)
+        batch_task.submit(quote(ctx.settings), quote(ctx.store), quote(batch))
+        for batch in _batches(feeds, ctx.settings.ingest_batch_size)
     ]
     outcomes = [outcome for future in futures for outcome in future.result()]
     new = [a for o in outcomes for a in _ids(o.new)]
     summary.articles_new = len(new)
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)
     summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in outcomes if o.status == "error"]
-    summary.stubs = stubs_task(ctx.settings, ctx.store, ctx.loaded, new) if new else []
+    summary.stubs = stubs_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), new) if new else []
     emitted = emit_article_ingested(a for a in (ctx.store.get_article(i) for i in new) if a is not None)
     run_logger.info(
         "ingest: %d feeds, %d new articles (%d events), %d updated, %d failed, %d stubs",
@@ -256,27 +263,47 @@ def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience
     return rendered
 
 
-@contextmanager
-def smtp_slot(settings: Settings) -> Iterator[Any]:
-    """Hold one slot of the global `smtp-send` limit and one transport for a briefing's deliveries.
+class SmtpSlot:
+    """One slot of the global `smtp-send` limit and one transport, held from a flow run's first delivery to its end.
 
-    One acquisition per briefing (not per audience): each acquisition is a few API calls and, on a limit of
-    one, a back-off while the server sees the previous release.
+    One acquisition per flow run (not per briefing or audience): each acquisition is a few API calls, and on the
+    SQLite loopback server a write that races with the server's own writes (task-run events, logs, runner polls)
+    is refused with a 503 that the Prefect client retries only after 2 s.
     """
-    from prefect.concurrency.sync import concurrency
 
-    from flows.deliver import make_transport
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = ExitStack()
+        self._transport: Any = None
 
-    with concurrency(SMTP_SLOTS, occupy=1, strict=True):
-        transport = make_transport(settings)
-        if settings.smtp_url and settings.smtp_rate > 0:
-            transport = GlobalRateLimitedTransport(
-                transport, settings.send_rate_limit, permit_chunk(settings.smtp_rate)
-            )
-        try:
-            yield transport
-        finally:
-            transport.close()
+    def transport(self) -> Any:
+        if self._transport is None:
+            from prefect.concurrency.sync import concurrency
+
+            from flows.deliver import make_transport
+
+            self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
+            transport = make_transport(self.settings)
+            if self.settings.smtp_url and self.settings.smtp_rate > 0:
+                transport = GlobalRateLimitedTransport(
+                    transport, self.settings.send_rate_limit, permit_chunk(self.settings.smtp_rate)
+                )
+            self._stack.callback(transport.close)
+            self._transport = transport
+        return self._transport
+
+    def close(self) -> None:
+        self._transport = None
+        self._stack.close()
+
+
+@contextmanager
+def smtp_slot(settings: Settings) -> Iterator[SmtpSlot]:
+    slot = SmtpSlot(settings)
+    try:
+        yield slot
+    finally:
+        slot.close()
 
 
 @task(name="deliver-audience", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
@@ -290,7 +317,7 @@ def deliver_task(
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> DeliveryReport:
-    """Send one (briefing, audience) through the transport of the flow's `smtp-send` slot."""
+    """Send one (briefing, audience) through the transport of the flow run's `smtp-send` slot."""
     report = deliver_briefing(
         rendered,
         loaded.content,
@@ -333,18 +360,25 @@ def _brief_one(
     *,
     audiences: list[str],
     page: str,
-    send: bool,
+    slot: SmtpSlot | None,
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> BriefOutcome:
-    """Render each audience, then (when sending) deliver it: the tasks of one briefing."""
+    """Render each audience, then (when sending, i.e. with a slot) deliver it: the tasks of one briefing.
+
+    Big objects go in `quote()`: Prefect walks every task argument recursively (to find futures, twice per
+    task run) unless quoted, which costs more than the work for the whole content and rendered HTML."""
     briefing = joined.briefing
     outcome = BriefOutcome(briefing.slug, page)
+    settings, loaded = quote(ctx.settings), quote(ctx.loaded)
+    # The slot is taken before the render tasks start: their task-run events are the burst of server writes
+    # an acquisition would most likely collide with on SQLite.
+    transport = quote(slot.transport()) if slot is not None else None
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
-    rendered = {aid: render_task.submit(ctx.settings, ctx.loaded, briefing, aid, page) for aid in audiences}
+    rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
     summary.briefings_rendered.append(briefing.slug)
-    if not send:
+    if slot is None:
         for future in rendered.values():
             future.result()
         return outcome
@@ -352,13 +386,19 @@ def _brief_one(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
     per_audience = summary.delivery.setdefault(briefing.slug, {})
-    with smtp_slot(ctx.settings) as transport:
-        reports = [
-            delivery(
-                ctx.settings, ctx.store, ctx.loaded, future.result(), aid, transport, resend_updated, resend_uncertain
-            )
-            for aid, future in rendered.items()
-        ]
+    reports = [
+        delivery(
+            settings,
+            quote(ctx.store),
+            loaded,
+            quote(future.result()),
+            aid,
+            transport,
+            resend_updated,
+            resend_uncertain,
+        )
+        for aid, future in rendered.items()
+    ]
     for report in reports:
         for audience_id, audience_result in report.audiences.items():
             states = Counter(audience_result.states)
@@ -415,7 +455,7 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
 
 
 def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
-    report = publish_task(ctx.settings, ctx.store, ctx.loaded)
+    report = publish_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded))
     summary.pages_written = [str(p) for p in report.written]
     summary.pages_unchanged = len(report.unchanged)
     return report
@@ -439,24 +479,25 @@ def _join_and_brief(
     resend_uncertain: bool,
 ) -> None:
     paths = assign_paths(ctx.store, ctx.loaded.content.ready)
-    for joined in join_briefings(ctx.loaded.content, ctx.store, slugs):
-        problems = [str(p) for p in joined.problems]
-        summary.problems.extend(problems)
-        if not joined.ok:
-            summary.briefings_held.append(joined.briefing.slug)
-            brief_artifacts(ctx, joined.briefing, None, problems)
-            continue
-        outcome = _brief_one(
-            ctx,
-            joined,
-            summary,
-            audiences=audiences,
-            page=paths[joined.briefing.slug],
-            send=send,
-            resend_updated=resend_updated,
-            resend_uncertain=resend_uncertain,
-        )
-        brief_artifacts(ctx, joined.briefing, outcome, problems)
+    with smtp_slot(ctx.settings) as slot:
+        for joined in join_briefings(ctx.loaded.content, ctx.store, slugs):
+            problems = [str(p) for p in joined.problems]
+            summary.problems.extend(problems)
+            if not joined.ok:
+                summary.briefings_held.append(joined.briefing.slug)
+                brief_artifacts(ctx, joined.briefing, None, problems)
+                continue
+            outcome = _brief_one(
+                ctx,
+                joined,
+                summary,
+                audiences=audiences,
+                page=paths[joined.briefing.slug],
+                slot=slot if send else None,
+                resend_updated=resend_updated,
+                resend_uncertain=resend_uncertain,
+            )
+            brief_artifacts(ctx, joined.briefing, outcome, problems)
 
 
 def _find_briefing(ctx: Context, slug: str) -> Briefing:

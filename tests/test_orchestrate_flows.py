@@ -225,6 +225,24 @@ def test_limits_are_created_from_the_settings(project: Path, monkeypatch: pytest
         assert client.read_global_concurrency_limit_by_name(SMTP_SLOTS).limit == 1
 
 
+def test_a_flow_run_holds_one_smtp_slot_from_its_first_delivery_to_its_end(settings) -> None:
+    from prefect import get_client
+
+    from flows.pipeline import SMTP_SLOTS, ensure_limits, smtp_slot
+
+    def active_slots() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name(SMTP_SLOTS).active_slots
+
+    ensure_limits(settings)
+    with smtp_slot(settings) as slot:
+        assert active_slots() == 0  # nothing is taken before something is sent
+        transport = slot.transport()
+        assert slot.transport() is transport  # every briefing and audience of the run shares it
+        assert active_slots() == 1
+    assert active_slots() == 0
+
+
 def test_strict_limit_is_an_error_until_created() -> None:
     from prefect.concurrency.sync import concurrency
 
