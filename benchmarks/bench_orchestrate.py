@@ -83,6 +83,24 @@ def fresh_project(root: Path, name: str) -> Path:
     return project
 
 
+def with_subscribers(project: Path, per_audience: int) -> Path:
+    """Replace each audience's subscriber file with `per_audience` generated readers (0: keep the sample's)."""
+    if per_audience <= 0:
+        return project
+    import yaml
+
+    config = project / "content" / "audiences.yaml"
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for audience in data["audiences"]:
+        name = f"subscribers/{audience['id']}-bench.csv"
+        rows = ["email,name,locale"]
+        rows += [f"{audience['id']}.reader{i:05d}@example.net,读者{i},zh-CN" for i in range(per_audience)]
+        (project / "content" / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+        audience["subscribers"] = name
+    config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return project
+
+
 def project_env(project: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFING_") and k != "PREFECT_API_URL"}
     env.update(
@@ -348,6 +366,12 @@ def main() -> None:
     parser.add_argument(
         "--postgres", action="store_true", help="also measure the latency against a Prefect server on PostgreSQL"
     )
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="part 2 only: N generated subscribers per audience instead of the sample's 2-6 (a real list's size)",
+    )
     args = parser.parse_args()
     rounds = 3 if args.small else 10
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -364,14 +388,18 @@ def main() -> None:
         print(f"Prefect server on {api} started in {server_start:.1f} s; latency rounds: {rounds}", flush=True)
         latency = measure_latency(root, api, rounds)
         rows["SQLite (as `briefing serve` starts)"] = (latency, retryable_errors(server))
+
         # Each measured twice, the first run warming this process (template compilation, lazy imports, the
         # Prefect client and its workers): one-off costs belong to start-up, not to the per-run split.
-        stages_without_prefect(fresh_project(root, "baseline-cold"))
-        work, work_cpu = stages_without_prefect(fresh_project(root, "baseline"))
-        cold, cold_cpu, _ = flow_on_running_server(fresh_project(root, "flow-cold"), api)
-        in_process, flow_cpu, tasks = flow_on_running_server(fresh_project(root, "flow"), api)
+        def part2_project(name: str) -> Path:
+            return with_subscribers(fresh_project(root, name), args.subscribers)
+
+        stages_without_prefect(part2_project("baseline-cold"))
+        work, work_cpu = stages_without_prefect(part2_project("baseline"))
+        cold, cold_cpu, _ = flow_on_running_server(part2_project("flow-cold"), api)
+        in_process, flow_cpu, tasks = flow_on_running_server(part2_project("flow"), api)
         import_only, import_cpu = timed_subprocess([sys.executable, "-c", "import flows.pipeline"], project_env(root))
-        run_project = fresh_project(root, "run")
+        run_project = part2_project("run")
         run_command = [sys.executable, "-m", "flows", "--quiet", "run"]
         run_wall, run_cpu = timed_subprocess(run_command, project_env(run_project))
         server.stop()  # one Prefect server at a time
@@ -392,7 +420,8 @@ def main() -> None:
 
     overhead, overhead_cpu = in_process - work, flow_cpu - work_cpu
     startup, startup_cpu = run_wall - in_process, run_cpu - flow_cpu
-    print("\n2. `briefing run` on a fresh copy of the sample content (outbox transport)")
+    readers = f"{args.subscribers} generated subscribers per audience" if args.subscribers else "its own subscribers"
+    print(f"\n2. `briefing run` on a fresh copy of the sample content, {readers} (outbox transport)")
     print(f"{'part':<60}{'wall s':>8}{'CPU s':>8}{'× work':>8}")
     rows_2 = [
         ("pipeline's own work (stages, no Prefect; baseline)", work, work_cpu),
