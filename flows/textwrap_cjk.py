@@ -39,6 +39,9 @@ _NEEDS_TOKENS = re.compile(
 )
 
 
+MAX_CODE_POINT_OCTETS = 4
+
+
 @cache
 def char_width(ch: str) -> int:
     if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf") or "\ufe00" <= ch <= "\ufe0f":
@@ -72,6 +75,10 @@ def wrap(text: str, width: int = 78, indent: str = "", hard_limit: int = 998) ->
 
     No output line is longer than `hard_limit` UTF-8 octets; a longer unbroken token is split at that limit.
     """
+    if len(indent.encode("utf-8")) + MAX_CODE_POINT_OCTETS > hard_limit:
+        # a continuation line needs room for at least one code point after its indent, or splitting an
+        # over-long token would never shorten the line
+        raise ValueError(f"indent of {len(indent.encode('utf-8'))} octets leaves no room within {hard_limit}")
     out_lines: list[str] = []
     for paragraph in str(text).split("\n"):
         out_lines.extend(_wrap_paragraph(paragraph.strip(), width, indent, hard_limit))
@@ -167,7 +174,7 @@ def _wrap_units(paragraph: str, width: int, indent: str, hard_limit: int) -> lis
         started = True
         if len(current) * 4 > hard_limit and len(current.encode("utf-8")) > hard_limit:
             while len(current.encode("utf-8")) > hard_limit:  # an unbroken token longer than a mail line may be
-                head, current = _split_octets(current, hard_limit)
+                head, current = _split_octets(current, hard_limit, keep=len(indent))
                 lines.append(head)
                 current = indent + current
             used = display_width(current)
@@ -176,8 +183,9 @@ def _wrap_units(paragraph: str, width: int, indent: str, hard_limit: int) -> lis
     return lines
 
 
-def _split_octets(line: str, limit: int) -> tuple[str, str]:
-    """Split `line` so the head is at most `limit` UTF-8 octets, never inside a character or emoji sequence."""
+def _split_octets(line: str, limit: int, keep: int = 0) -> tuple[str, str]:
+    """Split `line` so the head is at most `limit` UTF-8 octets and longer than its first `keep` characters (the
+    indent), never inside a character or emoji sequence unless one sequence alone would not fit."""
     size = 0
     cut = 0
     for match in re.finditer(rf".{_EXTEND}*", line, re.DOTALL):
@@ -186,5 +194,12 @@ def _split_octets(line: str, limit: int) -> tuple[str, str]:
             break
         size += unit
         cut = match.end()
-    cut = cut or 1
+    if cut <= keep:  # one grapheme (a letter with hundreds of combining marks) is longer than the room left
+        cut, size = 0, 0
+        for cut, ch in enumerate(line, start=1):
+            size += len(ch.encode("utf-8"))
+            if size > limit:
+                cut -= 1
+                break
+    cut = max(cut, keep + 1)
     return line[:cut], line[cut:]

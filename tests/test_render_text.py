@@ -166,3 +166,17 @@ def test_per_line_fill_makes_the_same_lines_as_the_token_by_token_wrapper() -> N
         text = " ".join("".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))).split())
         width, indent = rng.choice([6, 12, 40, 78]), rng.choice(["", "   "])
         assert _fill(text, width, indent) == _wrap_units(text, width, indent, 998), (text, width, indent)
+
+
+def test_wrap_always_shortens_overlong_tokens_and_refuses_an_indent_without_room() -> None:
+    """A grapheme longer than a mail line, or a continuation indent near the limit, once made the splitter loop."""
+    from flows.textwrap_cjk import wrap
+
+    accented = wrap("x" + "\u0301" * 2000 + " tail", indent="    ")
+    assert all(len(line.encode("utf-8")) <= 998 for line in accented.split("\n"))
+    assert accented.replace("\n", "").replace("    ", "") == "x" + "\u0301" * 2000 + " tail"
+    wide_indent = wrap("A" * 3000, indent=" " * 990)
+    assert all(len(line.encode("utf-8")) <= 998 for line in wide_indent.split("\n"))
+    assert wide_indent.count("A") == 3000
+    with pytest.raises(ValueError, match="indent"):
+        wrap("abc", indent=" " * 996)
