@@ -192,6 +192,20 @@ def long_text(seed: str, sentences: int = 12) -> str:
     return " ".join(f"{seed} sentence {n} says something specific about {seed} for readers." for n in range(sentences))
 
 
+def malformed_rss() -> str:
+    """Two readable entries with a bare `&` in a title, then an unclosed item: ill-formed (bozo) XML."""
+    return (
+        rss(
+            [
+                Item("AT&T and friends", "http://bad.invalid/1", "bad-guid-1", long_text("one")),
+                Item("Second & last", "http://bad.invalid/2", "bad-guid-2", long_text("two")),
+            ]
+        )
+        .replace("AT&amp;T", "AT&T")
+        .replace("</channel></rss>", "<item><title>unclosed")
+    )
+
+
 def chunks(total: int, size: int = 1 << 20) -> Iterator[bytes]:
     """`total` bytes of filler generated lazily, `size` at a time."""
     block = b"x" * size

@@ -16,7 +16,7 @@ from flows.ingest import ingest_feeds
 from flows.models import Feed, ParagraphKind
 from flows.settings import Settings
 from flows.store import Store, articles, feed_state
-from tests.ingest_support import Item, LoopbackServer, Reply, long_text, rss
+from tests.ingest_support import Item, LoopbackServer, Reply, long_text, malformed_rss, rss
 from tests.test_ingest_fetch import make_settings
 
 ARTICLE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Chips and rivers | Test Site</title>
@@ -117,16 +117,7 @@ def test_wrongly_declared_encoding_keeps_the_entry_and_records_the_warning(
 
 
 def test_malformed_xml_keeps_the_entries_that_parse(server: LoopbackServer, cfg: Settings, db: Store) -> None:
-    broken = (
-        rss(
-            [
-                Item("AT&T and friends", "http://bad.invalid/1", "bad-guid-1", long_text("one")),
-                Item("Second & last", "http://bad.invalid/2", "bad-guid-2", long_text("two")),
-            ]
-        )
-        .replace("AT&amp;T", "AT&T")
-        .replace("</channel></rss>", "<item><title>unclosed")
-    )
+    broken = malformed_rss()
     url = server.static("/broken.xml", broken)
     report = ingest_feeds([Feed(id="broken", url=url)], db, cfg)
     outcome = report.outcomes[0]

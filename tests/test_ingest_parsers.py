@@ -19,7 +19,7 @@ from flows.ingest import ingest_feeds, parse_process_count
 from flows.models import Feed
 from flows.settings import FeedParserName
 from flows.store import Store
-from tests.ingest_support import Item, LoopbackServer, long_text, rss
+from tests.ingest_support import Item, LoopbackServer, long_text, malformed_rss, rss
 from tests.test_ingest_fetch import make_settings
 
 LATIN = "Café déjà vu, naïve façade"
@@ -52,16 +52,7 @@ JSON_FEED = json.dumps(
     }
 )
 
-MALFORMED = (
-    rss(
-        [
-            Item("AT&T and friends", "http://bad.invalid/1", "bad-guid-1", long_text("one")),
-            Item("Second & last", "http://bad.invalid/2", "bad-guid-2", long_text("two")),
-        ]
-    )
-    .replace("AT&amp;T", "AT&T")
-    .replace("</channel></rss>", "<item><title>unclosed")
-)
+MALFORMED = malformed_rss()
 
 
 AUTHORS = {LATIN: "Zoë Ça", CHINESE: "张伟"}
