@@ -79,5 +79,5 @@ def _absolute(url: str, base: str) -> str:
         return base
     try:
         return url if not base or urlsplit(url).scheme else urljoin(base, url)
-    except ValueError:  # not a URL at all ("http://[oops"): kept as written, as feedparser keeps it
+    except ValueError:  # not a URL at all ("http://[oops"): kept as written; ingest drops such an entry link
         return url

@@ -208,31 +208,37 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
     """Every readable entry as an article with a candidate id; unreadable entries become warnings."""
     site = str(parsed.feed.get("title", "") or feed.title or feed.id)
     raw = list(parsed.entries)
-    links = [_safe_canonical(str(e.get("link") or "")) for e in raw]
-    link_counts = Counter(links)
+    links = [_entry_link(e) for e in raw]
+    canonicals = [canonical_url(link) for link in links]
+    link_counts = Counter(canonicals)
     guid_counts = Counter(str(e.get("id") or "") for e in raw)
     entries, warnings = [], []
-    for position, (entry, canonical) in enumerate(zip(raw, links, strict=True), start=1):
+    for position, (entry, link, canonical) in enumerate(zip(raw, links, canonicals, strict=True), start=1):
         try:
             guid = str(entry.get("id") or "")
             trusted_guid = guid if looks_trustworthy_guid(guid, canonical) and guid_counts[guid] == 1 else ""
             unique_link = canonical if canonical and link_counts[canonical] == 1 else ""
-            entries.append(_entry_to_article(entry, feed, site, unique_link, trusted_guid))
+            entries.append(_entry_to_article(entry, link, feed, site, unique_link, trusted_guid))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             warnings.append(f"entry {position} skipped: {type(exc).__name__}: {exc}"[:MAX_WARNING_CHARS])
     return entries, warnings
 
 
-def _safe_canonical(link: str) -> str:
-    """The canonical link, or "" for a link that is no URL ("http://[oops"): it then identifies nothing."""
+def _entry_link(entry: feedparser.FeedParserDict) -> str:
+    """The entry's link, or "" when it is no URL ("http://[oops", a port out of range): such a link names
+    nothing, and every later use of it (identity, full text, stubs) would fail on it. feedparser drops such
+    links itself; feedparser-rs keeps them."""
+    link = str(entry.get("link") or "")
     try:
-        return canonical_url(link)
+        canonical_url(link)  # parses scheme, host and port
     except ValueError:
         return ""
+    return link
 
 
-def _entry_to_article(entry: feedparser.FeedParserDict, feed: Feed, site: str, canonical: str, guid: str) -> Entry:
-    link = str(entry.get("link") or "")
+def _entry_to_article(
+    entry: feedparser.FeedParserDict, link: str, feed: Feed, site: str, canonical: str, guid: str
+) -> Entry:
     title = _one_line(str(entry.get("title") or "")) or link or "(untitled)"
     raw_html, base = _entry_html(entry)
     clean = sanitise_html(make_urls_absolute(raw_html, base or link))

@@ -16,6 +16,7 @@ from flows.ingest import ingest_feeds
 from flows.models import Feed, ParagraphKind
 from flows.settings import Settings
 from flows.store import Store, articles, feed_state
+from flows.stubs import write_stubs
 from tests.ingest_support import Item, LoopbackServer, Reply, long_text, malformed_rss, rss
 from tests.test_ingest_fetch import make_settings
 
@@ -351,3 +352,23 @@ def test_an_article_in_two_feeds_is_stored_once_and_not_flip_flopped(
         again = ingest_feeds(feeds, db, cfg)
         assert again.new_articles == [] and again.updated_articles == []
     assert _versions(db) == {first.new_articles[0]: 1}
+
+
+@pytest.mark.parametrize("parser", ["feedparser", "feedparser-rs"])
+def test_an_entry_whose_link_is_no_url_is_kept_and_gets_its_stub(
+    server: LoopbackServer, cfg: Settings, db: Store, parser: str
+) -> None:
+    """A link Python cannot parse (an unclosed IPv6 bracket) has no canonical form; it identifies nothing, and
+    neither the feed, its other entries nor the curation stubs fail over it (feedparser drops such a link,
+    feedparser-rs keeps it as written)."""
+    items = [
+        Item("Broken link", "http://[oops/story", "broken-link-guid", long_text("broken")),
+        Item("Fine link", "http://fine.invalid/story", "fine-link-guid", long_text("fine")),
+    ]
+    url = server.static("/badlink.xml", rss(items))
+    settings = cfg.model_copy(update={"ingest_parser": parser})
+    report = ingest_feeds([Feed(id="badlink", url=url)], db, settings)
+    assert len(report.new_articles) == 2 and not report.errors
+    articles = [a for a in (db.get_article(i) for i in report.new_articles) if a is not None]
+    written = write_stubs(articles, (), cfg.content_dir, ())
+    assert len(written) == 2
