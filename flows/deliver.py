@@ -199,7 +199,7 @@ class _Worker:
         self.job = job
         self.transport = transport
         self.id = ledger.worker_id()
-        self.unrecorded: tuple[ledger.Outcome, str] | None = None
+        self.unrecorded: ledger.Outcome | None = None
         self.held: Connection | None = None
 
     def run(self) -> None:
@@ -259,21 +259,19 @@ class _Worker:
             result = SendResult(ledger.FAILED, f"gave up after {row.attempts + 1} temporary refusals: {result.reply}")
         if result.state == NOT_SENT:
             logger.warning("not sent to %s: %s", row.recipient, result.reply)
-        self.unrecorded = (job.outcome(row, result, attempts=row.attempts + 1), result.state)
+        self.unrecorded = job.outcome(row, result, attempts=row.attempts + 1)
         return result
 
     def _start(self, row: ledger.LedgerRow) -> bool:
         pending, self.unrecorded = self.unrecorded, None
-        started = ledger.start_sending(
-            self.job.store, row.id, self.id, recording=pending[0] if pending is not None else None, held=self.held
-        )
+        started = ledger.start_sending(self.job.store, row.id, self.id, recording=pending, held=self.held)
         if pending is not None:
-            self.job.count(pending[1])
+            self.job.count(pending.state)
         return started
 
     def _finish(self, row: ledger.LedgerRow, result: SendResult) -> SendResult:
         self.record()
-        self.unrecorded = (self.job.outcome(row, result), result.state)
+        self.unrecorded = self.job.outcome(row, result)
         self.record()
         return result
 
@@ -281,8 +279,7 @@ class _Worker:
         """Write the outcome still held in memory, if any."""
         if self.unrecorded is None:
             return
-        outcome, state = self.unrecorded
-        self.unrecorded = None
+        outcome, self.unrecorded = self.unrecorded, None
         ledger.finish(
             self.job.store,
             outcome.row_id,
@@ -292,7 +289,7 @@ class _Worker:
             worker=self.id,
             held=self.held,
         )
-        self.job.count(state)
+        self.job.count(outcome.state)
 
 
 def active_subscribers(audience: Audience, store: Store) -> list[Subscriber]:

@@ -457,7 +457,7 @@ class Store:
         """Mark many (feed_url, feed_id) as answered 304, in one transaction."""
         now = utcnow()
         values = {"last_status": "not_modified", "last_error": None, "last_fetched_at": now, "last_ok_at": now}
-        statement = self.insert(feed_state).on_conflict_do_update(index_elements=[feed_state.c.feed_url], set_=values)
+        statement = self._feed_state_upsert(tuple(sorted(values)))  # feed_id is inserted, never updated
         rows = [{"feed_url": feed_url, "feed_id": feed_id, **values} for feed_url, feed_id in feeds]
         with self.begin() as conn:
             for chunk in range(0, len(rows), 500):
