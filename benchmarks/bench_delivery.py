@@ -230,18 +230,11 @@ def _settings(project: Path, **overrides: Any) -> Any:
 
 
 def _render(settings: Any, store: Any, content: Any) -> Any:
-    from flows.publish import archive_url, assign_paths
-    from flows.render import render_briefing
+    from flows.publish import assign_paths, render_for_archive
 
     briefing = content.ready[0]
-    return render_briefing(
-        briefing,
-        content,
-        templates_dir=settings.templates_dir,
-        archive_url=archive_url(settings, assign_paths(store, content.ready)[briefing.slug]),
-        archive_index_url=f"{settings.base_url}/index.html",
-        audiences=[AUDIENCE],
-    )
+    page = assign_paths(store, content.ready)[briefing.slug]
+    return render_for_archive(settings, content, briefing, page, audiences=[AUDIENCE])
 
 
 def bench_ours(server: ServerProcess, recipients: int, connections: int) -> Row:

@@ -254,8 +254,7 @@ def stages_without_prefect(project: Path) -> tuple[float, float]:
     from flows.deliver import deliver_briefing
     from flows.ingest import ingest_feeds
     from flows.join import join_briefings
-    from flows.publish import archive_url, assign_paths, publish_archive
-    from flows.render import render_briefing
+    from flows.publish import assign_paths, publish_archive, render_for_archive
     from flows.settings import load_settings
     from flows.store import Store
     from flows.stubs import write_stubs
@@ -272,15 +271,8 @@ def stages_without_prefect(project: Path) -> tuple[float, float]:
     paths = assign_paths(store, loaded.content.ready)
     for joined in join_briefings(loaded.content, store):
         for audience in loaded.content.audiences:
-            rendered = render_briefing(
-                joined.briefing,
-                loaded.content,
-                templates_dir=settings.templates_dir,
-                archive_url=archive_url(settings, paths[joined.briefing.slug]),
-                archive_index_url=f"{settings.base_url}/index.html",
-                budget=settings.email_size_budget,
-                audiences=[audience.id],
-            )
+            page = paths[joined.briefing.slug]
+            rendered = render_for_archive(settings, loaded.content, joined.briefing, page, audiences=[audience.id])
             deliver_briefing(rendered, loaded.content, store, settings, audiences=[audience.id])
     publish_archive(loaded.content, store, settings)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu

@@ -332,7 +332,8 @@ def postprocess_html(html: str, templates_dir: Path) -> str:
         return finish_html(inliner.inline(html))
     head = html[:body_at]
     first = parts[0][parts[0].index("<body") :]
-    parts[0] = _pad_preheader(first)  # MJML puts the preheader first in the body
+    preheader_first = PREHEADER_START in first  # where MJML puts it; else it is padded in the whole result
+    parts[0] = _pad_preheader(first)
     pieces = [head] * (2 * len(parts))
     pieces[1::2] = parts
     pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
@@ -340,7 +341,7 @@ def postprocess_html(html: str, templates_dir: Path) -> str:
         "".join((head, *comments)), LAYOUT_TAG
     )
     result = "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
-    return _pad_preheader(result) if parts[0] is first else result
+    return result if preheader_first else _pad_preheader(result)
 
 
 @cache
