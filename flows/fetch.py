@@ -10,6 +10,8 @@
 - is retried with exponential backoff and jitter on timeouts, connection errors, 429 (Retry-After
   honoured) and 5xx, never on other 4xx;
 - sends If-None-Match / If-Modified-Since when given; a 304 comes back with an empty body.
+
+Underneath, `flows.http_transport` gives each host its own small connection pool on plain asyncio sockets.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import certifi
 import httpx
 
 from flows.errors import FetchError, UnsafeURLError
+from flows.http_transport import FetchTransport
 from flows.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -131,17 +134,13 @@ class Fetcher:
             write=settings.fetch_read_timeout,
             pool=None,  # waiting for a pool slot is bounded by our own semaphores and the total timeout
         )
+        self.transport = FetchTransport(self._tls, settings.fetch_per_host)
         self.client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=settings.fetch_concurrency,
-                # httpcore checks every idle connection on each request (a syscall each): keep few idle
-                max_keepalive_connections=min(settings.fetch_concurrency, 8),
-            ),
+            transport=self.transport,
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
             trust_env=False,
-            verify=self._tls,
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -289,8 +288,7 @@ class Fetcher:
             raise UnsafeURLError(origin, f"URL has no host: {url}")
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         if parts.scheme.lower() == "https" and not self._tls_loaded:
-            self._tls.load_verify_locations(certifi.where())
-            self._tls_loaded = True
+            self._load_certificate_authorities(origin)
         address = await self._checked_address(origin, url, host, port)
         netloc = f"[{address}]" if address.version == 6 else str(address)
         if parts.port:
@@ -305,6 +303,20 @@ class Fetcher:
             headers={**headers, "Host": host_header},
             extensions={"sni_hostname": host},
         )
+
+    def _load_certificate_authorities(self, origin: str) -> None:
+        self._tls.load_verify_locations(certifi.where())
+        extra = self.settings.fetch_ca_file
+        if extra is not None:
+            try:
+                self._tls.load_verify_locations(extra)
+            except (OSError, ssl.SSLError) as exc:
+                raise FetchError(
+                    origin,
+                    f"cannot load the certificate authorities in {extra}: {exc}",
+                    hint="BRIEFING_FETCH_CA_FILE must name a readable PEM file of CA certificates",
+                ) from None
+        self._tls_loaded = True
 
     async def _checked_address(self, origin: str, url: str, host: str, port: int) -> IPAddress:
         """Every address of the host must be allowed; errors name the URL asked for and the hop refused."""

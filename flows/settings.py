@@ -201,6 +201,10 @@ class Settings(BaseSettings):
         "feedparser",
         description="Feed parser: `feedparser` (the reference), `feedparser-rs` (Rust, ≈10× faster, young) or `auto` (feedparser-rs, and feedparser for any feed it finds ill-formed or without entries). See docs/ingest.md for how they compare.",
     )
+    fetch_ca_file: Path | None = Field(
+        None,
+        description="PEM file of extra certificate authorities to trust for https feeds and pages (a private CA); the public ones (certifi) stay trusted.",
+    )
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",

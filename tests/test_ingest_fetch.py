@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
-import subprocess
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.errors import FetchError, UnsafeURLError
-from flows.fetch import Fetcher, parse_retry_after
+from flows.fetch import Fetcher, FetchResult, parse_retry_after
+from flows.http_transport import FetchTransport, _is_readable
 from flows.ingest import ingest_feeds
 from flows.models import Feed
 from flows.settings import Settings, load_settings
 from flows.store import Store
-from tests.ingest_support import Item, LoopbackServer, Reply, chunks, http_date, long_text, rss
+from tests.ingest_support import (
+    Item,
+    LoopbackServer,
+    Reply,
+    chunks,
+    http_date,
+    long_text,
+    rss,
+    server_tls,
+    tls_certificate,
+)
 
 FEED = rss(
     [
@@ -323,16 +335,88 @@ def test_parser_processes_store_the_same_articles(server: LoopbackServer, projec
 
 
 def test_https_with_an_untrusted_certificate_is_refused(project: Path, tmp_path: Path) -> None:
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    with LoopbackServer(tls=tls) as secure:
+    cert, key = tls_certificate(tmp_path, ["localhost"])
+    with LoopbackServer(tls=server_tls(cert, key)) as secure:
         url = secure.static("/feed.xml", FEED).replace("127.0.0.1", "localhost")
         with pytest.raises(FetchError, match="certificate not trusted"):
             fetch(make_settings(project), url)
+
+
+def test_https_through_a_private_ca_and_one_connection_per_host_name(project: Path, tmp_path: Path) -> None:
+    """The request goes to the checked IP with the host name as SNI; a second name on the same address must get
+    its own TLS connection (and its own certificate check), not the first name's."""
+    cert, key = tls_certificate(tmp_path, ["localhost"])
+    settings = make_settings(project, fetch_ca_file=cert)
+    with LoopbackServer(tls=server_tls(cert, key)) as secure:
+        named = secure.static("/feed.xml", FEED).replace("127.0.0.1", "localhost")
+
+        async def run() -> tuple[list[FetchResult], FetchError]:
+            async with Fetcher(settings) as fetcher:
+                results = [await fetcher.fetch(named) for _ in range(3)]
+                with pytest.raises(FetchError) as refused:
+                    await fetcher.fetch(secure.url("/feed.xml"))  # same address, a name the certificate lacks
+                return results, refused.value
+
+        results, refused = asyncio.run(run())
+    assert [r.status for r in results] == [200, 200, 200] and results[0].body == FEED.encode()
+    assert "certificate not trusted" in str(refused)
+    # localhost's three requests shared one kept-alive connection; 127.0.0.1's handshake failed on a new one
+    assert secure.connections == 1
+    assert secure.hits["/feed.xml"] == 3
+
+
+def test_a_missing_ca_file_names_the_setting(project: Path, tmp_path: Path) -> None:
+    cert, key = tls_certificate(tmp_path, ["localhost"])
+    with LoopbackServer(tls=server_tls(cert, key)) as secure:
+        url = secure.static("/feed.xml", FEED).replace("127.0.0.1", "localhost")
+        with pytest.raises(FetchError, match="BRIEFING_FETCH_CA_FILE") as error:
+            fetch(make_settings(project, fetch_ca_file=tmp_path / "absent.pem"), url)
+    assert "absent.pem" in str(error.value)
+
+
+def test_keep_alive_serves_a_host_on_one_connection(server: LoopbackServer, cfg: Settings) -> None:
+    urls = [server.static(f"/k{n}.xml", FEED) for n in range(4)]
+
+    async def run() -> dict[tuple[bytes, bytes, int | None, str], int]:
+        async with Fetcher(cfg) as fetcher:
+            for url in urls:
+                assert (await fetcher.fetch(url)).status == 200
+            return fetcher.transport.pools.connections
+
+    pools = asyncio.run(run())
+    assert server.connections == 1
+    assert list(pools.values()) == [1] and next(iter(pools))[3] == "127.0.0.1"
+
+
+def test_idle_host_pools_are_closed_oldest_first(cfg: Settings) -> None:
+    servers = [LoopbackServer() for _ in range(5)]
+    for running in servers:
+        running.__enter__()
+    try:
+        urls = [running.static("/feed.xml", FEED) for running in servers]
+
+        async def run() -> tuple[list[int], int]:
+            transport = FetchTransport(ssl.create_default_context(), per_host=2, max_idle_hosts=1)
+            async with httpx.AsyncClient(transport=transport) as client:
+                open_pools = []
+                for url in urls:
+                    assert (await client.get(url)).status_code == 200
+                    open_pools.append(transport.pools.hosts)
+                again = await client.get(urls[0])  # its pool was closed: a new one serves it
+                return open_pools, again.status_code
+
+        open_pools, status = asyncio.run(run())
+    finally:
+        for running in servers:
+            running.__exit__(None, None, None)
+    # a scan runs when the pools reach twice the idle allowance (2), then twice what is left
+    assert open_pools == [1, 2, 3, 2, 3]
+    assert status == 200 and servers[0].connections == 2
+
+
+def test_an_idle_socket_closed_by_the_server_reads_as_readable() -> None:
+    ours, theirs = socket.socketpair()
+    with ours:
+        assert _is_readable(ours) is False
+        theirs.close()
+        assert _is_readable(ours) is True  # httpcore then drops the connection instead of reusing it
