@@ -3,7 +3,7 @@
 `Fetcher` wraps one `httpx.AsyncClient` for a whole ingest run. Every request:
 
 - waits for a per-host slot, then a global slot (a host's queue never holds global slots);
-- is checked before connecting: http/https only, the host resolved once and every address checked
+- is checked before connecting: http/https only, the host resolved once per run and every address checked
   against private, loopback and link-local ranges (unless allowed), the connection pinned to a checked
   address so a second DNS answer cannot point elsewhere; redirects are followed by hand, each hop checked;
 - streams the body and stops at `max_body_bytes` (after gzip/deflate decoding, so bombs are cut too);
@@ -128,6 +128,8 @@ class Fetcher:
         self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
         self._tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self._tls_loaded = False
+        self._lookups: dict[tuple[str, int], asyncio.Future[list[IPAddress]]] = {}
+        self.lookups = 0  # host-name lookups made (a run makes one per host and port)
         timeout = httpx.Timeout(
             connect=settings.fetch_connect_timeout,
             read=settings.fetch_read_timeout,
@@ -329,7 +331,7 @@ class Fetcher:
             addresses = [literal]
         else:
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                addresses = await self._lookup(host, port)
             except socket.gaierror as exc:
                 if exc.errno == socket.EAI_AGAIN:
                     raise _RetryableError(f"cannot resolve host {host!r} (temporary DNS failure)") from None
@@ -338,7 +340,6 @@ class Fetcher:
                 ) from None
             except UnicodeError:
                 raise FetchError(origin, f"host name {host!r} is not valid{via}", hint="check the URL") from None
-            addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         if not addresses:
             raise _RetryableError(f"host {host!r} has no address")
         for address in addresses:
@@ -350,6 +351,26 @@ class Fetcher:
                     "BRIEFING_FETCH_ALLOWED_NETWORKS if this source is trusted",
                 )
         return addresses[0]
+
+    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
+        """The host's addresses, looked up once per run: its feeds and pages share one answer (and so one
+        checked address and one connection pool), and concurrent requests share one lookup instead of each
+        taking a thread of the resolver pool. A failed lookup is not kept, so a retry asks again."""
+        key = (host, port)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._getaddrinfo(host, port))
+            lookup.add_done_callback(lambda done: self._forget_failed_lookup(key, done))
+        return await asyncio.shield(lookup)  # a cancelled request must not cancel the lookup others wait on
+
+    def _forget_failed_lookup(self, key: tuple[str, int], done: asyncio.Future[list[IPAddress]]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._lookups.pop(key, None)
+
+    async def _getaddrinfo(self, host: str, port: int) -> list[IPAddress]:
+        self.lookups += 1
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
     def _address_allowed(self, address: IPAddress) -> bool:
         if self.settings.allow_private_addresses or _is_public(address):

@@ -273,6 +273,20 @@ def test_hostname_is_pinned_to_the_checked_address(server: LoopbackServer, cfg: 
     assert server.requests[-1].headers["host"] == f"localhost:{server.port}"
 
 
+def test_a_host_name_is_looked_up_once_per_run(server: LoopbackServer, cfg: Settings) -> None:
+    urls = [server.static(f"/n{n}.xml", FEED).replace("127.0.0.1", "localhost") for n in range(6)]
+
+    async def run() -> tuple[list[int], int]:
+        async with Fetcher(cfg) as fetcher:
+            together = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+            later = await fetcher.fetch(urls[0])
+            return [r.status for r in [*together, later]], fetcher.lookups
+
+    statuses, lookups = asyncio.run(run())
+    assert statuses == [200] * 7
+    assert lookups == 1  # six requests at once shared one lookup; the seventh reused its answer
+
+
 def test_per_host_limit_is_respected(server: LoopbackServer, project: Path, db: Store) -> None:
     settings = make_settings(project, fetch_per_host=2, fetch_concurrency=16)
     feeds = []
