@@ -241,6 +241,21 @@ def scenario(feeds: int, entries: int, hosts: int, delay: float, concurrency: in
     return runs
 
 
+def reference_loop_seconds() -> float:
+    """Best of 3 timings of a fixed pure-Python loop: how fast this machine runs Python right now.
+
+    Shared virtual machines change speed under their neighbours' load (here by up to 2×); the loop timed
+    before and after the runs shows whether the figures between come from a fast or a slow stretch."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for n in range(3_000_000):
+            total += n
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def print_table(feeds: int, entries: int, results: dict[float, dict[str, dict[str, float]]]) -> None:
     print(f"\ningest benchmark: {feeds} feeds × {entries} entries from loopback (each run a fresh process)\n")
     header = f"{'delay':>7} {'run':<44} {'wall s':>8} {'peak RSS MB':>12} {'vs naive':>9}  detail"
@@ -282,10 +297,15 @@ def main() -> None:
     if args.small:
         args.feeds, args.entries = 40, 10
     args.hosts = min(250, args.hosts or max(1, args.feeds // 5))  # 127.0.0.2 … 127.0.0.251
+    speed_before = reference_loop_seconds()
     results = {
         delay: scenario(args.feeds, args.entries, args.hosts, delay, args.concurrency) for delay in (args.delay, 0.0)
     }
+    speed_after = reference_loop_seconds()
     print_table(args.feeds, args.entries, results)
+    print(
+        f"reference loop (3 M additions, pure Python): {speed_before:.3f} s before the runs, {speed_after:.3f} s after"
+    )
 
 
 if __name__ == "__main__":

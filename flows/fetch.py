@@ -130,6 +130,7 @@ class Fetcher:
         self._tls_loaded = False
         self._lookups: dict[tuple[str, int], asyncio.Future[list[IPAddress]]] = {}
         self.lookups = 0  # host-name lookups made (a run makes one per host and port)
+        self._checked: dict[tuple[str, int], IPAddress] = {}  # host and port → the allowed address requests go to
         timeout = httpx.Timeout(
             connect=settings.fetch_connect_timeout,
             read=settings.fetch_read_timeout,
@@ -321,7 +322,11 @@ class Fetcher:
         self._tls_loaded = True
 
     async def _checked_address(self, origin: str, url: str, host: str, port: int) -> IPAddress:
-        """Every address of the host must be allowed; errors name the URL asked for and the hop refused."""
+        """Every address of the host must be allowed; errors name the URL asked for and the hop refused.
+        An allowed answer is kept for the run, like the lookup it came from."""
+        checked = self._checked.get((host, port))
+        if checked is not None:
+            return checked
         via = f" (redirected to {url})" if url != origin else ""
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
@@ -350,6 +355,7 @@ class Fetcher:
                     hint="set BRIEFING_ALLOW_PRIVATE_ADDRESSES=true or list the network in "
                     "BRIEFING_FETCH_ALLOWED_NETWORKS if this source is trusted",
                 )
+        self._checked[(host, port)] = addresses[0]
         return addresses[0]
 
     async def _lookup(self, host: str, port: int) -> list[IPAddress]:
