@@ -28,9 +28,8 @@ from tests.ingest_support import (
     http_date,
     long_text,
     rss,
-    server_tls,
-    tls_certificate,
 )
+from tests.tls_support import server_tls, tls_certificate
 
 FEED = rss(
     [
