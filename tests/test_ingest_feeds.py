@@ -336,6 +336,24 @@ def test_relative_links_in_entries_are_made_absolute(server: LoopbackServer, cfg
     ]
 
 
+def test_relative_links_without_xml_base_resolve_against_the_feed_url(
+    server: LoopbackServer, cfg: Settings, db: Store
+) -> None:
+    items = [
+        Item("Relative to the feed", "stories/7", "", f"<p>{long_text('seven')}</p><img src='img/seven.png' alt='s'>"),
+        Item("Script link", "javascript:alert(1)", "", long_text("script")),
+    ]
+    url = server.static("/news/feed.xml", rss(items))
+    report = ingest_feeds([Feed(id="relfeed", url=url)], db, cfg)
+    articles = {a.title: a for a in (db.get_article(i) for i in report.new_articles)}
+    base = url.rsplit("/", 1)[0]
+    assert articles["Relative to the feed"].url == f"{base}/stories/7"
+    assert [p.image_src for p in articles["Relative to the feed"].paragraphs if p.kind is ParagraphKind.IMAGE] == [
+        f"{base}/img/seven.png"
+    ]
+    assert articles["Script link"].url == ""  # an unsafe scheme is dropped, never stored or linked to
+
+
 def test_an_article_in_two_feeds_is_stored_once_and_not_flip_flopped(
     server: LoopbackServer, cfg: Settings, db: Store
 ) -> None:
