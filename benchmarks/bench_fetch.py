@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import ssl
 import statistics
@@ -33,7 +32,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from benchmarks.bench_ingest import serve
+from benchmarks.bench_ingest import served_feeds
 from flows.fetch import Fetcher
 from flows.http_transport import AsyncioBackend, FetchTransport
 from flows.settings import Settings, load_settings
@@ -109,28 +108,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    ready: multiprocessing.Queue = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(args.hosts, args.feeds, 1, 0.0, ready), daemon=True)
-    server.start()
-    try:
-        bases = ready.get(timeout=60)
-        urls = [f"{bases[n % args.hosts]}/feed/{n}.xml" for n in range(args.feeds)]
-        with tempfile.TemporaryDirectory(prefix="bench-fetch-") as workdir:
-            settings = load_settings(
-                content_dir=Path(workdir) / "content",
-                output_dir=Path(workdir) / "outputs",
-                fetch_allowed_networks=["127.0.0.0/8"],
-                fetch_concurrency=args.concurrency,
-                fetch_per_host=4,
-            )
-            runs = variants(args.concurrency, 4, settings)
-            samples: dict[str, list[float]] = {name: [] for name in runs}
-            for _ in range(args.rounds):
-                for name, variant in runs.items():
-                    samples[name].append(cpu_per_request(variant, urls))
-    finally:
-        server.terminate()
-        server.join()
+    with (
+        served_feeds(args.hosts, args.feeds, 1, 0.0) as urls,
+        tempfile.TemporaryDirectory(prefix="bench-fetch-") as workdir,
+    ):
+        settings = load_settings(
+            content_dir=Path(workdir) / "content",
+            output_dir=Path(workdir) / "outputs",
+            fetch_allowed_networks=["127.0.0.0/8"],
+            fetch_concurrency=args.concurrency,
+            fetch_per_host=4,
+        )
+        runs = variants(args.concurrency, 4, settings)
+        samples: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, variant in runs.items():
+                samples[name].append(cpu_per_request(variant, urls))
     print_table(args, samples)
 
 

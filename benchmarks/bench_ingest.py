@@ -33,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -216,13 +218,22 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return {**ordered[len(ordered) // 2], "fastest": ordered[0]["wall"], "slowest": ordered[-1]["wall"]}
 
 
-def scenario(feeds: int, entries: int, hosts: int, delay: float, concurrency: int) -> dict[str, dict[str, float]]:
+@contextmanager
+def served_feeds(hosts: int, feeds: int, entries: int, delay: float) -> Iterator[list[str]]:
+    """Run `serve` in its own process for the block; yields the feeds' URLs, spread round-robin over the hosts."""
     ready: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=serve, args=(hosts, feeds, entries, delay, ready), daemon=True)
     server.start()
     try:
         bases = ready.get(timeout=60)
-        urls = [f"{bases[n % hosts]}/feed/{n}.xml" for n in range(feeds)]
+        yield [f"{bases[n % hosts]}/feed/{n}.xml" for n in range(feeds)]
+    finally:
+        server.terminate()
+        server.join()
+
+
+def scenario(feeds: int, entries: int, hosts: int, delay: float, concurrency: int) -> dict[str, dict[str, float]]:
+    with served_feeds(hosts, feeds, entries, delay) as urls:
         cores = os.cpu_count() or 1
         runs = {}
         for parser in ("feedparser", "feedparser-rs"):
@@ -235,9 +246,6 @@ def scenario(feeds: int, entries: int, hosts: int, delay: float, concurrency: in
                         repeats = [measure("ours", urls, workdir, cores, parser, limit) for _ in range(WARM_REPEATS)]
                         runs[f"warm (all 304), {limit} at once"] = median_run(repeats)
         runs["naive"] = measure("naive", urls, "")
-    finally:
-        server.terminate()
-        server.join()
     return runs
 
 

@@ -216,11 +216,10 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
     raw = list(parsed.entries)
     base_url = str(parsed.get(UNAPPLIED_BASE_URL) or "")
     links = [_entry_link(e, base_url) for e in raw]
-    canonicals = [canonical_url(link) for link in links]
-    link_counts = Counter(canonicals)
+    link_counts = Counter(canonical for _link, canonical in links)
     guid_counts = Counter(str(e.get("id") or "") for e in raw)
     entries, warnings = [], []
-    for position, (entry, link, canonical) in enumerate(zip(raw, links, canonicals, strict=True), start=1):
+    for position, (entry, (link, canonical)) in enumerate(zip(raw, links, strict=True), start=1):
         try:
             guid = str(entry.get("id") or "")
             trusted_guid = guid if looks_trustworthy_guid(guid, canonical) and guid_counts[guid] == 1 else ""
@@ -231,19 +230,19 @@ def read_entries(parsed: feedparser.FeedParserDict, feed: Feed) -> tuple[list[En
     return entries, warnings
 
 
-def _entry_link(entry: feedparser.FeedParserDict, base_url: str = "") -> str:
-    """The entry's link, or "" when it is no URL ("http://[oops", a port out of range): such a link names
-    nothing, and every later use of it (identity, full text, stubs) would fail on it. feedparser drops such
-    links itself; feedparser-rs keeps them. With `base_url`, a relative link is resolved against it and a
-    link in a scheme feedparser finds unsafe (`javascript:`) is dropped, as feedparser does with a base."""
+def _entry_link(entry: feedparser.FeedParserDict, base_url: str = "") -> tuple[str, str]:
+    """The entry's link and its canonical form; ("", "") when it is no URL ("http://[oops", a port out of
+    range): such a link names nothing, and every later use of it (identity, full text, stubs) would fail on
+    it. feedparser drops such links itself; feedparser-rs keeps them. With `base_url`, a relative link is
+    resolved against it and a link in a scheme feedparser finds unsafe (`javascript:`) is dropped, as
+    feedparser does with a base."""
     link = str(entry.get("link") or "")
     if base_url and link:
         link = make_safe_absolute_uri(base_url, link)
     try:
-        canonical_url(link)  # parses scheme, host and port
+        return link, canonical_url(link)  # parses scheme, host and port
     except ValueError:
-        return ""
-    return link
+        return "", ""
 
 
 def _entry_to_article(
