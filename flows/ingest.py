@@ -18,7 +18,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ import feedparser
 from feedparser.urls import make_safe_absolute_uri
 from sqlalchemy.engine import Connection
 
+from flows.collector import relaxed_collection
 from flows.content import resolve_feed_url
 from flows.errors import FetchError
 from flows.extract import ExtractedPage, extract_article, html_to_paragraphs, make_urls_absolute, sanitise_html
@@ -417,11 +418,11 @@ def read_feed(
     return ReadFeed(is_feed=True, bozo=bozo, entries=entries, warnings=warnings)
 
 
-async def _run_cpu(parsers: Executor | None, function: Callable[..., T], *args: Any) -> T:
+async def _run_cpu(parsers: ParserPool | None, function: Callable[..., T], *args: Any) -> T:
     """Run CPU-bound work in the parser processes when there are any, else in a thread."""
     if parsers is not None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(parsers, function, *args)
+            return await parsers.run(function, *args)
         except BrokenProcessPool:
             logger.warning("the feed parser processes died; parsing in this process instead")
     return await asyncio.to_thread(function, *args)
@@ -433,10 +434,10 @@ async def ingest_one(
     feed: Feed,
     settings: Settings,
     state: dict[str, Any] | None = None,
-    parsers: Executor | None = None,
+    parsers: ParserPool | None = None,
 ) -> FeedOutcome:
-    """One feed, start to end. `state` is its stored feed_state row when the caller loaded it already;
-    `parsers` is a process pool for parsing when the run uses one."""
+    """One feed, start to end. `state` holds its stored validators (etag, last_modified) when the caller
+    loaded them already; `parsers` is a process pool for parsing when the run uses one."""
     url = resolve_feed_url(feed, settings.content_dir)
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
     if state is None:
@@ -541,19 +542,63 @@ def parse_process_count(setting: int | str, feeds: int) -> int:
     return workers if workers >= 2 else 0
 
 
-def _parser_pool(settings: Settings, feeds: int) -> ProcessPoolExecutor | None:
-    """Worker processes for parsing: feedparser is pure Python, so threads share one core."""
-    workers = parse_process_count(settings.ingest_parse_processes, feeds)
+class ParserPool:
+    """The run's parser processes (feedparser is pure Python, so threads would share one core).
+
+    Starting them means starting a forkserver that imports the parsers, then forking each worker: 0.7 to
+    1.4 s here. `ProcessPoolExecutor` does that inside `submit` (one worker per submit that finds none
+    idle), which blocked the event loop, and every fetch with it, for that long. Here the start runs in a thread: at once when the run has
+    feeds without validators (their answers will need parsing), else at the first parse. Parses wait for
+    it; fetches do not."""
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["flows.ingest"])
+        self._workers = workers
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        self._started: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Begin starting the processes without waiting for them (call from the event loop)."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(asyncio.to_thread(self._start_workers))
+
+    def _start_workers(self) -> None:
+        # A submit finding no idle worker starts one more (int() is a no-op job): one submit per worker.
+        for started in [self._executor.submit(int) for _ in range(self._workers)]:
+            started.result()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        self.start()
+        assert self._started is not None
+        await asyncio.shield(self._started)  # one feed's cancellation must not cancel the start for all
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def close(self) -> None:
+        if self._started is not None and not self._started.done():
+            await asyncio.wait([self._started])
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+
+
+def _parser_pool(settings: Settings, feeds: list[Feed], validators: dict[str, dict[str, Any]]) -> ParserPool | None:
+    workers = parse_process_count(settings.ingest_parse_processes, len(feeds))
     if not workers:
         return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["flows.ingest"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ParserPool(workers)
+    urls = (resolve_feed_url(feed, settings.content_dir) for feed in feeds)
+    if any(not any(validators.get(url, {}).values()) for url in urls):
+        pool.start()
+    return pool
 
 
 async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
-    states = {s["feed_url"]: s for s in await asyncio.to_thread(store.all_feed_states)}
-    parsers = _parser_pool(settings, len(feeds))
+    with relaxed_collection():  # hundreds of requests in flight: see flows/collector.py
+        return await _ingest_all(feeds, store, settings)
+
+
+async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
+    states = await asyncio.to_thread(store.feed_validators)
+    parsers = _parser_pool(settings, feeds, states)
     try:
         async with Fetcher(settings) as fetcher:
             results = await asyncio.gather(
@@ -572,7 +617,7 @@ async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings
             )
     finally:
         if parsers is not None:
-            parsers.shutdown(wait=True, cancel_futures=True)
+            await parsers.close()
     outcomes = []
     for feed, result in zip(feeds, results, strict=True):
         if isinstance(result, BaseException):

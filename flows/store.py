@@ -453,15 +453,32 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(feed_state).order_by(feed_state.c.feed_id)).mappings()]
 
+    def feed_validators(self) -> dict[str, dict[str, str | None]]:
+        """Every feed's ETag and Last-Modified by feed URL: all a run needs before its requests."""
+        query = select(feed_state.c.feed_url, feed_state.c.etag, feed_state.c.last_modified)
+        with self.engine.connect() as conn:
+            return {url: {"etag": etag, "last_modified": modified} for url, etag, modified in conn.execute(query)}
+
     def record_feeds_not_modified(self, feeds: list[tuple[str, str]]) -> None:
-        """Mark many (feed_url, feed_id) as answered 304, in one transaction."""
+        """Mark many (feed_url, feed_id) as answered 304, in one transaction.
+
+        A 304 answers validators we stored, so the rows exist: one UPDATE per 500 URLs, the time bound
+        once (an upsert per row formatted two timestamps per row). Should a row be missing (a server
+        answering 304 to a request without validators), the upsert per row runs instead."""
         now = utcnow()
         values = {"last_status": "not_modified", "last_error": None, "last_fetched_at": now, "last_ok_at": now}
-        statement = self._feed_state_upsert(tuple(sorted(values)))  # feed_id is inserted, never updated
-        rows = [{"feed_url": feed_url, "feed_id": feed_id, **values} for feed_url, feed_id in feeds]
+        urls = sorted({feed_url for feed_url, _ in feeds})
+        mark = update(feed_state).where(feed_state.c.feed_url.in_(bindparam("urls", expanding=True))).values(**values)
         with self.begin() as conn:
+            updated = sum(
+                conn.execute(mark, {"urls": urls[chunk : chunk + 500]}).rowcount for chunk in range(0, len(urls), 500)
+            )
+            if updated == len(urls):
+                return
+            upsert = self._feed_state_upsert(tuple(sorted(values)))  # feed_id is inserted, never updated
+            rows = [{"feed_url": feed_url, "feed_id": feed_id, **values} for feed_url, feed_id in feeds]
             for chunk in range(0, len(rows), 500):
-                conn.execute(statement, rows[chunk : chunk + 500])  # executemany: one statement per 500 feeds
+                conn.execute(upsert, rows[chunk : chunk + 500])
 
     def record_feed(self, feed_url: str, *, conn: Connection | None = None, **values: Any) -> None:
         """Upsert one feed's state; with `conn` (from `begin()`) inside the caller's write transaction."""

@@ -6,15 +6,17 @@ import asyncio
 import gzip
 import socket
 import ssl
+import threading
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.errors import FetchError, UnsafeURLError
-from flows.fetch import Fetcher, FetchResult, parse_retry_after
+from flows.fetch import DRAIN_BYTES, Fetcher, FetchResult, parse_retry_after
 from flows.http_transport import FetchTransport, _is_readable
 from flows.ingest import ingest_feeds
 from flows.models import Feed
@@ -347,6 +349,37 @@ def test_parser_processes_store_the_same_articles(server: LoopbackServer, projec
     assert len(results[2]) == 4 and results[2] == results[0]
 
 
+def test_parser_processes_start_off_the_event_loop_and_only_when_needed(
+    server: LoopbackServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting the processes takes about a second; done by the first submit it would stall every fetch."""
+    starts: list[str] = []
+    spawn = ProcessPoolExecutor._spawn_process
+
+    def recording_spawn(executor: ProcessPoolExecutor) -> None:
+        starts.append(threading.current_thread().name)
+        spawn(executor)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", recording_spawn)
+
+    def conditional(request):
+        if request.headers.get("if-none-match") == '"v1"':
+            return Reply(304, {"ETag": '"v1"'})
+        return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
+
+    feeds = [Feed(id=f"s{n}", url=server.route(f"/s{n}.xml", conditional)) for n in range(3)]
+    settings = make_settings(project, ingest_parse_processes=2)
+    store = Store(settings.store_url)
+    try:
+        assert len(ingest_feeds(feeds, store, settings).new_articles) == 2  # the three feeds carry the same two
+        cold_starts, starts[:] = list(starts), []
+        warm = ingest_feeds(feeds, store, settings)
+    finally:
+        store.close()
+    assert len(cold_starts) == 2 and threading.main_thread().name not in cold_starts
+    assert {o.status for o in warm.outcomes} == {"not_modified"} and starts == []  # nothing to parse: none started
+
+
 def test_https_with_an_untrusted_certificate_is_refused(project: Path, tmp_path: Path) -> None:
     cert, key = tls_certificate(tmp_path, ["localhost"])
     with LoopbackServer(tls=server_tls(cert, key)) as secure:
@@ -399,6 +432,54 @@ def test_keep_alive_serves_a_host_on_one_connection(server: LoopbackServer, cfg:
     pools = asyncio.run(run())
     assert server.connections == 1
     assert list(pools.values()) == [1] and next(iter(pools))[3] == "127.0.0.1"
+
+
+def test_304s_redirects_and_error_pages_leave_the_connection_open(server: LoopbackServer, cfg: Settings) -> None:
+    """httpcore reuses a connection only once its response was read to the end, so the fetcher reads the
+    bodies it does not keep; a body too big to be worth reading closes the connection instead."""
+
+    def conditional(request):
+        if request.headers.get("if-none-match") == '"v1"':
+            return Reply(304, {"ETag": '"v1"'})
+        return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
+
+    final = server.route("/final.xml", conditional)
+    moved = server.route("/moved.xml", lambda _r: Reply(302, {"Location": "/final.xml"}, b"<p>moved</p>"))
+    missing = server.url("/missing.xml")  # 404 with a short page
+    bulky = server.route("/bulky.xml", lambda _r: Reply(302, {"Location": "/final.xml"}, b"x" * 4 * DRAIN_BYTES))
+
+    async def run() -> list[int]:
+        connections = []
+        async with Fetcher(cfg) as fetcher:
+            assert (await fetcher.fetch(moved)).status == 200
+            for _ in range(2):
+                assert (await fetcher.fetch(final, etag='"v1"')).status == 304
+            with pytest.raises(FetchError, match="HTTP 404"):
+                await fetcher.fetch(missing)
+            assert (await fetcher.fetch(final, etag='"v1"')).status == 304
+            connections.append(server.connections)
+            assert (await fetcher.fetch(bulky, etag='"v1"')).status == 304
+            assert (await fetcher.fetch(final, etag='"v1"')).status == 304
+            connections.append(server.connections)
+        return connections
+
+    assert asyncio.run(run()) == [1, 2]
+    assert len(server.requests) == 9
+
+
+def test_cookies_are_neither_kept_nor_sent(server: LoopbackServer, cfg: Settings) -> None:
+    """Requests go to the checked IP, so a jar would hand one site's cookies to every site on that address."""
+    headers = {"Set-Cookie": "session=abc; Path=/", "Content-Type": "application/rss+xml"}
+    url = server.route("/cookie.xml", lambda _r: Reply(200, headers, FEED.encode()))
+
+    async def run() -> int:
+        async with Fetcher(cfg) as fetcher:
+            for _ in range(2):
+                assert (await fetcher.fetch(url)).headers["set-cookie"].startswith("session=")
+            return len(fetcher.client.cookies)
+
+    assert asyncio.run(run()) == 0
+    assert [request.headers.get("cookie") for request in server.requests] == [None, None]
 
 
 def test_idle_host_pools_are_closed_oldest_first(cfg: Settings) -> None:

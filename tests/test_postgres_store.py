@@ -245,6 +245,23 @@ def test_feed_state_upsert_keeps_one_row_per_feed(store: Store) -> None:
     assert store.feed_state(urls[0])["entries_new"] in {0, 1, 2, 3}
 
 
+def test_304s_are_recorded_in_one_update_and_unknown_feeds_still_get_a_row(store: Store) -> None:
+    known = [f"https://known.example/{n}.xml" for n in range(3)]
+    for n, url in enumerate(known):
+        store.record_feed(url, feed_id=f"k{n}", last_status="ok", etag=f'"{n}"', entries_new=2)
+    unknown = "https://unknown.example/feed.xml"  # a server answering 304 to a request without validators
+    store.record_feeds_not_modified([(url, f"k{n}") for n, url in enumerate(known)])
+    store.record_feeds_not_modified([(known[0], "k0"), (unknown, "u")])
+    rows = {url: store.feed_state(url) for url in [*known, unknown]}
+    assert {row["last_status"] for row in rows.values()} == {"not_modified"}
+    assert all(row["last_ok_at"] is not None and row["last_fetched_at"] == row["last_ok_at"] for row in rows.values())
+    assert [rows[url]["etag"] for url in known] == ['"0"', '"1"', '"2"']  # what a 304 keeps is kept
+    assert [rows[url]["entries_new"] for url in known] == [2, 2, 2]
+    assert rows[unknown]["feed_id"] == "u" and rows[unknown]["etag"] is None
+    validators = store.feed_validators()
+    assert validators[known[1]] == {"etag": '"1"', "last_modified": None} and unknown in validators
+
+
 def test_unsubscribe_twice_at_once_records_once(store: Store) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: store.unsubscribe("atou", "Reader@Example.org", "link"), range(8)))
