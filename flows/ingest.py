@@ -6,6 +6,7 @@ article outside any feed, used by `briefing add`). Both go through one shared `F
 Per feed: conditional GET (a 304 costs no parsing) → feedparser on the bytes and response headers (JSON
 Feed read directly) → entries resolved to stable article ids → teaser-only entries completed from their
 page → one store transaction → the feed's outcome and validators recorded. A failure stays in its feed.
+With parser processes, parsing, resolving and (when no page is needed) storing happen in one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from time import struct_time
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from flows.identity import (
 )
 from flows.models import Article, Feed
 from flows.settings import FeedParserName, Settings
-from flows.store import ArticleMatches, Store
+from flows.store import ArticleMatches, Store, open_store
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -331,12 +332,14 @@ def _existing_id(entry: Entry, matches: ArticleMatches) -> str | None:
 # full text --------------------------------------------------------------------------------------------
 
 
-def wants_full_text(entry: Entry, feed: Feed, settings: Settings) -> bool:
+def wants_full_text(entry: Entry, feed: Feed, threshold: int) -> bool:
+    """Whether the entry's page should be fetched: a new or changed entry with under `threshold` characters
+    of text (the `fulltext_threshold` setting), or any entry of a feed set to `fulltext: true`."""
     if entry.status not in {"new", "changed"} or feed.fulltext is False:
         return False
     if urlsplit(entry.article.url).scheme.lower() not in {"http", "https"}:
         return False
-    return feed.fulltext is True or entry.text_chars < settings.fulltext_threshold
+    return feed.fulltext is True or entry.text_chars < threshold
 
 
 async def fetch_page(fetcher: Fetcher, url: str) -> tuple[ExtractedPage, str]:
@@ -398,12 +401,13 @@ async def complete_full_text(fetcher: Fetcher, entries: list[Entry], outcome: Fe
 
 @dataclass
 class ReadFeed:
-    """A parsed feed's entries, ready for identity matching (picklable: it may come from a worker process)."""
+    """A parsed feed's entries, or what storing them gave (picklable: it may come from a parser process)."""
 
     is_feed: bool
     bozo: str = ""
     entries: list[Entry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stored: FeedOutcome | None = None  # set when read_and_store stored the feed itself (entries then empty)
 
 
 def read_feed(
@@ -452,16 +456,52 @@ async def ingest_one(
     if fetched.not_modified:
         outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
         return outcome
-    read = await _run_cpu(parsers, read_feed, fetched.body, fetched.headers, fetched.url, feed, settings.ingest_parser)
+    # a parser process opens the store itself (by URL) and sends back only the outcome
+    where = store if parsers is None else store.url
+    job = FeedJob(feed, url, settings.ingest_parser, settings.fulltext_threshold, replace(fetched, body=b""))
+    read = await _run_cpu(parsers, read_and_store, fetched.body, job, where)
     outcome.bozo = read.bozo
     if not read.is_feed:
         return await _record_error(store, outcome, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
-    entries = read.entries
     outcome.warnings.extend(read.warnings)
-    await asyncio.to_thread(match_entries, store, feed, entries)
-    await complete_full_text(fetcher, [e for e in entries if wants_full_text(e, feed, settings)], outcome)
+    if read.stored is not None:
+        outcome.entries, outcome.seen = read.stored.entries, read.stored.seen
+        outcome.new, outcome.updated = read.stored.new, read.stored.updated
+        return outcome
+    entries = read.entries  # matched; some need their page
+    await complete_full_text(fetcher, [e for e in entries if wants_full_text(e, feed, job.fulltext_threshold)], outcome)
     await asyncio.to_thread(_store_feed, store, feed, entries, outcome, fetched)
     return outcome
+
+
+@dataclass(frozen=True)
+class FeedJob:
+    """What `read_and_store` needs besides the body (picklable: it goes to a parser process)."""
+
+    feed: Feed
+    state_url: str  # the feed's key in feed_state (its URL as configured, before redirects)
+    parser: FeedParserName
+    fulltext_threshold: int
+    fetched: FetchResult  # final URL, headers and validators; the body travels separately
+
+
+def read_and_store(body: bytes, job: FeedJob, store: Store | str) -> ReadFeed:
+    """Parse a fetched feed, match its entries against the store and, when none needs its page fetched,
+    store them with the feed's state. In a parser process this keeps the articles out of the ingest
+    process (no pickling back, no storing there). A feed with teaser-only entries comes back matched and
+    unsaved: the ingest process fetches the pages and stores it. `store`: the Store, or its URL."""
+    fetched = job.fetched
+    read = read_feed(body, fetched.headers, fetched.url, job.feed, job.parser)
+    if not read.is_feed:
+        return read
+    db = open_store(store) if isinstance(store, str) else store
+    match_entries(db, job.feed, read.entries)
+    if any(wants_full_text(e, job.feed, job.fulltext_threshold) for e in read.entries):
+        return read
+    stored = FeedOutcome(feed_id=job.feed.id, url=job.state_url, status="ok", bozo=read.bozo)
+    stored.warnings.extend(read.warnings)
+    _store_feed(db, job.feed, read.entries, stored, fetched)
+    return ReadFeed(is_feed=True, bozo=read.bozo, warnings=read.warnings, stored=stored)
 
 
 def _store_feed(store: Store, feed: Feed, entries: list[Entry], outcome: FeedOutcome, fetched: FetchResult) -> None:

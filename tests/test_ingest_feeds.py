@@ -218,11 +218,21 @@ def test_script_and_event_handlers_are_stripped(server: LoopbackServer, cfg: Set
     assert sanitise_html(hostile).count("<script") == 0 and "onerror" not in sanitise_html(hostile)
 
 
-def test_teaser_entry_gets_the_full_text_of_its_page(server: LoopbackServer, cfg: Settings, db: Store) -> None:
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "parser-processes"])
+def test_teaser_entry_gets_the_full_text_of_its_page(
+    server: LoopbackServer, project: Path, db: Store, processes: int
+) -> None:
+    """With parser processes the teaser feed comes back matched but unsaved; the ingest process fetches
+    the page and stores it (a full feed beside it is stored by the parser process)."""
+    cfg = make_settings(project, ingest_parse_processes=processes)
     page = server.static("/chips.html", ARTICLE_PAGE, "text/html; charset=utf-8")
     teaser = Item("Chips and rivers", page, "chips-1", description="A new plant wants the river's water.")
     url = server.static("/teaser.xml", rss([teaser]))
-    report = ingest_feeds([Feed(id="teaser", url=url)], db, cfg)
+    full_feed = rss([Item("Full", "http://f.invalid/1", "", long_text("f"))])
+    full = Feed(id="full", url=server.static("/full.xml", full_feed))
+    report = ingest_feeds([Feed(id="teaser", url=url), full], db, cfg)
+    assert [len(o.new) for o in report.outcomes] == [1, 1]
+    assert db.feed_state(full.url)["entries_new"] == 1 and db.feed_state(url)["entries_new"] == 1
     outcome = report.outcomes[0]
     assert outcome.pages_fetched == 1 and outcome.warnings == []
     article = db.get_article(report.new_articles[0])
@@ -243,8 +253,9 @@ def test_teaser_entry_gets_the_full_text_of_its_page(server: LoopbackServer, cfg
     assert "javascript:" not in article.content_html and "onerror" not in article.content_html
     assert len({p.id for p in article.paragraphs}) == len(article.paragraphs)
 
-    second = ingest_feeds([Feed(id="teaser", url=url)], db, cfg)
+    second = ingest_feeds([Feed(id="teaser", url=url), full], db, cfg)
     assert second.outcomes[0].seen == 1 and server.hits["/chips.html"] == 1  # a seen entry costs no page fetch
+    assert second.outcomes[1].seen == 1 and db.feed_state(full.url)["entries_seen"] == 1
 
 
 def test_failed_page_fetch_keeps_the_teaser_and_warns(server: LoopbackServer, cfg: Settings, db: Store) -> None:

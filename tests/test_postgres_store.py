@@ -301,7 +301,8 @@ class _FeedHandler(BaseHTTPRequestHandler):
         return None
 
 
-def test_two_ingest_runs_of_the_same_feeds_store_each_article_once(store: Store, settings) -> None:
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "parser-processes-store"])
+def test_two_ingest_runs_of_the_same_feeds_store_each_article_once(store: Store, settings, processes: int) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FeedHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -311,7 +312,15 @@ def test_two_ingest_runs_of_the_same_feeds_store_each_article_once(store: Store,
         workers = [Store(store.url), Store(store.url)]  # two workers: separate engines and connections
         barrier = threading.Barrier(2)
 
-        loopback = settings.model_copy(update={"fetch_allowed_networks": ["127.0.0.1/32"]})
+        loopback = settings.model_copy(
+            # no page fetches (the stories are short): every feed is stored whole, by a parser process when
+            # there are any
+            update={
+                "fetch_allowed_networks": ["127.0.0.1/32"],
+                "ingest_parse_processes": processes,
+                "fulltext_threshold": 0,
+            }
+        )
 
         def run(worker: Store):
             barrier.wait()
