@@ -620,13 +620,14 @@ class ParserPool:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
 
-def _parser_pool(settings: Settings, feeds: list[Feed], validators: dict[str, dict[str, Any]]) -> ParserPool | None:
-    workers = parse_process_count(settings.ingest_parse_processes, len(feeds))
+def _parser_pool(settings: Settings, states: list[dict[str, Any]]) -> ParserPool | None:
+    """The run's parser processes (`states`: each feed's stored validators), started at once when some feed
+    has none."""
+    workers = parse_process_count(settings.ingest_parse_processes, len(states))
     if not workers:
         return None
     pool = ParserPool(workers)
-    urls = (resolve_feed_url(feed, settings.content_dir) for feed in feeds)
-    if any(not any(validators.get(url, {}).values()) for url in urls):
+    if any(not any(state.values()) for state in states):
         pool.start()
     return pool
 
@@ -637,21 +638,16 @@ async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings
 
 
 async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
-    states = await asyncio.to_thread(store.feed_validators)
-    parsers = _parser_pool(settings, feeds, states)
+    validators = await asyncio.to_thread(store.feed_validators)
+    urls = [resolve_feed_url(feed, settings.content_dir) for feed in feeds]
+    states = [validators.get(url, {}) for url in urls]
+    parsers = _parser_pool(settings, states)
     try:
         async with Fetcher(settings) as fetcher:
             results = await asyncio.gather(
                 *(
-                    ingest_one(
-                        fetcher,
-                        store,
-                        feed,
-                        settings,
-                        states.get(resolve_feed_url(feed, settings.content_dir), {}),
-                        parsers,
-                    )
-                    for feed in feeds
+                    ingest_one(fetcher, store, feed, settings, state, parsers)
+                    for feed, state in zip(feeds, states, strict=True)
                 ),
                 return_exceptions=True,
             )
@@ -659,19 +655,14 @@ async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> In
         if parsers is not None:
             await parsers.close()
     outcomes = []
-    for feed, result in zip(feeds, results, strict=True):
+    for feed, url, result in zip(feeds, urls, results, strict=True):
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result  # KeyboardInterrupt, SystemExit: never turned into a feed error
             logger.error("%s: ingest failed unexpectedly", feed.url, exc_info=result)
             error = f"internal error: {type(result).__name__}: {result}"
             result = FeedOutcome(feed_id=feed.id, url=feed.url, status="error", error=error)
-            store.record_feed(
-                resolve_feed_url(feed, settings.content_dir),
-                feed_id=feed.id,
-                last_status="error",
-                last_error=result.error,
-            )
+            store.record_feed(url, feed_id=feed.id, last_status="error", last_error=result.error)
         outcomes.append(result)
     not_modified = [(o.url, o.feed_id) for o in outcomes if o.status == "not_modified"]
     if not_modified:

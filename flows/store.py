@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -58,6 +58,7 @@ from flows.errors import StoreError
 from flows.models import Article, Paragraph
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 metadata = MetaData()
 # Any constant works; it only has to be the same in every process that migrates this database.
@@ -470,15 +471,13 @@ class Store:
         urls = sorted({feed_url for feed_url, _ in feeds})
         mark = update(feed_state).where(feed_state.c.feed_url.in_(bindparam("urls", expanding=True))).values(**values)
         with self.begin() as conn:
-            updated = sum(
-                conn.execute(mark, {"urls": urls[chunk : chunk + 500]}).rowcount for chunk in range(0, len(urls), 500)
-            )
+            updated = sum(conn.execute(mark, {"urls": chunk}).rowcount for chunk in _chunks(urls))
             if updated == len(urls):
                 return
             upsert = self._feed_state_upsert(tuple(sorted(values)))  # feed_id is inserted, never updated
             rows = [{"feed_url": feed_url, "feed_id": feed_id, **values} for feed_url, feed_id in feeds]
-            for chunk in range(0, len(rows), 500):
-                conn.execute(upsert, rows[chunk : chunk + 500])
+            for chunk in _chunks(rows):
+                conn.execute(upsert, chunk)
 
     def record_feed(self, feed_url: str, *, conn: Connection | None = None, **values: Any) -> None:
         """Upsert one feed's state; with `conn` (from `begin()`) inside the caller's write transaction."""
@@ -633,7 +632,7 @@ _STORED_VERSIONS = select(articles.c.id, articles.c.fingerprint, articles.c.vers
 )
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+def _chunks(values: list[T], size: int = 500) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 

@@ -26,6 +26,7 @@ from tests.ingest_support import (
     Item,
     LoopbackServer,
     Reply,
+    Request,
     chunks,
     http_date,
     long_text,
@@ -39,6 +40,13 @@ FEED = rss(
         Item("Second story", "http://news.invalid/2", "g-second-2", long_text("beta")),
     ]
 )
+
+
+def etag_v1(request: Request) -> Reply:
+    """FEED with ETag "v1"; 304 to a request that sends it back."""
+    if request.headers.get("if-none-match") == '"v1"':
+        return Reply(304, {"ETag": '"v1"'})
+    return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
 
 
 def make_settings(project: Path, **overrides: object) -> Settings:
@@ -85,12 +93,7 @@ def fetch(settings: Settings, url: str, **kwargs: object):
 def test_etag_then_304_costs_no_parsing(
     server: LoopbackServer, cfg: Settings, db: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def route(request):
-        if request.headers.get("if-none-match") == '"v1"':
-            return Reply(304, {"ETag": '"v1"'})
-        return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
-
-    feed = Feed(id="etag", url=server.route("/etag.xml", route))
+    feed = Feed(id="etag", url=server.route("/etag.xml", etag_v1))
     first = ingest_feeds([feed], db, cfg)
     assert first.outcomes[0].status == "ok" and len(first.new_articles) == 2
     assert db.feed_state(feed.url)["etag"] == '"v1"'
@@ -362,12 +365,7 @@ def test_parser_processes_start_off_the_event_loop_and_only_when_needed(
 
     monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", recording_spawn)
 
-    def conditional(request):
-        if request.headers.get("if-none-match") == '"v1"':
-            return Reply(304, {"ETag": '"v1"'})
-        return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
-
-    feeds = [Feed(id=f"s{n}", url=server.route(f"/s{n}.xml", conditional)) for n in range(3)]
+    feeds = [Feed(id=f"s{n}", url=server.route(f"/s{n}.xml", etag_v1)) for n in range(3)]
     settings = make_settings(project, ingest_parse_processes=2)
     store = Store(settings.store_url)
     try:
@@ -438,12 +436,7 @@ def test_304s_redirects_and_error_pages_leave_the_connection_open(server: Loopba
     """httpcore reuses a connection only once its response was read to the end, so the fetcher reads the
     bodies it does not keep; a body too big to be worth reading closes the connection instead."""
 
-    def conditional(request):
-        if request.headers.get("if-none-match") == '"v1"':
-            return Reply(304, {"ETag": '"v1"'})
-        return Reply(200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, FEED.encode())
-
-    final = server.route("/final.xml", conditional)
+    final = server.route("/final.xml", etag_v1)
     moved = server.route("/moved.xml", lambda _r: Reply(302, {"Location": "/final.xml"}, b"<p>moved</p>"))
     missing = server.url("/missing.xml")  # 404 with a short page
     bulky = server.route("/bulky.xml", lambda _r: Reply(302, {"Location": "/final.xml"}, b"x" * 4 * DRAIN_BYTES))
