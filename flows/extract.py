@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import lxml.html
 import nh3
-import trafilatura
 from lxml.etree import ParserError
 
 from flows.models import Paragraph, ParagraphKind, make_paragraphs, normalise_text
@@ -78,16 +77,20 @@ HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 FOOTNOTE_CONTAINER = re.compile(r"footnote", re.IGNORECASE)
 
 
+# One cleaner for every call: `nh3.clean` with these options builds a new one each time, which costs three
+# times the cleaning of a typical feed entry.
+_CLEANER = nh3.Cleaner(
+    tags=SAFE_TAGS,
+    attributes=SAFE_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+
 def sanitise_html(html: str) -> str:
     """Allow-list sanitising: no script/style, no event handlers, no javascript: or data: links."""
-    return nh3.clean(
-        html,
-        tags=SAFE_TAGS,
-        attributes=SAFE_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-        strip_comments=True,
-    )
+    return _CLEANER.clean(html)
 
 
 RELATIVE_URL = re.compile(r"""(?:href|src)\s*=\s*["']?(?![a-z][a-z0-9+.-]*:|#)""", re.IGNORECASE)
@@ -248,6 +251,10 @@ def extract_article(page: str | bytes, url: str) -> ExtractedPage:
     Trafilatura's HTML output keeps paragraphs, headings, lists and images but drops figure captions; they
     are put back from the original page by image address. Returns an empty page when nothing is found.
     """
+    # Imported here, not at the top: the parser processes import this module for `html_to_paragraphs` and
+    # never extract a page, and importing trafilatura (with courlan and urllib3) takes ≈ 0.2 s.
+    import trafilatura
+
     extracted = trafilatura.extract(
         page,
         url=url or None,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -430,13 +431,16 @@ class Store:
     def match_articles(
         self, *, ids: set[str], guids: set[str], canonical_urls: set[str], fingerprints: set[str], feed_id: str
     ) -> ArticleMatches:
-        """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only."""
+        """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only.
+
+        One query for all four keys (a feed's worth fits in one; larger sets go 500 per key at a time): it
+        runs once per feed, and four statements cost more than their index lookups."""
         matches = ArticleMatches()
+        keys = [list(_chunks(sorted(v for v in values if v))) for values in (ids, guids, canonical_urls, fingerprints)]
         with self.engine.connect() as conn:
-            for query, values in zip(_MATCH_QUERIES, (ids, guids, canonical_urls, fingerprints), strict=True):
-                for chunk in _chunks(sorted(v for v in values if v)):
-                    for row in conn.execute(query, {"values": chunk}):
-                        matches.add(row, feed_id)
+            for chunks in zip_longest(*keys, fillvalue=[]):
+                for row in conn.execute(_MATCH_ANY, dict(zip(_MATCH_KEYS, chunks, strict=True))):
+                    matches.add(row, feed_id)
         return matches
 
     def article_ids(self) -> set[str]:
@@ -623,9 +627,18 @@ class ArticleMatches:
 # Built once: statements with an expanding IN parameter are compiled once and cached by SQLAlchemy; building
 # `column.in_(values)` anew for every feed cost more than running the query.
 _MATCH_COLUMNS = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
-_MATCH_QUERIES = tuple(
-    select(*_MATCH_COLUMNS).where(column.in_(bindparam("values", expanding=True)))
-    for column in (articles.c.id, articles.c.guid, articles.c.canonical_url, articles.c.fingerprint)
+_MATCH_KEYS = ("ids", "guids", "canonical_urls", "fingerprints")
+_MATCH_ANY = select(*_MATCH_COLUMNS).where(
+    or_(
+        *(
+            column.in_(bindparam(key, expanding=True))
+            for key, column in zip(
+                _MATCH_KEYS,
+                (articles.c.id, articles.c.guid, articles.c.canonical_url, articles.c.fingerprint),
+                strict=True,
+            )
+        )
+    )
 )
 _STORED_VERSIONS = select(articles.c.id, articles.c.fingerprint, articles.c.version, articles.c.feed_id).where(
     articles.c.id.in_(bindparam("values", expanding=True))

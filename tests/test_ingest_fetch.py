@@ -6,6 +6,8 @@ import asyncio
 import gzip
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -98,12 +100,12 @@ def test_etag_then_304_costs_no_parsing(
     assert first.outcomes[0].status == "ok" and len(first.new_articles) == 2
     assert db.feed_state(feed.url)["etag"] == '"v1"'
 
-    import flows.ingest
+    import flows.feed_reading
 
     def parsing_forbidden(*_args: object) -> None:
         raise AssertionError("a 304 must not be parsed")
 
-    monkeypatch.setattr(flows.ingest, "parse_feed", parsing_forbidden)
+    monkeypatch.setattr(flows.feed_reading, "parse_feed", parsing_forbidden)
     second = ingest_feeds([feed], db, cfg)
     assert second.outcomes[0].status == "not_modified"
     assert second.new_articles == [] and second.errors == []
@@ -376,6 +378,17 @@ def test_parser_processes_start_off_the_event_loop_and_only_when_needed(
         store.close()
     assert len(cold_starts) == 2 and threading.main_thread().name not in cold_starts
     assert {o.status for o in warm.outcomes} == {"not_modified"} and starts == []  # nothing to parse: none started
+
+
+def test_parser_processes_import_no_http_client_and_no_page_extractor() -> None:
+    """A parser process can take its first feed only once `flows.feed_reading` is imported, while the run's
+    first answers are already in: httpx, trafilatura and the content loader would add about half a second."""
+    code = "import sys, flows.feed_reading; print(' '.join(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(run.stdout.split())
+    assert {"flows.feed_reading", "feedparser", "nh3", "sqlalchemy"} <= loaded
+    unwanted = {"httpx", "httpcore", "trafilatura", "courlan", "flows.fetch", "flows.content", "flows.settings"}
+    assert loaded & unwanted == set()
 
 
 def test_https_with_an_untrusted_certificate_is_refused(project: Path, tmp_path: Path) -> None:

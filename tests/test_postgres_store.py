@@ -231,6 +231,27 @@ def test_same_articles_saved_by_many_threads_are_stored_once(store: Store) -> No
         assert set(conn.execute(select(articles.c.version)).scalars()) == {2}
 
 
+def test_matching_finds_articles_by_each_key_beyond_one_query_of_500(store: Store) -> None:
+    saved = [_article(i) for i in range(1_300)]
+    store.save_articles([(a, a.url, f"guid-{a.id}") for a in saved])
+    matches = store.match_articles(
+        ids={a.id for a in saved[:1_100]} | {"no-such-id"},  # three chunks of ids, one of each other key
+        guids={"guid-art1100", "guid-art1101"},
+        canonical_urls={saved[1_200].url},
+        fingerprints={saved[1_250].fingerprint, "no-such-fingerprint"},
+        feed_id="f1",
+    )
+    expected = {a.id for a in saved[:1_100]} | {"art1100", "art1101", "art1200", "art1250"}
+    assert set(matches.fingerprint_of) == expected
+    assert matches.by_guid["guid-art1100"] == "art1100" and matches.by_guid["guid-art1101"] == "art1101"
+    assert matches.by_canonical_url[saved[1_200].url] == "art1200"
+    assert matches.by_fingerprint[saved[1_250].fingerprint] == "art1250"
+    other_feed = store.match_articles(
+        ids=set(), guids={"guid-art1100"}, canonical_urls=set(), fingerprints=set(), feed_id="f2"
+    )
+    assert other_feed.fingerprint_of == {"art1100": "fp1100a"} and other_feed.by_guid == {}  # guids count per feed
+
+
 def test_feed_state_upsert_keeps_one_row_per_feed(store: Store) -> None:
     urls = [f"https://feeds.example.org/{i}.xml" for i in range(30)]
 
