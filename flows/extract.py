@@ -93,12 +93,22 @@ def sanitise_html(html: str) -> str:
     return _CLEANER.clean(html)
 
 
-RELATIVE_URL = re.compile(r"""(?:href|src)\s*=\s*["']?(?![a-z][a-z0-9+.-]*:|#)""", re.IGNORECASE)
+# Matched against the lower-cased HTML. The spaces and the quote are possessive (`*+`, `?+`): with plain
+# quantifiers the engine gave the quote (or a space) back and the lookahead then saw `"` instead of the
+# scheme, so every quoted absolute link counted as relative and sent the entry through a full lxml parse and
+# serialisation (≈ 0.2 ms an entry).
+RELATIVE_URL = re.compile(r"""(?:href|src)\s*+=\s*+["']?+(?![a-z][a-z0-9+.-]*:|#)""")
+
+
+def has_relative_url(html: str) -> bool:
+    """Whether some href or src attribute holds a relative URL (a cheap test: most entries have none)."""
+    lowered = html.lower()
+    return ("href" in lowered or "src" in lowered) and RELATIVE_URL.search(lowered) is not None
 
 
 def make_urls_absolute(html: str, base: str) -> str:
     """Resolve relative href/src against `base`; HTML without relative links is returned untouched (fast)."""
-    if not base or not RELATIVE_URL.search(html):
+    if not base or not has_relative_url(html):
         return html
     try:
         root = lxml.html.fragment_fromstring(html, create_parent="div")

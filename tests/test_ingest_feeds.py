@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from flows.extract import sanitise_html
+from flows.extract import make_urls_absolute, sanitise_html
 from flows.ingest import ingest_feeds
 from flows.models import Feed, ParagraphKind
 from flows.settings import Settings
@@ -363,6 +363,33 @@ def test_relative_links_without_xml_base_resolve_against_the_feed_url(
         f"{base}/img/seven.png"
     ]
     assert articles["Script link"].url == ""  # an unsafe scheme is dropped, never stored or linked to
+
+
+@pytest.mark.parametrize(
+    ("html", "resolved"),
+    [
+        ("<a href='/about'>a</a>", '<a href="https://site.example/about">a</a>'),
+        ('<IMG SRC="img/c.png">', '<img src="https://site.example/blog/img/c.png">'),
+        ("<a href=../up>u</a>", '<a href="https://site.example/up">u</a>'),
+        ('<a href="//cdn.example/x">x</a>', '<a href="https://cdn.example/x">x</a>'),
+    ],
+)
+def test_relative_links_are_found_quoted_or_not_and_in_any_case(html: str, resolved: str) -> None:
+    assert make_urls_absolute(html, "https://site.example/blog/post") == resolved
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>No links at all, only text.</p>",
+        '<p><a href=\'https://site.example/a\'>a</a> <img src="HTTP://cdn.example/i.png"> <a href="#n1">1</a></p>',
+        '<a href = "mailto:ed@site.example">mail</a><img src="data:image/png;base64,AAAA">',
+    ],
+)
+def test_html_with_only_absolute_links_is_returned_as_it_is(html: str) -> None:
+    """Not re-serialised through lxml: the quoted-scheme case once matched as relative, and each such entry
+    paid a parse and serialisation (and had its markup rewritten) for nothing."""
+    assert make_urls_absolute(html, "https://site.example/blog/post") is html
 
 
 def test_an_article_in_two_feeds_is_stored_once_and_not_flip_flopped(
