@@ -372,6 +372,12 @@ def test_relative_links_without_xml_base_resolve_against_the_feed_url(
         ('<IMG SRC="img/c.png">', '<img src="https://site.example/blog/img/c.png">'),
         ("<a href=../up>u</a>", '<a href="https://site.example/up">u</a>'),
         ('<a href="//cdn.example/x">x</a>', '<a href="https://cdn.example/x">x</a>'),
+        # A footnote link stays inside the entry even when a real relative link sends it through lxml.
+        (
+            '<p><a href="notes">n</a><sup id="r1"><a href="#n1">1</a></sup></p>',
+            '<p><a href="https://site.example/blog/notes">n</a><sup id="r1"><a href="#n1">1</a></sup></p>',
+        ),
+        ("<a href='http://[bad'>x</a><a href=ok>y</a>", '<a>x</a><a href="https://site.example/blog/ok">y</a>'),
     ],
 )
 def test_relative_links_are_found_quoted_or_not_and_in_any_case(html: str, resolved: str) -> None:
