@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import zip_longest
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -433,14 +434,23 @@ class Store:
     ) -> ArticleMatches:
         """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only.
 
-        One query for all four keys (a feed's worth fits in one; larger sets go 500 per key at a time): it
-        runs once per feed, and four statements cost more than their index lookups."""
+        One query for all four keys (a feed's worth fits in one; larger sets go `MATCH_CHUNK` per key at a time, so a
+        statement binds at most 960 values, under the 999 that SQLite before 3.32 allows): it runs once per
+        feed, and four statements cost more than their index lookups. Where two stored articles
+        share a key, the one first seen wins, whatever order the database returns rows in."""
         matches = ArticleMatches()
-        keys = [list(_chunks(sorted(v for v in values if v))) for values in (ids, guids, canonical_urls, fingerprints)]
+        keys = [
+            list(_chunks(sorted(v for v in values if v), MATCH_CHUNK))
+            for values in (ids, guids, canonical_urls, fingerprints)
+        ]
         with self.engine.connect() as conn:
-            for chunks in zip_longest(*keys, fillvalue=[]):
-                for row in conn.execute(_MATCH_ANY, dict(zip(_MATCH_KEYS, chunks, strict=True))):
-                    matches.add(row, feed_id)
+            rows = [
+                row
+                for chunks in zip_longest(*keys, fillvalue=[])
+                for row in conn.execute(_MATCH_ANY, dict(zip(_MATCH_KEYS, chunks, strict=True)))
+            ]
+        for row in sorted(rows, key=attrgetter("first_seen", "id")):
+            matches.add(row, feed_id)
         return matches
 
     def article_ids(self) -> set[str]:
@@ -626,7 +636,16 @@ class ArticleMatches:
 
 # Built once: statements with an expanding IN parameter are compiled once and cached by SQLAlchemy; building
 # `column.in_(values)` anew for every feed cost more than running the query.
-_MATCH_COLUMNS = (articles.c.id, articles.c.fingerprint, articles.c.guid, articles.c.canonical_url, articles.c.feed_id)
+_MATCH_COLUMNS = (
+    articles.c.id,
+    articles.c.fingerprint,
+    articles.c.guid,
+    articles.c.canonical_url,
+    articles.c.feed_id,
+    articles.c.first_seen,
+)
+# Four keys of this many values each bind 960 parameters at most.
+MATCH_CHUNK = 240
 _MATCH_KEYS = ("ids", "guids", "canonical_urls", "fingerprints")
 _MATCH_ANY = select(*_MATCH_COLUMNS).where(
     or_(

@@ -101,10 +101,13 @@ def test_etag_then_304_costs_no_parsing(
     assert db.feed_state(feed.url)["etag"] == '"v1"'
 
     import flows.feed_reading
+    import flows.ingest
 
     def parsing_forbidden(*_args: object) -> None:
         raise AssertionError("a 304 must not be parsed")
 
+    # Both the ingest's route to the parser (in process or in a parser process) and the parser itself.
+    monkeypatch.setattr(flows.ingest, "read_and_store", parsing_forbidden)
     monkeypatch.setattr(flows.feed_reading, "parse_feed", parsing_forbidden)
     second = ingest_feeds([feed], db, cfg)
     assert second.outcomes[0].status == "not_modified"

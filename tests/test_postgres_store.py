@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 from pg_support import fresh_schema
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, select, text, update
 
 from flows import ledger
 from flows.ingest import ingest_feeds
 from flows.models import Article, Feed, ParagraphKind, make_paragraphs
-from flows.store import MIGRATIONS, SCHEMA_VERSION, Store, articles, feed_state, schema_version
+from flows.store import MATCH_CHUNK, MIGRATIONS, SCHEMA_VERSION, Store, articles, feed_state, schema_version
 from flows.store import ledger as ledger_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,25 +231,54 @@ def test_same_articles_saved_by_many_threads_are_stored_once(store: Store) -> No
         assert set(conn.execute(select(articles.c.version)).scalars()) == {2}
 
 
-def test_matching_finds_articles_by_each_key_beyond_one_query_of_500(store: Store) -> None:
+def test_matching_finds_articles_by_every_key_when_several_need_more_than_one_query(store: Store) -> None:
     saved = [_article(i) for i in range(1_300)]
     store.save_articles([(a, a.url, f"guid-{a.id}") for a in saved])
+    assert MATCH_CHUNK < 300  # so ids, guids and links below each take more than one query, of unequal counts
     matches = store.match_articles(
-        ids={a.id for a in saved[:1_100]} | {"no-such-id"},  # three chunks of ids, one of each other key
-        guids={"guid-art1100", "guid-art1101"},
-        canonical_urls={saved[1_200].url},
-        fingerprints={saved[1_250].fingerprint, "no-such-fingerprint"},
+        ids={a.id for a in saved[:600]} | {"no-such-id"},
+        guids={f"guid-{a.id}" for a in saved[600:900]},
+        canonical_urls={a.url for a in saved[900:1_160]},
+        fingerprints={a.fingerprint for a in saved[1_160:1_165]} | {"no-such-fingerprint"},
         feed_id="f1",
     )
-    expected = {a.id for a in saved[:1_100]} | {"art1100", "art1101", "art1200", "art1250"}
-    assert set(matches.fingerprint_of) == expected
-    assert matches.by_guid["guid-art1100"] == "art1100" and matches.by_guid["guid-art1101"] == "art1101"
-    assert matches.by_canonical_url[saved[1_200].url] == "art1200"
-    assert matches.by_fingerprint[saved[1_250].fingerprint] == "art1250"
+    assert set(matches.fingerprint_of) == {a.id for a in saved[:1_165]}
+    assert all(matches.by_guid[f"guid-{a.id}"] == a.id for a in saved[600:900])
+    assert all(matches.by_canonical_url[a.url] == a.id for a in saved[900:1_160])
+    assert matches.by_fingerprint[saved[1_164].fingerprint] == "art1164"
     other_feed = store.match_articles(
         ids=set(), guids={"guid-art1100"}, canonical_urls=set(), fingerprints=set(), feed_id="f2"
     )
     assert other_feed.fingerprint_of == {"art1100": "fp1100a"} and other_feed.by_guid == {}  # guids count per feed
+
+
+def test_where_two_stored_articles_share_a_key_the_one_first_seen_is_matched(store: Store) -> None:
+    twins = [
+        _article(n).model_copy(update={"id": article_id, "fingerprint": "fp-twin"})
+        for n, article_id in ((1, "aaa"), (2, "zzz"))
+    ]
+    store.save_articles([(a, "https://news.example.org/twin", "guid-twin") for a in twins])
+
+    def matched_after(first_seen: dict[str, datetime]) -> set[str]:
+        with store.begin() as conn:
+            for article_id, when in first_seen.items():
+                conn.execute(update(articles).where(articles.c.id == article_id).values(first_seen=when))
+        found = store.match_articles(
+            ids=set(),
+            guids={"guid-twin"},
+            canonical_urls={"https://news.example.org/twin"},
+            fingerprints={"fp-twin"},
+            feed_id="f1",
+        )
+        return {
+            found.by_guid["guid-twin"],
+            found.by_canonical_url["https://news.example.org/twin"],
+            found.by_fingerprint["fp-twin"],
+        }
+
+    early, late = datetime(2020, 1, 1), datetime(2026, 1, 1)
+    assert matched_after({"aaa": late, "zzz": early}) == {"zzz"}
+    assert matched_after({"aaa": early, "zzz": late}) == {"aaa"}
 
 
 def test_feed_state_upsert_keeps_one_row_per_feed(store: Store) -> None:
