@@ -2,7 +2,8 @@
 and store them. This is the CPU-heavy half of ingesting a feed, the part the parser processes run.
 
 It imports no HTTP client, trafilatura or content loader: a parser process imports this module before it
-can take its first feed, and a run's first feeds arrive within half a second (see `ParserPool`).
+can take its first feed, and a run's first feeds arrive within half a second (docs/ingest.md, "Parser
+processes ready sooner").
 """
 
 from __future__ import annotations
