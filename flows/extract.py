@@ -99,7 +99,8 @@ def sanitise_html(html: str) -> str:
 # quantifiers the engine gave the quote (or a space) back and the lookahead then saw `"` instead of the
 # scheme, so every quoted absolute link counted as relative and sent the entry through a full lxml parse and
 # serialisation (≈ 0.2 ms an entry). Fragment-only links do not count: they are never rewritten.
-RELATIVE_URL = re.compile(r"""(?:href|src)\s*+=\s*+["']?+(?![a-z][a-z0-9+.-]*:|#)""")
+SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
+RELATIVE_URL = re.compile(r"""(?:href|src)\s*+=\s*+["']?+(?!""" + SCHEME.pattern + "|#)")
 
 
 def has_relative_url(html: str) -> bool:
@@ -112,7 +113,8 @@ def make_urls_absolute(html: str, base: str) -> str:
     """Resolve relative href/src against `base`; HTML without relative links is returned untouched (fast).
 
     Fragment-only links (`#fn1`) are left as they are, with or without other relative links beside them: they
-    point at footnotes inside the same entry, whose ids the sanitiser keeps."""
+    point at footnotes inside the same entry, whose ids the sanitiser keeps. A `<base href>` inside the
+    entry is not followed (the sanitiser drops it): links resolve against `base`, the entry's own."""
     if not base or not has_relative_url(html):
         return html
     try:
@@ -125,8 +127,12 @@ def make_urls_absolute(html: str, base: str) -> str:
 
 
 def _absolute_link(base: str, link: str) -> str | None:
-    """`link` resolved against `base`; None (the attribute dropped) when it cannot be, as lxml's "discard"."""
-    if link.startswith("#"):
+    """`link` resolved against `base`; None (the attribute dropped) when it cannot be, as lxml's "discard".
+
+    Links the fast path counts as absolute or in-page (a scheme, or a fragment only) are left as they are
+    here too, so that a link is stored the same whatever other links share its entry: urljoin would turn
+    a malformed same-scheme `https:/page` into `https://site/page`."""
+    if link.startswith("#") or SCHEME.match(link.lower()):
         return link
     try:
         return urljoin(base, link)

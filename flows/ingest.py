@@ -221,9 +221,9 @@ class ParserPool:
     Starting them means starting a forkserver that imports `flows.feed_reading`, then forking each worker:
     they are ready about 0.65 s into a cold run here (docs/ingest.md). `ProcessPoolExecutor` does that
     inside `submit` (one worker per submit that finds none idle), which blocked the event loop, and every
-    fetch with it, for that long. Here the start runs in a thread: at once when the run has feeds without
-    validators (their answers will need parsing), else at the first parse. Parses wait for it; fetches do
-    not."""
+    fetch with it, for 0.7 to 1.4 s when the workers imported all of `flows.ingest`. Here the start runs
+    in a thread: at once when the run has feeds without validators (their answers will need parsing),
+    else at the first parse. Parses wait for it; fetches do not."""
 
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("forkserver")

@@ -377,7 +377,18 @@ def test_relative_links_without_xml_base_resolve_against_the_feed_url(
             '<p><a href="notes">n</a><sup id="r1"><a href="#n1">1</a></sup></p>',
             '<p><a href="https://site.example/blog/notes">n</a><sup id="r1"><a href="#n1">1</a></sup></p>',
         ),
-        ("<a href='http://[bad'>x</a><a href=ok>y</a>", '<a>x</a><a href="https://site.example/blog/ok">y</a>'),
+        # A relative link urljoin cannot resolve is dropped; the good one beside it is still resolved.
+        ("<a href='//[bad'>x</a><a href=ok>y</a>", '<a>x</a><a href="https://site.example/blog/ok">y</a>'),
+        # A malformed same-scheme link is left as it is, as when no relative link is beside it.
+        (
+            '<a href="HTTPS:/page">p</a><a href=x>x</a>',
+            '<a href="HTTPS:/page">p</a><a href="https://site.example/blog/x">x</a>',
+        ),
+        # An entry's own <base> is not followed (the sanitiser drops it afterwards).
+        (
+            '<base href="https://other.example/x/"><a href="rel">r</a>',
+            '<base href="https://other.example/x/"><a href="https://site.example/blog/rel">r</a>',
+        ),
     ],
 )
 def test_relative_links_are_found_quoted_or_not_and_in_any_case(html: str, resolved: str) -> None:
