@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from httpx import Client
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from flows import ledger
@@ -16,18 +17,20 @@ from flows.deliver import deliver_briefing
 from flows.settings import load_settings
 from flows.store import Store, unsubscribes
 from flows.tokens import make_token
+from tests.asgi_support import serve_asgi
 from tests.delivery_support import load_sample, render_sample
 
 SECRET = "unsubscribe-test-secret-0123"
 
 
 @pytest.fixture
-def client(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch):
+def client(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     from flows.unsubscribe import unsubscribe_routes
 
     monkeypatch.setenv("BRIEFING_SECRET", SECRET)
     settings = load_settings()
-    return TestClient(Starlette(routes=unsubscribe_routes(settings, store, {"atou": "ATou"})))
+    with serve_asgi(Starlette(routes=unsubscribe_routes(settings, store, {"atou": "ATou"}))) as http:
+        yield http
 
 
 def _recorded(store: Store) -> list[tuple[str, str, str]]:
@@ -35,7 +38,7 @@ def _recorded(store: Store) -> list[tuple[str, str, str]]:
         return [(r.audience, r.email, r.method) for r in conn.execute(unsubscribes.select())]
 
 
-def test_get_shows_a_confirm_button_and_records_nothing(client: TestClient, store: Store) -> None:
+def test_get_shows_a_confirm_button_and_records_nothing(client: Client, store: Store) -> None:
     token = make_token(SECRET, "atou", "atou@example.org")
     page = client.get("/unsubscribe", params={"t": token})
     assert page.status_code == 200
@@ -44,7 +47,7 @@ def test_get_shows_a_confirm_button_and_records_nothing(client: TestClient, stor
     assert _recorded(store) == []
 
 
-def test_one_click_post_records_the_unsubscribe(client: TestClient, store: Store) -> None:
+def test_one_click_post_records_the_unsubscribe(client: Client, store: Store) -> None:
     token = make_token(SECRET, "atou", "Atou@Example.org")
     reply = client.post(
         f"/unsubscribe?t={token}",
@@ -57,7 +60,7 @@ def test_one_click_post_records_the_unsubscribe(client: TestClient, store: Store
     assert again.status_code == 200 and len(_recorded(store)) == 1
 
 
-def test_multipart_one_click_and_confirm_form(client: TestClient, store: Store) -> None:
+def test_multipart_one_click_and_confirm_form(client: Client, store: Store) -> None:
     one = make_token(SECRET, "atou", "one@example.org")
     two = make_token(SECRET, "neta", "two@example.org")
     assert client.post(f"/unsubscribe?t={one}", files={"List-Unsubscribe": (None, "One-Click")}).status_code == 200
@@ -66,7 +69,7 @@ def test_multipart_one_click_and_confirm_form(client: TestClient, store: Store) 
     assert sorted(_recorded(store)) == [("atou", "one@example.org", "one-click"), ("neta", "two@example.org", "web")]
 
 
-def test_forged_token_is_refused_and_changes_nothing(client: TestClient, store: Store) -> None:
+def test_forged_token_is_refused_and_changes_nothing(client: Client, store: Store) -> None:
     token_a = make_token(SECRET, "atou", "a@example.org")
     token_b = make_token(SECRET, "atou", "b@example.org")
     forged = token_b.split(".")[0] + "." + token_a.split(".")[1]  # B's address under A's signature

@@ -1,28 +1,25 @@
-"""The preview app in-process (Starlette's test client): drafts, errors, archive links, test sends to the outbox."""
+"""The preview app served by uvicorn on loopback: drafts, errors, archive links, test sends to the outbox."""
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from httpx import Client
 
 from flows.preview import create_app
 from flows.publish import assign_paths, html_link
 from flows.settings import Settings
 from flows.store import Store
-
-with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed; httpx works
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+from tests.asgi_support import serve_asgi
 
 
 @pytest.fixture
-def client(settings: Settings, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, store)) as test_client:
-        yield test_client
+def client(settings: Settings, store: Store) -> Iterator[Client]:
+    with serve_asgi(create_app(settings, store)) as http:
+        yield http
 
 
 def drop_note(path: Path, audience: str) -> None:
@@ -30,7 +27,7 @@ def drop_note(path: Path, audience: str) -> None:
     path.write_text(re.sub(rf"### {audience}\n.*?(?=\n###|\n## )", "", text, flags=re.DOTALL), "utf-8")
 
 
-def test_a_draft_missing_one_note_still_shows_the_other_audiences(project: Path, client: TestClient) -> None:
+def test_a_draft_missing_one_note_still_shows_the_other_audiences(project: Path, client: Client) -> None:
     drop_note(project / "content" / "briefings" / "metr-task-horizons.md", "uota")
     page = client.get("/b/metr-task-horizons")
     assert page.status_code == 200
@@ -41,7 +38,7 @@ def test_a_draft_missing_one_note_still_shows_the_other_audiences(project: Path,
     assert frame.status_code == 422 and "no note for this audience" in frame.text
 
 
-def test_problems_from_the_checker_are_listed_with_their_briefing(project: Path, client: TestClient) -> None:
+def test_problems_from_the_checker_are_listed_with_their_briefing(project: Path, client: Client) -> None:
     path = project / "content" / "briefings" / "github-commit-flood.md"
     path.write_text(path.read_text("utf-8").replace("### neta\n", "### nobody\n"), "utf-8")
     page = client.get("/")
@@ -50,14 +47,14 @@ def test_problems_from_the_checker_are_listed_with_their_briefing(project: Path,
     assert re.search(r"[1-9]\d* errors", row)
 
 
-def test_unknown_briefing_audience_or_part_is_404(client: TestClient) -> None:
+def test_unknown_briefing_audience_or_part_is_404(client: Client) -> None:
     assert client.get("/b/no-such-briefing").status_code == 404
     assert client.get("/email/github-commit-flood/nobody.html").status_code == 404
     assert client.get("/email/github-commit-flood/atou.exe").status_code == 404
     assert client.get("/archive/no-such-briefing").status_code == 404
 
 
-def test_email_parts_have_a_working_unsubscribe_link(client: TestClient, settings: Settings) -> None:
+def test_email_parts_have_a_working_unsubscribe_link(client: Client, settings: Settings) -> None:
     html = client.get("/email/github-commit-flood/atou.html").text
     text = client.get("/email/github-commit-flood/atou.txt").text
     markdown = client.get("/email/github-commit-flood/atou.md")
@@ -69,9 +66,7 @@ def test_email_parts_have_a_working_unsubscribe_link(client: TestClient, setting
     assert confirm.status_code == 200 and "preview@example.invalid" in confirm.text
 
 
-def test_archive_links_to_the_published_html_when_it_exists(
-    settings: Settings, store: Store, client: TestClient
-) -> None:
+def test_archive_links_to_the_published_html_when_it_exists(settings: Settings, store: Store, client: Client) -> None:
     rendered = client.get("/archive/github-commit-flood")
     assert rendered.status_code == 200 and "Not published as HTML yet" in rendered.text
     from flows.content import load_content
@@ -87,7 +82,7 @@ def test_archive_links_to_the_published_html_when_it_exists(
 
 
 def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
-    settings: Settings, store: Store, client: TestClient
+    settings: Settings, store: Store, client: Client
 ) -> None:
     from flows import ledger
 
@@ -103,16 +98,16 @@ def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
     assert "error=" in unknown.headers["location"] and "unknown%20audience" in unknown.headers["location"]
 
 
-def test_send_test_refuses_cross_site_posts(settings: Settings, client: TestClient) -> None:
+def test_send_test_refuses_cross_site_posts(settings: Settings, client: Client) -> None:
     form = {"slug": "github-commit-flood", "audience": "atou", "address": "victim@example.org"}
     refused = client.post("/send-test", data=form, headers={"Origin": "https://evil.example"}, follow_redirects=False)
     assert refused.status_code == 403
     assert not (settings.outbox_path / "test").exists()
-    same = client.post("/send-test", data=form, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    same = client.post("/send-test", data=form, headers={"Origin": str(client.base_url)}, follow_redirects=False)
     assert same.status_code == 303 and "sent=" in same.headers["location"]
 
 
-def test_list_shows_what_the_ledger_holds(store: Store, client: TestClient) -> None:
+def test_list_shows_what_the_ledger_holds(store: Store, client: Client) -> None:
     from flows import ledger
 
     ledger.enqueue(store, "github-commit-flood", "neta", "hash1", {"a@example.org": "<1@x>", "b@example.org": "<2@x>"})
