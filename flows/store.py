@@ -434,10 +434,9 @@ class Store:
     ) -> ArticleMatches:
         """Existing articles (id → fingerprint) met by any of these keys; guids match within one feed only.
 
-        One query for all four keys (a feed's worth fits in one; larger sets go `MATCH_CHUNK` per key at a time, so a
-        statement binds at most 960 values, under the 999 that SQLite before 3.32 allows): it runs once per
-        feed, and four statements cost more than their index lookups. Where two stored articles
-        share a key, the one first seen wins, whatever order the database returns rows in."""
+        One query for all four keys (a feed's worth fits in one; larger sets go `MATCH_CHUNK` per key at a
+        time): it runs once per feed, and four statements cost more than their index lookups. Where two
+        stored articles share a key, the one first seen wins, whatever order the database returns rows in."""
         matches = ArticleMatches()
         keys = [
             list(_chunks(sorted(v for v in values if v), MATCH_CHUNK))
@@ -644,7 +643,7 @@ _MATCH_COLUMNS = (
     articles.c.feed_id,
     articles.c.first_seen,
 )
-# Four keys of this many values each bind 960 parameters at most.
+# Four keys of this many values bind 960 parameters at most, under the 999 that SQLite before 3.32 allows.
 MATCH_CHUNK = 240
 _MATCH_KEYS = ("ids", "guids", "canonical_urls", "fingerprints")
 _MATCH_ANY = select(*_MATCH_COLUMNS).where(
