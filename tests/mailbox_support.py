@@ -257,7 +257,7 @@ class SmtpToMailbox:
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
-            server_kwargs={"decode_data": False},
+            decode_data=False,
             ready_timeout=30,
         )
 

@@ -91,8 +91,10 @@ def sent_at(message: Message, fallback: datetime | None) -> datetime:
     return when.astimezone(UTC).replace(tzinfo=None)
 
 
-def part_text(part: Message) -> str:
-    """The decoded text of a text/* part; an unknown or lying charset falls back to UTF-8 with replacements."""
+def part_text(part: Message, *, strict: bool = False) -> str:
+    """The decoded text of a text/* part. When its charset is unknown, the bytes are read as UTF-8: with
+    `strict`, bytes that are not UTF-8 make the message unreadable (rather than a reply of mojibake); without
+    it, they are replaced."""
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         if isinstance(content, str):
@@ -100,9 +102,17 @@ def part_text(part: Message) -> str:
     except (LookupError, UnicodeError, AssertionError, KeyError, ValueError):
         pass
     payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
+    if not isinstance(payload, bytes):
+        return str(part.get_payload() or "")
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        if strict:
+            charset = part.get_content_charset() or "unknown"
+            raise UnreadableMessageError(
+                f"the {part.get_content_type()} body cannot be decoded (charset {charset!r}, not UTF-8 either)"
+            ) from None
         return payload.decode("utf-8", errors="replace")
-    return str(part.get_payload() or "")
 
 
 def body_parts(message: EmailMessage) -> tuple[str, str, int]:
@@ -115,11 +125,11 @@ def body_parts(message: EmailMessage) -> tuple[str, str, int]:
     except Exception:
         best_plain = best_html = None
     if best_plain is not None:
-        plain = part_text(best_plain)
+        plain = part_text(best_plain, strict=True)
     if best_html is not None:
-        html = part_text(best_html)
+        html = part_text(best_html, strict=True)
     if not plain and not html and not message.is_multipart():
-        text = part_text(message)
+        text = part_text(message, strict=True)
         if message.get_content_type() == "text/html":
             html = text
         else:
