@@ -13,8 +13,15 @@ from flows.errors import BriefingError
 
 logger = logging.getLogger(__name__)
 
-discussion_app = typer.Typer(help="Moderate readers' replies: list, approve or reject discussion entries.")
-suppression_app = typer.Typer(help="Addresses that are never mailed (bounced or complained): list, add, lift.")
+discussion_app = typer.Typer(
+    help="Moderate readers' replies: list, approve or reject discussion entries.\n\nExample: briefing discussion list",
+    no_args_is_help=True,
+)
+suppression_app = typer.Typer(
+    help="Addresses that are never mailed (bounced or complained): list, add, lift.\n\n"
+    "Example: briefing suppression list",
+    no_args_is_help=True,
+)
 
 
 def _open() -> tuple[Any, Any]:
@@ -30,7 +37,7 @@ def collect() -> None:
     complaints suppress addresses, mailto unsubscribes are recorded; every message is moved to a folder for its
     class (Briefing/Replies, …). Each message is acted on once, even across crashes and reruns.
 
-    Example: BRIEFING_IMAP_URL=imaps://news:secret@imap.example.org/INBOX briefing collect
+    Example: briefing collect   (with BRIEFING_IMAP_URL=imaps://news:secret@imap.example.org/INBOX)
     """
     from flows.cli import emit, fail
     from flows.collect import collect_mailbox
