@@ -189,7 +189,7 @@ def _suppression_problems(settings: Any, loaded: Any) -> list[Any]:
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return []
     suppressed = open_store(settings.store_url).suppressed()
-    problems = []
+    problems: list[Any] = []
     for audience in loaded.content.audiences:
         where = str(settings.content_dir / audience.subscribers_file) if audience.subscribers_file else "audiences.yaml"
         for subscriber in audience.subscribers:

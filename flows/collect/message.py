@@ -72,8 +72,7 @@ def referenced_ids(message: Message) -> list[str]:
     for name in ("In-Reply-To", "References"):
         found = MESSAGE_ID.findall(header(message, name))
         ids.extend(reversed(found) if name == "References" else found)
-    seen: set[str] = set()
-    return [i for i in ids if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(ids))  # first occurrence wins
 
 
 def sent_at(message: Message, fallback: datetime | None) -> datetime:
@@ -152,8 +151,8 @@ def embedded_headers(message: Message) -> Message | None:
         kind = part.get_content_type()
         if kind in ("message/rfc822", "message/global"):
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                return payload[0]  # type: ignore[no-any-return]
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
         if kind in ("text/rfc822-headers", "text/rfc822-header"):
             text = part_text(part)
             try:
