@@ -5,8 +5,9 @@ refused. A list of ranges to deny can miss one (the old check missed none of the
 on every public IPv4 address); an allow rule fails closed on anything it does not know.
 
 - IPv4: `is_global` and not multicast, minus two ranges some Python versions still call global.
-- IPv6: inside 2000::/3, the only block IANA allocates for global unicast, and `is_global`. That one test
-  refuses loopback, `::`, ULA fc00::/7, link-local fe80::/10, site-local fec0::/10, multicast ff00::/8,
+- IPv6: inside 2000::/3, the only block IANA allocates for global unicast, and `is_global` (minus the
+  documentation block 3fff::/20, which older Pythons call global). The 2000::/3 test alone refuses
+  loopback, `::`, ULA fc00::/7, link-local fe80::/10, site-local fec0::/10, multicast ff00::/8,
   IPv4-compatible ::/96, local-use NAT64 64:ff9b:1::/48 and every unassigned block, whatever the Python.
 - An IPv6 address that carries an IPv4 address the network would deliver to (IPv4-mapped ::ffff:0:0/96,
   NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by that IPv4 address: ::ffff:127.0.0.1 is loopback.
