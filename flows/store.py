@@ -168,6 +168,21 @@ ready_events = Table(
     Column("emitted_at", DateTime, nullable=False),
 )
 
+# --- draft --- what a model answered, so drafting the same source again costs no request (flows/draft/cache.py).
+# kind: translation (per block; source_hash = hash of the block's text), summary or notes (hash of the request).
+draft_cache = Table(
+    "draft_cache",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("source_hash", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("prompt_version", String(16), primary_key=True),
+    Column("language", String(16), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("tokens", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN cannot be IMMEDIATE and
