@@ -52,7 +52,7 @@ class Seen:
     at: float
     kind: str
     body: dict[str, Any]
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     fault: str
 
 
@@ -206,7 +206,8 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 return
             kind = request_kind(body)
             fault = server.fault_for(kind)
-            server.record(Seen(time.monotonic(), kind, body, dict(self.headers.items()), fault))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            server.record(Seen(time.monotonic(), kind, body, headers, fault))
             self._answer(kind, fault, body)
 
         def _answer(self, kind: str, fault: str, body: dict[str, Any]) -> None:
@@ -274,3 +275,55 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- stubs to draft ----------------------------------------------------------------------------------------
+
+ARTICLE_ITEMS = [
+    ("h", "Why the horizon keeps growing", ""),
+    ("p", "METR measured the length of tasks that agents finish half the time.[1] The figure doubled again.", ""),
+    ("p", "Its latest test found a horizon of at least sixteen hours[2], near the top of its task suite.", ""),
+    ("img", "Figure 1: task length against model release date.", "https://example.org/fig1.png", "Chart of horizons"),
+    ("p", "At 80 percent reliability the horizons are several times shorter, though they grow on the same curve.", ""),
+    ("fn", "[1] METR, Measuring AI ability to complete long tasks, 2025.", ""),
+    ("fn", "[2] The suite's longest tasks take a skilled person about a day.", ""),
+]
+
+
+def write_article_stub(content_dir: Any, slug: str, items: list[tuple[str, ...]] | None = None) -> Any:
+    """A real stub (as ingest writes it) for an article made of `items` (kind, text, image src[, alt])."""
+    import hashlib
+    from datetime import date
+    from pathlib import Path
+
+    from flows.content import load_audiences
+    from flows.models import Article, ParagraphKind, make_paragraphs
+    from flows.stubs import render_stub
+
+    rows = [(ParagraphKind(kind), *rest) for kind, *rest in (items or ARTICLE_ITEMS)]
+    article = Article(
+        id=hashlib.sha1(slug.encode()).hexdigest()[:16],
+        url=f"https://frontier-notes.example.org/2026/06/{slug}",
+        title=f"Article {slug}",
+        site="Frontier Notes",
+        paragraphs=make_paragraphs(rows),  # type: ignore[arg-type]
+    )
+    audiences = load_audiences(Path(content_dir), [])
+    path = Path(content_dir) / "briefings" / f"{slug}.md"
+    path.write_text(render_stub(article, slug, audiences, date(2026, 6, 5)), encoding="utf-8")
+    return path
+
+
+def long_article_items(blocks: int) -> list[tuple[str, ...]]:
+    """`blocks` blocks: headings, paragraphs of ~60 words with footnote markers, and footnotes at the end."""
+    words = "agents models compute data evaluation horizon reliability benchmark training inference".split()
+    footnotes = max(1, blocks // 10)
+    items: list[tuple[str, ...]] = []
+    for number in range(blocks - footnotes):
+        if number % 12 == 0:
+            items.append(("h", f"Section {number // 12 + 1}: what changed", ""))
+            continue
+        text = " ".join(words[(number + i) % len(words)] for i in range(60))
+        items.append(("p", f"Paragraph {number}: {text}.[{number % footnotes + 1}]", ""))
+    items += [("fn", f"[{n}] Source note {n} for the measurements.", "") for n in range(1, footnotes + 1)]
+    return items

@@ -190,6 +190,8 @@ class ChatClient:
         messages = ask.messages(structured, problem)
         extra: dict[str, Any] = {"response_format": ask.response_format()} if structured else {}
         async with self._slots:
+            if self.fatal:  # set by a request that finished while this one waited for its slot
+                raise NoAnswerError(self.fatal, fatal=True)
             self.stats.requests += 1
             async with asyncio.timeout(self.settings.llm_timeout):
                 response = await self._client.chat.completions.create(
