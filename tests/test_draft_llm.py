@@ -201,6 +201,14 @@ def test_only_empty_parts_are_drafted_and_the_editors_text_is_kept(server: ChatS
     assert summary["draft"] == ["judgement", "prompts"] and summary["written"]["verdict"].startswith("agent")
 
 
+def test_a_crlf_file_keeps_its_line_endings(server: ChatServer, stub: Path) -> None:
+    stub.write_bytes(stub.read_bytes().replace(b"\n", b"\r\n"))
+    report = draft(server)
+    raw = stub.read_bytes()
+    assert report.ok and raw.count(b"\n") == raw.count(b"\r\n") > 0
+    assert all(b.translation == PREFIX + b.source for b in parsed(stub).aligned)
+
+
 def test_section_option_drafts_only_the_named_parts(server: ChatServer, stub: Path) -> None:
     report = draft(server, ["notes.neta", "verdict"])
     briefing = parsed(stub)

@@ -54,7 +54,7 @@ class BriefingText:
 
     @classmethod
     def read(cls, path: Path) -> BriefingText:
-        text = path.read_text(encoding="utf-8")
+        text = read_exact(path)
         newline = "\r\n" if "\r\n" in text else "\n"
         meta, body = split_front_matter(path, text)
         problems: list[ContentError] = []
@@ -285,6 +285,11 @@ def _block_edits(
     return edits
 
 
+def read_exact(path: Path) -> str:
+    """The file's text with its line endings as they are (read_text would turn CRLF into LF)."""
+    return path.read_bytes().decode("utf-8")
+
+
 def replace_if_unchanged(path: Path, expected: str, new_text: str) -> bool:
     """Atomically replace the file with `new_text` unless its content is no longer `expected`."""
     mode = path.stat().st_mode & 0o777
@@ -295,7 +300,7 @@ def replace_if_unchanged(path: Path, expected: str, new_text: str) -> bool:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
-        if path.read_text(encoding="utf-8") != expected:
+        if read_exact(path) != expected:
             return False
         os.replace(temp, path)
         return True

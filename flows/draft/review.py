@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.briefing_format import DRAFTABLE_SECTIONS, parse_briefing_file
-from flows.draft.fileupdate import replace_if_unchanged
+from flows.draft.fileupdate import read_exact, replace_if_unchanged
 from flows.errors import ContentError
 from flows.models import MachineDraft
 
@@ -42,7 +42,7 @@ def approve_sections(path: Path, sections: list[str]) -> Approval:
             hint=f"name one of {', '.join(DRAFTABLE_SECTIONS)} (or notes.<audience>, translation.<block id>, all)",
         )
     for _ in range(3):
-        text = path.read_text(encoding="utf-8")
+        text = read_exact(path)
         briefing, partial, problems = parse_briefing_file(path)
         found = briefing or partial
         if found is None:
