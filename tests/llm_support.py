@@ -316,7 +316,7 @@ def write_article_stub(content_dir: Any, slug: str, items: list[tuple[str, ...]]
 
 def long_article_items(blocks: int) -> list[tuple[str, ...]]:
     """`blocks` blocks: headings, paragraphs of ~60 words with footnote markers, and footnotes at the end."""
-    words = "agents models compute data evaluation horizon reliability benchmark training inference".split()
+    words = ["agents", "models", "compute", "data", "evaluation", "horizon", "reliability", "benchmark"]
     footnotes = max(1, blocks // 10)
     items: list[tuple[str, ...]] = []
     for number in range(blocks - footnotes):

@@ -36,7 +36,8 @@ def proj(tmp_path: Path) -> Path:
 
 
 def llm_env(chat: ChatServer, **extra: str) -> dict[str, str]:
-    return {"BRIEFING_LLM_URL": chat.url, "BRIEFING_LLM_MODEL": "loopback-model", "BRIEFING_LLM_BACKOFF": "0.01", **extra}
+    llm = {"BRIEFING_LLM_URL": chat.url, "BRIEFING_LLM_MODEL": "loopback-model", "BRIEFING_LLM_BACKOFF": "0.01"}
+    return {**llm, **extra}
 
 
 def test_draft_json_report_then_check_refuses_ready_until_approved(chat: ChatServer, proj: Path) -> None:
@@ -45,7 +46,8 @@ def test_draft_json_report_then_check_refuses_ready_until_approved(chat: ChatSer
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["written"] is True and report["blocks_filled"] == 7
     stats = report["stats"]
-    assert stats["requests"] == len(chat.seen) > 0 and stats["tokens"] == stats["prompt_tokens"] + stats["completion_tokens"]
+    assert stats["requests"] == len(chat.seen) > 0
+    assert stats["tokens"] == stats["prompt_tokens"] + stats["completion_tokens"] > 0
     assert stats["cache_hits"] == 0 and report["wall_seconds"] > 0
     assert "sk-cli-secret" not in result.stdout + result.stderr
     path = proj / "content" / "briefings" / f"{SLUG}.md"
@@ -76,7 +78,8 @@ def test_draft_exits_10_and_reports_what_failed(chat: ChatServer, proj: Path) ->
     chat.always["translation"] = "server_error"
     result = run_briefing(proj, "draft", SLUG, **llm_env(chat, BRIEFING_LLM_RETRIES="1"))
     assert result.returncode == 10, result.stdout + result.stderr
-    assert "failed (left empty)" in result.stdout and re.search(r"failed:\s+translation\.h01-\w+: HTTP 500", result.stdout)
+    assert "failed (left empty)" in result.stdout
+    assert re.search(r"failed:\s+translation\.h01-\w+: HTTP 500", result.stdout), result.stdout
     as_json = run_briefing(proj, "--json", "draft", SLUG, **llm_env(chat, BRIEFING_LLM_RETRIES="0"))
     assert as_json.returncode == 10
     report = json.loads(as_json.stdout)

@@ -191,7 +191,8 @@ def test_only_empty_parts_are_drafted_and_the_editors_text_is_kept(server: ChatS
     briefing = parsed(path)
     assert set(report.already_written) == {"verdict", "core_points", "notes.atou"}
     assert set(report.filled) == {"judgement", "prompts", "notes.neta", "notes.uota", "notes.investors", "translation"}
-    assert briefing.verdict.startswith("agent 能独立工作的时长") and briefing.note_for("atou").meaning.startswith("半天")
+    assert briefing.verdict.startswith("agent 能独立工作的时长")
+    assert briefing.note_for("atou").meaning.startswith("半天")
     assert briefing.aligned[0].translation.startswith("评测机构 METR")  # the editor's translation of p01
     assert [b.translation.startswith(PREFIX) for b in briefing.aligned] == [False, True, True, True]
     assert {d.name for d in briefing.machine_drafts} >= {"translation.p02-bb341660", "notes.neta", "judgement"}
