@@ -184,6 +184,7 @@ class ChatServer:
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body leave in one segment: no delayed-ACK stall between two writes
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
