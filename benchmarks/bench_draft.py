@@ -53,6 +53,7 @@ class Row:
     seconds: float
     requests: int
     blocks: int
+    tokens: int = 0
 
 
 @contextmanager
@@ -81,7 +82,7 @@ def naive(url: str, stub: Path) -> Row:
     assert briefing is not None
     client = openai.OpenAI(base_url=url, api_key="no-key", max_retries=0, timeout=60)
     started = time.perf_counter()
-    filled = 0
+    filled = tokens = 0
     for block in briefing.aligned:
         ask = translation_ask([block], "zh-CN")
         response = client.chat.completions.create(
@@ -91,9 +92,11 @@ def naive(url: str, stub: Path) -> Row:
             max_tokens=1024,
         )
         answer = parse_answer(response.choices[0].message.content or "", TranslationAnswer)
+        tokens += response.usage.total_tokens if response.usage else 0
         filled += sum(1 for item in answer.blocks if item.id == block.id and item.text)  # type: ignore[attr-defined]
     client.close()
-    return Row("naive: one request per block, in a loop", time.perf_counter() - started, len(briefing.aligned), filled)
+    seconds = time.perf_counter() - started
+    return Row("naive: one request per block, in a loop", seconds, len(briefing.aligned), filled, tokens)
 
 
 def ours(url: str, root: Path, stub: Path, concurrency: int) -> list[Row]:
@@ -113,7 +116,7 @@ def ours(url: str, root: Path, stub: Path, concurrency: int) -> list[Row]:
         report = draft_briefing(settings, store, SLUG, ["translation"])
         if not report.ok:
             raise RuntimeError(f"{name}: {report.failures[:3]}")
-        rows.append(Row(name, report.wall_seconds, report.stats.requests, report.blocks_filled))
+        rows.append(Row(name, report.wall_seconds, report.stats.requests, report.blocks_filled, report.stats.tokens))
     store.close()
     return rows
 
@@ -126,10 +129,10 @@ def scenario(title: str, delay: float, per_block: float, blocks: int, concurrenc
         baseline = naive(url, stub)
         rows = [baseline, *ours(url, root, stub, concurrency)]
     print(f"\n{title}")
-    print(f"{'run':<44}{'wall s':>9}{'requests':>10}{'blocks':>8}{'speed-up':>10}")
+    print(f"{'run':<44}{'wall s':>9}{'requests':>10}{'blocks':>8}{'tokens':>9}{'speed-up':>10}")
     for row in rows:
         ratio = baseline.seconds / row.seconds if row.seconds else float("inf")
-        print(f"{row.name:<44}{row.seconds:>9.3f}{row.requests:>10}{row.blocks:>8}{ratio:>9.1f}x")
+        print(f"{row.name:<44}{row.seconds:>9.3f}{row.requests:>10}{row.blocks:>8}{row.tokens:>9}{ratio:>9.1f}x")
     return rows
 
 

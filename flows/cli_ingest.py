@@ -21,7 +21,8 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
     The page is fetched with the same limits and safety checks as feeds, its main text, title, author,
     date and images extracted, the article stored, and a `draft` stub written with its paragraphs ready
     for translation. A briefing that already exists for the article is never overwritten; its path is
-    printed instead. `briefing new URL` does the same.
+    printed instead. `briefing new URL` does the same. With BRIEFING_DRAFT_NEW_STUBS on, the new stub's empty
+    sections are then drafted by the model (see `briefing draft`).
 
     Example: briefing add https://example.org/2026/06/some-article --json
     """

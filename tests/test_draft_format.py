@@ -88,7 +88,7 @@ def test_approve_removes_only_marker_lines_and_keeps_crlf(project: Path) -> None
     expected = path.read_bytes().replace(b"<!-- machine-draft model=m date=2026-06-04 -->\r\n", b"")
     approval = approve_sections(path, ["notes"])
     assert approval.approved == ["notes.uota"] and approval.remaining == ["verdict"]
-    approval = approve_sections(path, ["verdict"])
+    approval = approve_sections(path, ["Verdict"])  # section names as the headings spell them work too
     assert approval.approved == ["verdict"] and approval.remaining == []
     assert path.read_bytes() == expected
     assert approve_sections(path, ["verdict"]).approved == []  # nothing left: no change, no error

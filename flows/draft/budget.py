@@ -33,13 +33,14 @@ def estimate_output(source_tokens: int) -> int:
 def plan_batches(sizes: list[int], batch_tokens: int, batch_blocks: int, parallel: int) -> list[range]:
     """Split blocks (their token sizes, in order) into consecutive batches.
 
-    At least `parallel` batches when there are that many blocks, so every concurrent slot has work; each
-    batch under `batch_tokens` (a single larger block goes alone) and `batch_blocks`; sizes balanced."""
+    A multiple of `parallel` batches when there are that many blocks, so every concurrent slot has work in every
+    round; each batch under `batch_tokens` (a single larger block goes alone) and `batch_blocks`; sizes balanced."""
     count = len(sizes)
     if count == 0:
         return []
     total = sum(sizes)
     batches = max(math.ceil(total / batch_tokens), math.ceil(count / batch_blocks), min(parallel, count), 1)
+    batches = min(count, math.ceil(batches / parallel) * parallel)  # whole rounds: every slot busy until the end
     while True:
         groups = _split(sizes, batches)
         fits = all(

@@ -91,6 +91,13 @@ class ChatClient:
         self.fatal: str = ""
         self._key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
         self._slots = asyncio.Semaphore(settings.llm_concurrency)
+        # An explicit Authorization wins over one in OPENAI_CUSTOM_HEADERS; Omit drops the organisation and project
+        # headers the SDK would fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID.
+        headers: dict[str, Any] = {
+            "Authorization": f"Bearer {self._key or NO_KEY}",
+            "OpenAI-Organization": openai.Omit(),
+            "OpenAI-Project": openai.Omit(),
+        }
         self._client = openai.AsyncOpenAI(
             base_url=settings.llm_url,
             api_key=self._key or NO_KEY,
@@ -99,11 +106,7 @@ class ChatClient:
             admin_api_key="",
             max_retries=0,
             timeout=openai.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout),
-            default_headers={
-                "Authorization": f"Bearer {self._key or NO_KEY}",
-                "OpenAI-Organization": openai.Omit(),
-                "OpenAI-Project": openai.Omit(),
-            },
+            default_headers=headers,
         )
 
     async def close(self) -> None:

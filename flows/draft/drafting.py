@@ -284,7 +284,7 @@ class Drafter:
             written.update(done)
         if audiences:
             ids = [a.id for a in audiences]
-            context = {k: written[k] for k in ("verdict", "judgement", "core_points") if k in written}
+            context: dict[str, Any] = {k: written[k] for k in ("verdict", "judgement", "core_points") if k in written}
             ask = notes_ask(article, audiences, context, self.language)
             done = await self.cached_unit("notes", self._unit(ask, NotesAnswer, lambda a: check_notes(a, ids), ids))
             self.drafts.notes = {audience: (means, nxt) for audience, (means, nxt) in done.items()}

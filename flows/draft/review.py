@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.briefing_format import DRAFTABLE_SECTIONS, parse_briefing_file
+from flows.briefing_format import DRAFTABLE_SECTIONS, SECTION_ALIASES, parse_briefing_file
 from flows.draft.fileupdate import read_exact, replace_if_unchanged
 from flows.errors import ContentError
 from flows.models import MachineDraft
@@ -30,9 +30,17 @@ def _selected(draft: MachineDraft, names: set[str]) -> bool:
     return draft.section in names or draft.name in names
 
 
+def _canonical(name: str) -> str:
+    """`core-points`, `Core points` and `核心观点` all mean `core_points`; an item after the dot is kept as written."""
+    head, dot, item = name.strip().partition(".")
+    key = head.lower().replace("-", " ").replace("_", " ")
+    section = SECTION_ALIASES.get(key, head.lower())
+    return f"{section}{dot}{item.lower() if section == 'notes' else item}"
+
+
 def approve_sections(path: Path, sections: list[str]) -> Approval:
     """Delete the machine-draft markers of the named sections (every one with `all`); nothing else changes."""
-    names = {s.strip() for s in sections}
+    names = {_canonical(s) for s in sections}
     unknown = [n for n in names if n != "all" and n.split(".")[0] not in DRAFTABLE_SECTIONS]
     if unknown or not names:
         raise ContentError(
