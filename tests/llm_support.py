@@ -56,10 +56,6 @@ class Seen:
     fault: str
 
 
-def translate(text: str) -> str:
-    return PREFIX + text
-
-
 def request_kind(body: dict[str, Any]) -> str:
     fmt = body.get("response_format") or {}
     name = (fmt.get("json_schema") or {}).get("name") if isinstance(fmt, dict) else None
@@ -82,10 +78,10 @@ def user_payload(body: dict[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def answer_for(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+def answer_for(kind: str, payload: dict[str, Any], prefix: str = PREFIX) -> dict[str, Any]:
     """The deterministic 'model' answer."""
     if kind == "translation":
-        return {"blocks": [{"id": b["id"], "text": translate(b["text"])} for b in payload.get("blocks", [])]}
+        return {"blocks": [{"id": b["id"], "text": prefix + b["text"]} for b in payload.get("blocks", [])]}
     article = payload.get("article", {})
     title = article.get("title", "")
     first = (article.get("text", "").split("\n\n") or [""])[0]
@@ -140,6 +136,7 @@ class ChatServer:
         self.delay = delay
         self.per_block_delay = per_block_delay
         self.hang_seconds = hang_seconds
+        self.prefix = PREFIX  # what the "translation" puts before each block's text
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.always: dict[str, str] = {}
         self.seen: list[Seen] = []
@@ -230,7 +227,7 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"error": {"message": "response_format json_schema is not supported by this server"}})
                 return
             time.sleep(server.delay + server.per_block_delay * len(payload.get("blocks", [])))
-            content, finish, usage = apply_fault(fault, kind, answer_for(kind, payload))
+            content, finish, usage = apply_fault(fault, kind, answer_for(kind, payload, server.prefix))
             data: dict[str, Any] = {
                 "id": f"chatcmpl-{len(server.seen)}",
                 "object": "chat.completion",

@@ -168,6 +168,23 @@ def test_a_rerun_with_no_change_makes_no_request_and_the_cache_serves_a_fresh_st
     assert first.stats.requests == sent
 
 
+def test_fresh_asks_the_model_again_and_replaces_the_cached_answers(
+    server: ChatServer, stub: Path, store: Store
+) -> None:
+    empty_stub = stub.read_text("utf-8")
+    first = draft(server, ["translation"], store=store)
+    stub.write_text(empty_stub, "utf-8")
+    server.prefix = "【新译】"  # the model now answers differently
+    settings = make_settings(server)
+    fresh = draft_briefing(settings, store, SLUG, ["translation"], fresh=True)
+    assert fresh.stats.requests == first.stats.requests > 0 and fresh.blocks_from_cache == 0
+    stub.write_text(empty_stub, "utf-8")
+    server.always["translation"] = "server_error"  # only the cache can answer now
+    cached = draft_briefing(settings, store, SLUG, ["translation"])
+    assert cached.ok and cached.stats.requests == 0 and cached.blocks_from_cache == 7
+    assert all(b.translation == "【新译】" + b.source for b in parsed(stub).aligned), "fresh answers replace old ones"
+
+
 def test_after_a_small_source_change_only_the_changed_block_is_translated(
     server: ChatServer, stub: Path, project: Path
 ) -> None:

@@ -31,7 +31,7 @@ def request_hash(payload: Any) -> str:
 
 class DraftCache:
     """Reads and writes one (model, prompt version, language)'s answers. `enabled=False` reads nothing (a fresh
-    draft) but still writes what it gets."""
+    draft) and replaces what it finds with the new answers."""
 
     def __init__(self, store: Store, model: str, prompt_version: str, language: str, *, enabled: bool = True) -> None:
         self.store = store
@@ -60,7 +60,8 @@ class DraftCache:
         return self.get_many(kind, [key]).get(key)
 
     def put_many(self, kind: str, values: dict[str, Any], tokens: int = 0) -> None:
-        """Store answers; an answer stored meanwhile by another draft is kept (the first one wins)."""
+        """Store answers. An answer stored meanwhile by another draft is kept (the first one wins), except in a
+        fresh draft, whose answers replace the cached ones."""
         if not values:
             return
         now = utcnow()
@@ -76,6 +77,13 @@ class DraftCache:
             }
             for key, value in values.items()
         ]
+        statement = self.store.insert(draft_cache)
+        if self.enabled:
+            statement = statement.on_conflict_do_nothing()
+        else:
+            keys = [column for column in draft_cache.primary_key.columns]
+            replaced = {name: statement.excluded[name] for name in ("value", "tokens", "created_at")}
+            statement = statement.on_conflict_do_update(index_elements=keys, set_=replaced)
         with self.store.begin() as conn:
-            conn.execute(self.store.insert(draft_cache).on_conflict_do_nothing(), rows)
+            conn.execute(statement, rows)
         logger.debug("cached %d %s answers", len(rows), kind)
