@@ -109,3 +109,20 @@ def test_delivery_refuses_a_rendered_briefing_with_machine_drafts(project: Path,
     with pytest.raises(DeliveryError, match="machine-drafted parts are not reviewed"):
         deliver_briefing(rendered, content, store, settings)
     assert not (settings.outbox_path / "github-commit-flood").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ready_is_announced_only_once_the_machine_drafts_are_reviewed(project: Path, store: Store) -> None:
+    """`briefing serve` delivers on readiness events; approving changes no content hash, so a version announced
+    while unreviewed would never be announced again after approval."""
+    from flows.events import announce_ready
+
+    path = project / "content" / "briefings" / READY
+    _insert(path, "## Verdict\n\n", "<!-- machine-draft model=m date=2026-06-04 -->")
+    marked = next(b for b in load_content(project / "content").content.ready if b.slug == "github-commit-flood")
+    assert marked.machine_drafts and announce_ready([marked], store) == []
+    assert not store.ready_announced(marked.slug, marked.content_hash())
+    approve_sections(path, ["verdict"])
+    approved = next(b for b in load_content(project / "content").content.ready if b.slug == "github-commit-flood")
+    assert approved.content_hash() == marked.content_hash()
+    assert announce_ready([approved], store) == ["github-commit-flood"]
