@@ -243,6 +243,10 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("articles new", str(result["articles_new"]), f"{result['articles_updated']} updated")
     table.add_row("feeds failed", str(len(result["feeds_failed"])), "; ".join(result["feeds_failed"]))
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
+    if result.get("drafts"):
+        drafted = [f"{d['path']}: {', '.join(d['filled']) or 'nothing'}" for d in result["drafts"]]
+        filled = sum(bool(d["filled"]) for d in result["drafts"])
+        table.add_row("machine-drafted stubs", str(filled), "\n".join(drafted))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
     table.add_row("emails sent", str(result["emails_sent"]), result["outbox"])
@@ -465,6 +469,7 @@ def main() -> None:
 # Command modules register themselves here, one import+call each (see HELPERS.md).
 from flows.cli_collect import register as register_collect  # noqa: E402
 from flows.cli_delivery import register as register_delivery  # noqa: E402
+from flows.cli_draft import register as register_draft  # noqa: E402
 from flows.cli_ingest import register as register_ingest  # noqa: E402
 from flows.cli_orchestrate import register as register_orchestrate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
@@ -476,6 +481,7 @@ register_delivery(app)
 register_orchestrate(app)
 register_ingest(app)
 register_collect(app)
+register_draft(app)
 
 if __name__ == "__main__":
     main()

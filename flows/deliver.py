@@ -423,6 +423,12 @@ def deliver_briefing(
 ) -> DeliveryReport:
     """Send every (or the named) audience's email to its subscribers; rows already sent are skipped."""
     slug = rendered.briefing.slug
+    if rendered.briefing.machine_drafts:  # last line of the review gate; join_briefings holds these back first
+        raise DeliveryError(
+            f"{len(rendered.briefing.machine_drafts)} machine-drafted parts are not reviewed",
+            where=slug,
+            hint="review them and delete their '<!-- machine-draft … -->' lines (`briefing check` lists them)",
+        )
     unknown = sorted(set(audiences or ()) - set(rendered.emails))
     if unknown:
         raise DeliveryError(

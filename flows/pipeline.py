@@ -56,6 +56,7 @@ class RunSummary:
     articles_updated: int = 0
     feeds_failed: list[str] = field(default_factory=list)
     stubs: list[str] = field(default_factory=list)
+    drafts: list[dict[str, Any]] = field(default_factory=list)  # machine drafts of new stubs (draft_new_stubs)
     briefings_rendered: list[str] = field(default_factory=list)
     briefings_held: list[str] = field(default_factory=list)
     briefings_announced: list[str] = field(default_factory=list)
@@ -198,6 +199,33 @@ def stubs_task(settings: Settings, store: Store, loaded: Loaded, article_ids: li
     return [str(p) for p in paths]
 
 
+@task(name="draft-stubs", cache_policy=NO_CACHE)
+def draft_stubs_task(settings: Settings, store: Store, paths: list[str]) -> list[dict[str, Any]]:
+    """Machine drafts of new stubs' empty sections (opt-in: draft_new_stubs). A stub the model cannot draft
+    stays as it was; it never stops the run. Each draft is marked for review, so none of it is sent unreviewed."""
+    from flows.draft import draft_briefing  # the openai client: only loaded when drafting is switched on
+
+    results = []
+    for path in paths:
+        try:
+            report = draft_briefing(settings, store, path)
+        except BriefingError as err:
+            get_run_logger().warning("draft of %s failed: %s", path, err)
+            results.append({"path": path, "filled": [], "failures": [str(err)], "requests": 0, "tokens": 0})
+            continue
+        failures = [f"{f.part}: {f.reason}" for f in report.failures]
+        results.append(
+            {
+                "path": path,
+                "filled": report.filled,
+                "failures": failures,
+                "requests": report.stats.requests,
+                "tokens": report.stats.tokens,
+            }
+        )
+    return results
+
+
 def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None = None) -> list[Any]:
     run_logger = get_run_logger()
     feeds = list(ctx.loaded.content.feeds)
@@ -221,6 +249,9 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)
     summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in outcomes if o.status == "error"]
     summary.stubs = stubs_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), new) if new else []
+    if summary.stubs and ctx.settings.draft_new_stubs:
+        summary.drafts = draft_stubs_task(quote(ctx.settings), quote(ctx.store), summary.stubs)
+        summary.problems += [f"{d['path']}: {f}" for d in summary.drafts for f in d["failures"]]
     emitted = emit_article_ingested(a for a in (ctx.store.get_article(i) for i in new) if a is not None)
     run_logger.info(
         "ingest: %d feeds, %d new articles (%d events), %d updated, %d failed, %d stubs",

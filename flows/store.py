@@ -169,6 +169,21 @@ ready_events = Table(
     Column("emitted_at", DateTime, nullable=False),
 )
 
+# --- draft --- what a model answered, so drafting the same source again costs no request (flows/draft/cache.py).
+# kind: translation (per block; source_hash = hash of the block's text), summary or notes (hash of the request).
+draft_cache = Table(
+    "draft_cache",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("source_hash", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("prompt_version", String(16), primary_key=True),
+    Column("language", String(16), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("tokens", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+)
+
 
 # --- collect --- the inbound mailbox (flows/collect): what was read, what it did, and what editors decide.
 # The IMAP folder's UIDVALIDITY as last seen; a change means every UID in the folder was renumbered.
