@@ -217,7 +217,8 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
-    table.add_row("emails sent", str(result["emails_sent"]), result["outbox"])
+    destination = f"over SMTP to {result['smtp']}" if result.get("smtp") else result["outbox"]
+    table.add_row("emails sent", str(result["emails_sent"]), destination)
     table.add_row("emails uncertain/failed", f"{result['emails_uncertain']}/{result['emails_failed']}", "")
     table.add_row(
         "pages published",

@@ -39,6 +39,7 @@ from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
 from flows.stubs import write_stubs
+from flows.transports import describe_smtp_url
 
 if TYPE_CHECKING:
     from flows.ingest import IngestReport
@@ -65,7 +66,8 @@ class RunSummary:
     pages_written: list[str] = field(default_factory=list)
     pages_unchanged: int = 0
     problems: list[str] = field(default_factory=list)
-    outbox: str = ""
+    outbox: str | None = None  # where emails are written; None when they go to an SMTP server
+    smtp: str | None = None  # the SMTP server (URL without password); None when they go to the outbox
     archive: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,9 +94,11 @@ def _context() -> Context:
 
 
 def _summary(ctx: Context) -> RunSummary:
+    settings = ctx.settings
     return RunSummary(
-        outbox=str(ctx.settings.outbox_path),
-        archive=str(ctx.settings.archive_path),
+        outbox=None if settings.smtp_url else str(settings.outbox_path),
+        smtp=describe_smtp_url(settings.smtp_url) if settings.smtp_url else None,
+        archive=str(settings.archive_path),
         problems=[str(p) for p in ctx.loaded.problems],
     )
 
@@ -280,9 +284,10 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
-            from flows.deliver import make_transport
+            from flows.deliver import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
+            warn_if_unsubscribe_url_is_not_https(self.settings)  # here: once per flow run that sends
             transport = make_transport(self.settings)
             if self.settings.smtp_url and self.settings.smtp_rate > 0:
                 transport = GlobalRateLimitedTransport(

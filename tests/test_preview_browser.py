@@ -55,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: tuple[Sink, int]) -> 
     root = make_project(tmp_path_factory.mktemp("preview"))
     port = free_port()
     env = project_env(
-        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_STARTTLS="false"
+        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_TLS="none"
     )
     log = (root / "preview.log").open("w")
     proc = subprocess.Popen(
