@@ -8,6 +8,7 @@ generated from this class and a test fails when the two drift apart.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -24,7 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from flows.errors import SettingsError
+from flows import resources
+from flows.errors import POSTGRES_DRIVER_MISSING, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,8 @@ class Settings(BaseSettings):
         Path("outputs"), description="Folder for everything generated: outbox, archive, store, previews."
     )
     templates_dir: Path = Field(
-        Path(__file__).resolve().parent.parent / "templates",
-        description="Folder of jinja2 templates (email/, text/, markdown/, html/, partials/).",
+        resources.templates_dir(),
+        description="Folder of jinja2 templates (email/, text/, markdown/, html/, partials/); the default is the set shipped with the package.",
     )
     database_url: str = Field(
         "",
@@ -256,6 +258,8 @@ class Settings(BaseSettings):
     def _database_url_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL (or empty for the default)")
+        if value.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
+            raise ValueError(POSTGRES_DRIVER_MISSING)
         return value
 
     @field_validator("ingest_parse_processes")
