@@ -129,7 +129,7 @@ def _report_table(outcome: SendOutcome) -> Table:
 
 
 def _failure_lines(outcome: SendOutcome) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for report in outcome.reports:
         for audience, result in report.audiences.items():
             lines.extend(f"{report.slug}/{audience} {f.recipient}: {f.state}: {f.reason}" for f in result.failures)

@@ -138,6 +138,10 @@ class CookielessClient(httpx.AsyncClient):
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
 
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        """Assigning a jar (httpx allows `client.cookies = …`) keeps it empty all the same."""
+
 
 class Fetcher:
     """One shared client for a whole run. Use as `async with Fetcher(settings) as fetcher:`."""
@@ -425,7 +429,7 @@ class Fetcher:
     async def _getaddrinfo(self, host: str, port: int) -> list[IPAddress]:
         self.lookups += 1
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
     def _address_allowed(self, address: IPAddress) -> bool:
         if self.settings.allow_private_addresses or _is_public(address):

@@ -18,14 +18,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.content import Loaded, load_content
 from flows.deliver import DeliveryReport, deliver_briefing
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SMTP_SLOTS = "smtp-send"
 TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
 
@@ -62,6 +64,7 @@ class RunSummary:
     emails_sent: int = 0
     emails_uncertain: int = 0
     emails_failed: int = 0
+    delivery_errors: list[str] = field(default_factory=list)  # "slug/audience: why" when a send could not run
     delivery: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     pages_written: list[str] = field(default_factory=list)
     pages_unchanged: int = 0
@@ -101,6 +104,12 @@ def _summary(ctx: Context) -> RunSummary:
         archive=str(settings.archive_path),
         problems=[str(p) for p in ctx.loaded.problems],
     )
+
+
+def quote(value: T) -> T:
+    """Prefect's `quote()`, typed as the value it wraps: a task receives the value itself (Prefect unwraps it,
+    without walking it for futures), but Prefect's Task typing does not model quote() and rejects the call."""
+    return cast(T, prefect_quote(value))
 
 
 def retry_delays(settings: Settings) -> list[float]:
@@ -412,6 +421,8 @@ def _brief_one(
             summary.emails_sent += states["sent"]
             summary.emails_uncertain += states["uncertain"]
             summary.emails_failed += states["failed"]
+            if audience_result.error:
+                summary.delivery_errors.append(f"{briefing.slug}/{audience_id}: {audience_result.error}")
             outcome.failures.extend(f"{audience_id} {who}: {why}" for who, why in audience_result.failures)
     return outcome
 

@@ -329,3 +329,46 @@ def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_ht
     console.print(_summary_table(result))
     table = console.export_text()
     assert "outbox" not in table and f"over SMTP to {server.url}" in table
+
+
+def test_a_run_whose_smtp_server_is_refused_reports_it_and_exits_6(project: Path, monkeypatch) -> None:
+    """A server without STARTTLS and a URL with a password: nothing is sent, every row stays queued, and the
+    run says so (not "0 emails sent" and exit 0)."""
+    import typer
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from flows import ledger
+    from flows.cli_orchestrate import _finish
+    from flows.pipeline import brief
+    from flows.store import open_store
+    from tests.delivery_support import FaultyMailbox, free_port
+
+    logins: list[object] = []
+    handler = FaultyMailbox()
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        auth_require_tls=False,
+        authenticator=lambda *args: logins.append(args) or AuthResult(success=True),
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("BRIEFING_SMTP_URL", f"smtp://sender:secret-pw@127.0.0.1:{port}")
+        monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789")
+        result = brief(slug=SLUG)
+    finally:
+        controller.stop()
+    assert logins == [] and handler.received == []
+    content = load_content(project / "content").content
+    assert len(result["delivery_errors"]) == len(content.audiences)
+    assert all("refusing to send the SMTP password unencrypted" in e for e in result["delivery_errors"])
+    assert all(f"smtp://sender@127.0.0.1:{port}" in e and "secret-pw" not in e for e in result["delivery_errors"])
+    store = open_store(f"sqlite:///{project / 'outputs' / 'store.db'}")
+    queued = sum(n for (_slug, _aud, state), n in ledger.counts(store, SLUG).items() if state == ledger.QUEUED)
+    assert queued == _expected(project, SLUG)
+    with pytest.raises(typer.Exit) as exit_info:
+        _finish(result)
+    assert exit_info.value.exit_code == 6
