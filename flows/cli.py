@@ -1,7 +1,8 @@
 """The `briefing` command line. The CLI owns the terminal: rich tables, one-line errors, exit codes.
 
 Exit codes: 0 ok; 1 unexpected error; 2 bad settings; 3 content problems; 4 fetch error; 5 render error;
-6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token.
+6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token; 9 store;
+10 the mailbox (BRIEFING_IMAP_URL) cannot be read.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from flows.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
-STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain")
+STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain", "suppressed")
 
 app = typer.Typer(
     help="Curated AI/tech briefings: ingest feeds, render per-audience emails, send exactly once, publish an archive.",
@@ -138,6 +139,7 @@ def check(
     loaded = load_content(settings.content_dir)
     problems = list(loaded.problems)
     problems.extend(_alignment_problems(settings, loaded))
+    problems.extend(_suppression_problems(settings, loaded))
     errors = [p for p in problems if p.severity == "error"]
     data = {
         "ok": not errors,
@@ -176,6 +178,32 @@ def _alignment_problems(settings: Any, loaded: Any) -> list[Any]:
     problems: list[Problem] = []
     for briefing in loaded.content.ready:
         problems.extend(p for p in join_briefing(briefing, store).problems if p.severity == "error")
+    return problems
+
+
+def _suppression_problems(settings: Any, loaded: Any) -> list[Any]:
+    """A warning per subscriber-file row whose address is suppressed (bounced or complained): it is not mailed."""
+    from flows.errors import Problem
+    from flows.store import open_store
+
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    suppressed = open_store(settings.store_url).suppressed()
+    problems: list[Any] = []
+    for audience in loaded.content.audiences:
+        where = str(settings.content_dir / audience.subscribers_file) if audience.subscribers_file else "audiences.yaml"
+        for subscriber in audience.subscribers:
+            reason = suppressed.get(subscriber.email.lower())
+            if reason:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{subscriber.email} is suppressed ({reason}): it is not mailed",
+                        field=f"{audience.id}.subscribers",
+                        hint="remove the row, or `briefing suppression lift ADDRESS` if the address works again",
+                        severity="warning",
+                    )
+                )
     return problems
 
 
@@ -245,15 +273,31 @@ def status() -> None:
     loaded = load_content(settings.content_dir)
     counts, feeds, problems = _store_state(settings)
     report = status_report(loaded, counts, feeds, problems)
+    suppressed = _suppressed(settings)
+    report["suppressed"] = [s.to_dict() for s in suppressed]
     emit(report, _status_table(report))
     if not Output.json and not Output.quiet:
         if report["feeds"]:
             console.print(_feeds_table(report["feeds"]))
+        if suppressed:
+            from flows.cli_collect import suppression_table
+
+            console.print(suppression_table(suppressed))
         for line in report["attention"]:
             console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 FAILURES_SHOWN = 20
+
+
+def _suppressed(settings: Any) -> list[Any]:
+    """Suppressed addresses with the reason; an absent SQLite store is not created."""
+    from flows.collect.suppression import list_suppressions
+    from flows.store import open_store
+
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    return list_suppressions(open_store(settings.store_url))
 
 
 def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
@@ -421,6 +465,7 @@ def main() -> None:
 
 
 # Command modules register themselves here, one import+call each; typer lists commands in registration order.
+from flows.cli_collect import register as register_collect  # noqa: E402
 from flows.cli_delivery import register as register_delivery  # noqa: E402
 from flows.cli_ingest import register as register_ingest  # noqa: E402
 from flows.cli_init import register as register_init  # noqa: E402
@@ -433,6 +478,7 @@ register_publish(app)
 register_delivery(app)
 register_orchestrate(app)
 register_ingest(app)
+register_collect(app)
 register_init(app)
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ backoff and jitter; rendering and publishing do not. A flow run's sending holds 
 concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
 named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
 connections and rate.
+`collect` reads the inbound mailbox (flows/collect) in one call: its own exactly-once bookkeeping needs no task.
 """
 
 from __future__ import annotations
@@ -638,3 +639,30 @@ def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncerta
         summary.emails_sent,
     )
     return summary.to_dict()
+
+
+@flow(name="collect", log_prints=False)
+def collect() -> dict[str, Any]:
+    """Read the mailbox once: replies → pending discussion entries, bounces and complaints → suppressions,
+    mailto unsubscribes → unsubscribes; each message moved to the folder of its class (flows/collect)."""
+    from flows.collect import collect_mailbox
+
+    settings = load_settings()
+    store = open_store(settings.store_url)
+    report = collect_mailbox(settings, store)
+    rows = [
+        {"uid": h.uid, "kind": h.kind or "(processed before)", "detail": h.detail, "folder": h.folder}
+        for h in report.handled[:500]
+    ]
+    if rows:
+        create_table_artifact(rows, key="collect-messages", description="Messages handled by the last collect run")
+    get_run_logger().info(
+        "collect %s: %d messages, %s, %d moved, %d suppressed, %d new entries",
+        report.mailbox,
+        report.seen,
+        dict(report.processed),
+        report.moved,
+        len(report.suppressed),
+        report.entries,
+    )
+    return report.to_dict()

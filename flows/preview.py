@@ -2,7 +2,8 @@
 
 Pages: the list of briefings (status, date, verdict, problems from the checker, what was sent); per briefing
 each audience's email in a frame at 600 px and 375 px, its plain-text part, its Markdown, its size against
-the budget, subject and preheader, and a "send test" form; the archive page; the unsubscribe endpoints.
+the budget, subject and preheader, and a "send test" form; the archive page; the unsubscribe endpoints; readers'
+replies waiting for moderation (approve/reject buttons) and the suppressed addresses (lift button).
 Content is read fresh on every request, and a watcher on content/ and templates/ tells open pages to
 reload through server-sent events. Entry points: `create_app` and `serve`.
 """
@@ -300,6 +301,60 @@ class PreviewApp:
         sent = f"{audience_id} → {address} ({reply})"
         return RedirectResponse(f"/b/{quote(slug)}?sent={quote(sent)}#{quote(audience_id)}", status_code=303)
 
+    # --- collect --- moderation of readers' replies and the suppression list (flows/collect)
+
+    async def discussion(self, request: Request) -> Response:
+        from flows.collect.discussion import STATUSES, list_entries, shown_name
+
+        loaded = await run_in_threadpool(self.load)
+        names = {a.id: a.name for a in loaded.content.audiences}
+        entries = await run_in_threadpool(partial(list_entries, self.store, status=None))
+        order = {status: position for position, status in enumerate(STATUSES)}
+        entries.sort(key=lambda e: (order.get(e.status, 9), e.received_at))
+        shown = {e.id: shown_name(e, self.settings, names) for e in entries}
+        titles = {b.slug: b.verdict or b.slug for b in loaded.content.briefings}
+        return self.page(
+            "discussion.html.j2",
+            entries=entries,
+            shown=shown,
+            titles=titles,
+            audiences=names,
+            notice=request.query_params.get("done", ""),
+        )
+
+    async def decide_entry(self, request: Request) -> Response:
+        from flows.collect.discussion import APPROVED, REJECTED, decide
+
+        if not same_origin(request):
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
+        action = request.path_params["action"]
+        status = {"approve": APPROVED, "reject": REJECTED}.get(action)
+        if status is None:
+            return self.not_found(f"action '{action}'")
+        entry_id = int(request.path_params["entry_id"])
+        results = await run_in_threadpool(decide, self.store, [entry_id], status)
+        if results[entry_id] == "no such entry":
+            return self.not_found(f"discussion entry {entry_id}")
+        done = f"entry {entry_id}: {results[entry_id]} (the archive changes at the next publish)"
+        return RedirectResponse(f"/discussion?done={quote(done)}#entry-{entry_id}", status_code=303)
+
+    async def suppressions(self, request: Request) -> Response:
+        from flows.collect.suppression import list_suppressions
+
+        rows = await run_in_threadpool(partial(list_suppressions, self.store, include_lifted=True))
+        return self.page("suppressions.html.j2", rows=rows, notice=request.query_params.get("done", ""))
+
+    async def lift_suppression(self, request: Request) -> Response:
+        from flows.collect.suppression import lift
+
+        if not same_origin(request):
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+        address = form.get("address", "").strip()
+        lifted = await run_in_threadpool(lift, self.store, address)
+        done = f"lifted the suppression of {address}" if lifted else f"{address} was not suppressed"
+        return RedirectResponse(f"/suppressions?done={quote(done)}", status_code=303)
+
     async def events(self, request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             yield f"retry: 1000\ndata: {self.reloader.version}\n\n"
@@ -338,6 +393,10 @@ class PreviewApp:
             Route("/email/{slug}/{audience}.{kind:str}", self.email_part),
             Route("/archive/{slug}", self.archive),
             Route("/send-test", self.send_test_form, methods=["POST"]),
+            Route("/discussion", self.discussion),
+            Route("/discussion/{entry_id:int}/{action}", self.decide_entry, methods=["POST"]),
+            Route("/suppressions", self.suppressions),
+            Route("/suppressions/lift", self.lift_suppression, methods=["POST"]),
             Route("/events", self.events),
             *unsubscribe_routes(self.settings, self.store),
             Mount("/published", StaticFiles(directory=self.settings.archive_path, html=True, check_dir=False)),

@@ -225,6 +225,41 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",
     )
+    # --- collect ---
+    imap_url: str = Field(
+        "",
+        description="IMAP mailbox that receives replies, bounces, complaints and mailto unsubscribes, e.g. `imaps://user:pass@imap.example.org/INBOX` (implicit TLS, port 993) or `imap://user:pass@host:143/INBOX` (STARTTLS when offered). The path names the folder read (default INBOX). Empty: `briefing collect` has nothing to read.",
+    )
+    imap_starttls: bool = Field(
+        True, description="Use STARTTLS on `imap://` URLs when the server offers it (refuse to log in without it on non-loopback hosts)."
+    )
+    imap_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the IMAP server on each command.")
+    imap_ca_file: Path | None = Field(
+        None, description="PEM file of extra certificate authorities to trust for the IMAP server's certificate (a private CA)."
+    )
+    collect_schedule: str = Field(
+        "*/10 * * * *", description="Cron schedule of the collect deployment (read the mailbox) under `briefing serve`."
+    )
+    collect_folder_prefix: str = Field(
+        "Briefing",
+        description="Parent folder of the folders processed messages are moved to (`<prefix>/Replies`, `Bounces`, `Complaints`, `Unsubscribes`, `AutoReplies`, `Other`, `Unreadable`).",
+    )
+    collect_batch_size: int = Field(
+        100, ge=1, le=5000, description="Messages fetched from the IMAP server per request."
+    )
+    soft_bounce_limit: int = Field(
+        3, ge=1, le=100, description="Soft bounces (4.x.x) of one address within `soft_bounce_window_days` that suppress it."
+    )
+    soft_bounce_window_days: float = Field(
+        14.0, gt=0, description="Window in days over which soft bounces are counted towards `soft_bounce_limit`."
+    )
+    discussion_name: Literal["name", "initials", "audience"] = Field(
+        "initials",
+        description="Name shown beside an approved reply in the archive's discussion view: the sender's display `name`, their `initials`, or only the `audience` they read.",
+    )
+    discussion_max_chars: int = Field(
+        4000, ge=200, le=100_000, description="A reply's text is cut to this many characters when stored as a discussion entry."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -251,6 +286,13 @@ class Settings(BaseSettings):
     def _smtp_url_scheme(cls, value: str) -> str:
         if value and urlparse(value).scheme not in {"smtp", "smtps"}:
             raise ValueError("must start with smtp:// or smtps:// (or be empty to write to the outbox)")
+        return value
+
+    @field_validator("imap_url")
+    @classmethod
+    def _imap_url_scheme(cls, value: str) -> str:
+        if value and (urlparse(value).scheme not in {"imap", "imaps"} or not urlparse(value).hostname):
+            raise ValueError("must be an imap:// or imaps:// URL with a host (or empty when no mailbox is read)")
         return value
 
     @field_validator("database_url")

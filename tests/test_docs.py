@@ -86,7 +86,7 @@ def test_readme_documents_every_exit_code() -> None:
 # --- names the docs cite must exist in the code ---------------------------------------------------------------
 
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-FLOWS_SOURCES = sorted((REPO / "flows").glob("*.py"))
+FLOWS_SOURCES = sorted((REPO / "flows").rglob("*.py"))
 
 
 def _python_sources() -> list[Path]:

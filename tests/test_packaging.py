@@ -32,7 +32,7 @@ def _runtime_requirements() -> list[str]:
 def imported_top_level_modules() -> dict[str, set[str]]:
     """Every module name flows/ imports (at the top or inside a function), with the files importing it."""
     found: dict[str, set[str]] = {}
-    for path in sorted((REPO / "flows").glob("*.py")):
+    for path in sorted((REPO / "flows").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
