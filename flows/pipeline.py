@@ -101,7 +101,7 @@ def _summary(ctx: Context) -> RunSummary:
     settings = ctx.settings
     return RunSummary(
         outbox=None if settings.smtp_url else str(settings.outbox_path),
-        smtp=describe_smtp_url(settings.smtp_url) if settings.smtp_url else None,
+        smtp=describe_smtp_url(settings.smtp_url, settings.smtp_tls) if settings.smtp_url else None,
         archive=str(settings.archive_path),
         problems=[str(p) for p in ctx.loaded.problems],
     )

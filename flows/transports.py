@@ -120,12 +120,17 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
-def describe_smtp_url(url: str, port: int | None = None) -> str:
-    """The URL without its password, for messages and logs."""
+def smtp_port(url: str, tls: SmtpTls = "auto") -> int:
+    """The URL's port, else 465 for TLS from the start (smtps:// or BRIEFING_SMTP_TLS=tls), else 25."""
+    parsed = urlparse(url)
+    return parsed.port or (465 if parsed.scheme == "smtps" or tls == "tls" else 25)
+
+
+def describe_smtp_url(url: str, tls: SmtpTls = "auto") -> str:
+    """The URL without its password, with the port actually used, for messages and logs."""
     parsed = urlparse(url)
     user = f"{unquote(parsed.username)}@" if parsed.username else ""
-    port = port or parsed.port or (465 if parsed.scheme == "smtps" else 25)
-    return f"{parsed.scheme}://{user}{parsed.hostname}:{port}"
+    return f"{parsed.scheme}://{user}{parsed.hostname}:{smtp_port(url, tls)}"
 
 
 LOCALHOST_NAMES = {"localhost", "localhost6", "ip6-localhost", "ip6-loopback"}
@@ -193,8 +198,8 @@ class SmtpTransport:
         self.implicit_tls = parsed.scheme == "smtps" or tls == "tls"
         self.tls = tls
         self.host = parsed.hostname or "localhost"
-        self.port = parsed.port or (465 if self.implicit_tls else 25)
-        self.url = describe_smtp_url(url, self.port)
+        self.port = smtp_port(url, tls)
+        self.url = describe_smtp_url(url, tls)
         self.username = unquote(parsed.username) if parsed.username else ""
         self.password = unquote(parsed.password) if parsed.password else ""
         self.ehlo_name = ehlo_name

@@ -240,3 +240,13 @@ def test_open_reports_the_refusal_as_a_delivery_error(project: Path) -> None:
         with pytest.raises(DeliveryError, match=r"smtp://sender@127\.0\.0\.1:\d+: the server does not offer STARTTLS"):
             transport.open()
     assert recorder.logins == []
+
+
+def test_the_url_shown_has_the_port_used_and_never_the_password() -> None:
+    from flows.transports import SmtpTransport, describe_smtp_url
+
+    assert describe_smtp_url("smtp://me:pw@mail.example.org") == "smtp://me@mail.example.org:25"
+    assert describe_smtp_url("smtp://me:pw@mail.example.org", "tls") == "smtp://me@mail.example.org:465"
+    assert describe_smtp_url("smtps://mail.example.org") == "smtps://mail.example.org:465"
+    transport = SmtpTransport("smtp://me:pw@mail.example.org", tls="tls")
+    assert (transport.port, transport.implicit_tls, transport.url) == (465, True, "smtp://me@mail.example.org:465")
