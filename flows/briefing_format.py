@@ -72,7 +72,11 @@ class FrontMatterLoader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so a bad date becomes a checker message, not a crash."""
 
 
-FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 @dataclass
@@ -234,7 +238,8 @@ def parse_machine_drafts(parsed: ParsedFile, body: list[tuple[int, str]]) -> tup
 def paragraphs_of(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     """Join consecutive non-blank lines into paragraphs; keep the first line number of each."""
     result: list[tuple[int, str]] = []
-    start, buffer = 0, []
+    start = 0
+    buffer: list[str] = []
     for number, line in [*lines, (0, "")]:
         if line.strip():
             if not buffer:

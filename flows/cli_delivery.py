@@ -83,10 +83,11 @@ def send_briefings(
     resend_updated: bool,
 ) -> SendOutcome:
     """Render and deliver every ready briefing (or one); a briefing whose translation drifted is held back."""
-    from flows.deliver import deliver_briefing
+    from flows.deliver import deliver_briefing, warn_if_unsubscribe_url_is_not_https
     from flows.join import join_briefings
 
     _check_choice(content, slug, audiences)
+    warn_if_unsubscribe_url_is_not_https(settings)
     outcome = SendOutcome()
     for joined in join_briefings(content, store, [slug] if slug else None):
         if not joined.ok:
@@ -128,7 +129,7 @@ def _report_table(outcome: SendOutcome) -> Table:
 
 
 def _failure_lines(outcome: SendOutcome) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for report in outcome.reports:
         for audience, result in report.audiences.items():
             lines.extend(f"{report.slug}/{audience} {f.recipient}: {f.state}: {f.reason}" for f in result.failures)

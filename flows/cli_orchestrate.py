@@ -26,7 +26,7 @@ def _finish(result: dict[str, Any]) -> None:
     from flows.cli import _summary_table, _summary_text, emit
 
     emit(result, _summary_table(result), _summary_text(result))
-    if result["emails_uncertain"] or result["emails_failed"]:
+    if result["emails_uncertain"] or result["emails_failed"] or result["delivery_errors"]:
         raise typer.Exit(6)
 
 

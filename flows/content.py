@@ -1,8 +1,9 @@
 """Load and check everything under content/: audiences, subscribers, feeds and briefings.
 
 `load_content` reads every file and returns what loaded plus every problem found, so one bad file never
-hides the others. `check_content` adds the cross-file rules (unknown audience, missing notes, translation
-alignment) that `briefing check` reports.
+hides the others; it ends with `cross_check`, the cross-file rules (unknown audience or feed, missing notes)
+that `briefing check` reports. `check_alignment` compares a translation with its stored article (the store is
+needed, so `briefing check` runs it only when a store exists).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Loaded:
 
 def _read_yaml(path: Path, problems: list[Problem]) -> Any:
     if not path.exists():
-        problems.append(Problem(str(path), "file is missing", hint="create it; see docs/content-format.md"))
+        problems.append(Problem(str(path), "file is missing", hint=_missing_file_hint(path)))
         return None
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -59,6 +60,18 @@ def _read_yaml(path: Path, problems: list[Problem]) -> Any:
     except UnicodeDecodeError:
         problems.append(Problem(str(path), "not UTF-8 text", hint="save the file as UTF-8"))
     return None
+
+
+def _missing_file_hint(path: Path) -> str:
+    folder = path.parent
+    if (folder / "content" / path.name).exists():
+        return f"{folder} is a project folder: set BRIEFING_CONTENT_DIR={folder / 'content'}, or run from inside it"
+    if not folder.is_dir():
+        return (
+            f"the content folder {folder} does not exist: run from a project folder (one with content/), "
+            "set BRIEFING_CONTENT_DIR, or create a project with `briefing init DIR`"
+        )
+    return "create it; see docs/content-format.md"
 
 
 def _entries(data: Any, key: str, path: Path, problems: list[Problem]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import logging
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -434,7 +435,12 @@ def web_url(value: str) -> str:
 @cache
 def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
     """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
-    filters = {"fnrefs": footnote_refs, "web_url": web_url, "md": md_escape, "mdurl": md_url}
+    filters: dict[str, Callable[..., Any]] = {
+        "fnrefs": footnote_refs,
+        "web_url": web_url,
+        "md": md_escape,
+        "mdurl": md_url,
+    }
     return template_environment(templates_dir, autoescape=markup == "html", filters=filters)
 
 

@@ -18,6 +18,7 @@ import jinja2
 import yaml
 from mjml import mjml2html
 
+from flows import resources
 from flows.errors import RenderError
 from flows.models import Audience, Briefing, Content
 from flows.textwrap_cjk import wrap
@@ -50,7 +51,7 @@ TEXT_TEMPLATE = "text/briefing.txt.j2"
 HTML_TEMPLATE = "email/briefing.mjml.j2"
 MARKDOWN_TEMPLATE = "markdown/briefing.md.j2"
 INLINE_CSS = "partials/email_inline.css"
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_TEMPLATES = resources.templates_dir()
 CLIP_CHARS = 400
 
 

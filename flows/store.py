@@ -57,7 +57,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
-from flows.errors import StoreError
+from flows.errors import POSTGRES_DRIVER_MISSING, SettingsError, StoreError
 from flows.models import Article, Paragraph
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=20)
+    try:
+        return create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=20)
+    except ModuleNotFoundError as exc:  # settings check this too; a Store built directly gets the same message
+        if exc.name != "psycopg":
+            raise
+        raise SettingsError(POSTGRES_DRIVER_MISSING, where="BRIEFING_DATABASE_URL") from None
 
 
 # migrations ---------------------------------------------------------------------------------------
@@ -486,8 +491,8 @@ class Store:
     def _save_articles(self, conn: Connection, items: list[tuple[Article, str, str]]) -> list[str]:
         stored: dict[str, tuple[str, int, str]] = {}
         for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
-            rows = conn.execute(_STORED_VERSIONS, {"values": chunk})
-            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in rows})
+            found = conn.execute(_STORED_VERSIONS, {"values": chunk})
+            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in found})
         results: list[str] = []
         inserts: list[int] = []
         now = utcnow()

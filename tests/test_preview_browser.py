@@ -11,22 +11,26 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from flows.content import load_content
 from flows.models import Content
 from flows.tokens import make_token
 from tests.preview_support import briefing_exe, free_port, make_project, project_env
+from tests.tool_support import CHROMIUM, require_playwright
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
+sync_api = require_playwright(module_level=True)
+expect = sync_api.expect
 
 SECRET = "preview-test-secret-0123456789"
-CHROMIUM = "/usr/bin/chromium"
 
 
 class Sink:
@@ -55,7 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: tuple[Sink, int]) -> 
     root = make_project(tmp_path_factory.mktemp("preview"))
     port = free_port()
     env = project_env(
-        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_STARTTLS="false"
+        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_TLS="none"
     )
     log = (root / "preview.log").open("w")
     proc = subprocess.Popen(
@@ -90,7 +94,7 @@ def _wait_until_up(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
+    with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-background-networking"]
         )
