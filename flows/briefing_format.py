@@ -60,6 +60,11 @@ CORE_POINT = re.compile(r"^[-*]\s+\*\*(.+?)\*\*\s*[:：.。]?\s*(.*)$")
 PROMPT = re.compile(r"^(\d+)[.)]\s+(.*)$")
 DISCUSSION_HEAD = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:[·|—-]\s*(.*))?$")
 IMAGE_MD = re.compile(r"^!\[(.*?)\]\((\S*?)\)$")
+# Line endings as CommonMark and editors count them. str.splitlines() also breaks at \x0b, \x0c, \x1c-\x1e, \x85,
+# \u2028 and \u2029, so text containing one of those could start a new section or block.
+LINE_END = re.compile(r"\r\n|\r|\n")
+NO_LINE_WIDTH = 1 << 30  # YAML folds nothing: a long value stays on its key's line
+YAML_BREAKS = re.compile("[\r\n\x85\u2028\u2029\ufeff]")
 
 
 class FrontMatterLoader(yaml.SafeLoader):
@@ -82,6 +87,12 @@ class ParsedFile:
     meta: dict[str, Any]
     sections: dict[str, Section]
     problems: list[ContentError] = field(default_factory=list)
+
+
+def file_lines(text: str) -> list[str]:
+    """`text` split at its line endings (\n, \r\n, \r) only, without a final empty line."""
+    lines = LINE_END.split(text)
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
@@ -471,8 +482,27 @@ def _hint_for(loc: str) -> str:
     return ""
 
 
+class FrontMatterDumper(yaml.SafeDumper):
+    """Safe YAML whose every value stays on its key's line: a string with a line break (including the ones YAML
+    counts, NEL, LS and PS, which it would read back folded to a space) or a byte order mark is written
+    double-quoted, where they are escapes. No value can then look like a '---' line or another key."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if YAML_BREAKS.search(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+FrontMatterDumper.add_representer(str, _represent_text)
+
+
+def dump_yaml(meta: dict[str, Any]) -> str:
+    """`meta` as YAML for a front matter block (FrontMatterDumper), keys in the given order."""
+    return yaml.dump(meta, Dumper=FrontMatterDumper, allow_unicode=True, sort_keys=False, width=NO_LINE_WIDTH)
+
+
 def dump_front_matter(meta: dict[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=1000) + "---\n"
+    return "---\n" + dump_yaml(meta) + "---\n"
 
 
 def source_meta(source: Source) -> dict[str, Any]:
