@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
@@ -59,7 +60,10 @@ NOTE_LINE = re.compile(r"^(means|meaning|next|意味着|下一步)\s*[:：]\s*(.
 CORE_POINT = re.compile(r"^[-*]\s+\*\*(.+?)\*\*\s*[:：.。]?\s*(.*)$")
 PROMPT = re.compile(r"^(\d+)[.)]\s+(.*)$")
 DISCUSSION_HEAD = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:[·|—-]\s*(.*))?$")
-IMAGE_MD = re.compile(r"^!\[(.*?)\]\((\S*?)\)$")
+# "![alt](src)": in the alt text, a backslash escapes "\", "[" and "]" (the stub writer escapes them; see write_image).
+IMAGE_MD = re.compile(r"^!\[((?:\\.|\](?!\()|[^\\\]])*)\]\((\S*?)\)$")
+ALT_ESCAPE = re.compile(r"\\([\\\[\]])")
+WHITESPACE = re.compile(r"\s")
 # Line endings as CommonMark and editors count them. str.splitlines() also breaks at \x0b, \x0c, \x1c-\x1e, \x85,
 # \u2028 and \u2029, so text containing one of those could start a new section or block.
 LINE_END = re.compile(r"\r\n|\r|\n")
@@ -96,7 +100,7 @@ def file_lines(text: str) -> list[str]:
 
 
 def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
-    lines = text.splitlines()
+    lines = file_lines(text.removeprefix("\ufeff"))
     if not lines or lines[0].strip() != "---":
         raise ContentError(
             path,
@@ -105,7 +109,8 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tupl
             hint="see docs/content-format.md for a complete example",
         )
     try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        # a closing '---' starts its line: an indented one is part of a YAML value
+        end = next(i for i in range(1, len(lines)) if lines[i].rstrip() == "---")
     except StopIteration:
         raise ContentError(path, "the front matter is not closed by a '---' line", line=1) from None
     try:
@@ -121,10 +126,14 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tupl
 
 
 def without_comments(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Drop HTML comments (editor guidance in stubs); a comment may span lines."""
+    """Drop HTML comments (editor guidance in stubs); a comment may span lines. A quoted source line ('> …') is the
+    article's own text: a "<!--" in it starts no comment."""
     result: list[tuple[int, str]] = []
     in_comment = False
     for number, line in body:
+        if not in_comment and line.lstrip().startswith(">"):
+            result.append((number, line.rstrip()))
+            continue
         kept = ""
         rest = line
         while rest:
@@ -324,7 +333,7 @@ def parse_translation(parsed: ParsedFile) -> tuple[AlignedParagraph, ...]:
         if kind is ParagraphKind.IMAGE and source_lines:
             image = IMAGE_MD.match(source_lines[0])
             if image:
-                image_alt, image_src = image.group(1), image.group(2)
+                image_alt, image_src = ALT_ESCAPE.sub(r"\1", image.group(1)), image.group(2)
                 source_lines = source_lines[1:] or [image_alt]
         source = " ".join(x for x in source_lines if x)
         blocks.append(
@@ -462,7 +471,7 @@ def _partial_briefing(path: Path, data: dict[str, Any], fields: dict[str, Any]) 
 
 def _meta_line(path: Path, key: str) -> int | None:
     try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(file_lines(path.read_text(encoding="utf-8")), start=1):
             if line.startswith(f"{key}:"):
                 return number
     except OSError:
@@ -503,6 +512,14 @@ def dump_yaml(meta: dict[str, Any]) -> str:
 
 def dump_front_matter(meta: dict[str, Any]) -> str:
     return "---\n" + dump_yaml(meta) + "---\n"
+
+
+def write_image(alt: str, src: str) -> str:
+    """An image line of a translation block, as IMAGE_MD reads it back: "\\", "[" and "]" in the alt text get a
+    backslash, and whitespace in the address is percent-encoded (an address is one token)."""
+    escaped = alt.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    address = WHITESPACE.sub(lambda match: quote(match.group(0)), src)
+    return f"![{escaped}]({address})"
 
 
 def source_meta(source: Source) -> dict[str, Any]:
