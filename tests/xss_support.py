@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from xml.etree.ElementTree import Element
 
 import html5lib
@@ -150,6 +151,7 @@ def is_script_url(value: str) -> bool:
     return url.startswith(SCRIPT_SCHEMES)
 
 
+@lru_cache(maxsize=16)  # each document is checked for scripts, text and attributes: parse it once (read only)
 def parse(document: str) -> Element:
     return html5lib.parse(document, treebuilder="etree", namespaceHTMLElements=False)
 
