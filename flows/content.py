@@ -20,9 +20,10 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
-from flows.briefing_format import parse_briefing_file
+from flows.briefing_format import file_lines, parse_briefing_file
 from flows.errors import Problem
 from flows.models import Article, Audience, Briefing, Content, Feed, MachineDraft, Subscriber
+from flows.safe_urls import web_url
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +305,17 @@ def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str
                 hint=f"use a feed id from feeds.yaml: {', '.join(sorted(feed_ids))}",
             )
         )
+    if briefing.source.url and not web_url(briefing.source.url, ""):
+        problems.append(
+            Problem(
+                path,
+                f"source url {briefing.source.url!r} is not an http(s) address: emails and the archive show no link",
+                field="source.url",
+                line=_source_url_line(path),
+                severity="warning",
+                hint="write the article's address, starting with https://",
+            )
+        )
     seen_ids: set[str] = set()
     for block in briefing.aligned:
         if block.id in seen_ids:
@@ -314,6 +326,14 @@ def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str
     if briefing.status == "ready":
         problems.extend(_ready_rules(briefing, audience_ids))
     return problems
+
+
+def _source_url_line(path: str) -> int | None:
+    try:
+        lines = file_lines(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((n for n, line in enumerate(lines, start=1) if line.strip().startswith("url:")), None)
 
 
 def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:

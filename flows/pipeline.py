@@ -35,7 +35,7 @@ from flows.events import announce_ready, emit_article_ingested
 from flows.join import Joined, join_briefings
 from flows.models import Briefing, Feed
 from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
-from flows.render import RenderedBriefing
+from flows.render import RenderedBriefing, md_escape
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
@@ -464,10 +464,11 @@ def _artifact_key(prefix: str, slug: str) -> str:
 
 
 def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | None, problems: list[str]) -> None:
-    """A Markdown report (verdict, counts, links) and a table of delivery states for one briefing."""
+    """A Markdown report (verdict, counts, links) and a table of delivery states for one briefing. Curated text and
+    server replies are Markdown-escaped: Prefect's UI renders the report."""
     settings = ctx.settings
     lines = [
-        f"# {briefing.verdict or briefing.slug}",
+        f"# {md_escape(briefing.verdict or briefing.slug)}",
         "",
         f"`{briefing.slug}` · {briefing.status} · {briefing.date}",
         "",
@@ -488,8 +489,8 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
                 lines.append(f"| {aid} | " + " | ".join(str(counts[s]) for s in states) + " |")
         else:
             lines.append("Rendered only (dry run): nothing sent.")
-        lines += [f"- failure: {f}" for f in outcome.failures[:50]]
-    lines += [f"- problem: {p}" for p in problems]
+        lines += [f"- failure: {md_escape(f)}" for f in outcome.failures[:50]]
+    lines += [f"- problem: {md_escape(p)}" for p in problems]
     create_markdown_artifact(
         "\n".join(lines), key=_artifact_key("brief", briefing.slug), description=f"Briefing {briefing.slug}"
     )
