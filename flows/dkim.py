@@ -57,6 +57,7 @@ LINE_WIDTH = 76
 KEY_HINT = "create one with `openssl genrsa -out dkim.pem 2048` (or `openssl genpkey -algorithm ed25519`)"
 
 _WSP_RUN = re.compile(rb"[ \t]+")
+DNS_NAME = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9_-]{1,63}(?<!-))*")
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -244,10 +245,27 @@ def make_dkim_signer(settings: Settings, default_domain: str) -> DkimSigner | No
                 "verify only RSA); to sign with Ed25519 alone, put its key in BRIEFING_DKIM_KEY_PATH",
             )
         return None
-    keys = [SigningKey(settings.dkim_selector, load_key(settings.dkim_key_path, "BRIEFING_DKIM_KEY_PATH"))]
+    selector = dns_name(settings.dkim_selector, "BRIEFING_DKIM_SELECTOR")
+    keys = [SigningKey(selector, load_key(settings.dkim_key_path, "BRIEFING_DKIM_KEY_PATH"))]
     if settings.dkim_ed25519_key_path:
         keys.append(_second_key(settings, keys[0]))
-    return DkimSigner(keys, settings.dkim_domain or default_domain)
+    setting = "BRIEFING_DKIM_DOMAIN" if settings.dkim_domain else "BRIEFING_FROM_ADDRESS"
+    return DkimSigner(keys, dns_name(settings.dkim_domain or default_domain, setting))
+
+
+def dns_name(value: str, setting: str) -> str:
+    """A selector or domain as it goes in s= or d=: dot-separated letters, digits and hyphens (an
+    internationalised domain in its xn-- form). Anything else could not be looked up, or would break the tag list."""
+    try:
+        name = value.strip().rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        name = ""
+    if not DNS_NAME.fullmatch(name):
+        raise DeliveryError(
+            f"{setting} {value!r} is not a DNS name usable in a DKIM signature",
+            hint="use letters, digits, hyphens and dots only, e.g. briefing2026 or news.example.org",
+        )
+    return name
 
 
 def _second_key(settings: Settings, first: SigningKey) -> SigningKey:
@@ -267,12 +285,13 @@ def _second_key(settings: Settings, first: SigningKey) -> SigningKey:
             where=str(settings.dkim_key_path),
             hint="put an RSA key in BRIEFING_DKIM_KEY_PATH, or leave BRIEFING_DKIM_ED25519_KEY_PATH empty",
         )
-    if settings.dkim_ed25519_selector == first.selector:
+    selector = dns_name(settings.dkim_ed25519_selector, "BRIEFING_DKIM_ED25519_SELECTOR")
+    if selector == first.selector:
         raise DeliveryError(
             f"BRIEFING_DKIM_ED25519_SELECTOR is {first.selector!r}, the same as BRIEFING_DKIM_SELECTOR",
             hint="each key is published under its own selector: give the Ed25519 key another one",
         )
-    return SigningKey(settings.dkim_ed25519_selector, key)
+    return SigningKey(selector, key)
 
 
 def load_key(path: Path, setting: str) -> PrivateKey:

@@ -291,7 +291,7 @@ def test_bad_keys_are_clear_errors_naming_the_setting(rendered, tmp_path: Path, 
     assert str(path) in str(info.value) and "BRIEFING_DKIM_KEY_PATH" in str(info.value)
 
 
-def test_second_key_settings_are_checked(rendered, tmp_path: Path) -> None:
+def test_signer_settings_are_checked(rendered, tmp_path: Path) -> None:
     rendered_briefing, _, _ = rendered
     rsa_path, ed_path = tmp_path / "rsa.pem", tmp_path / "ed.pem"
     write_rsa_key(rsa_path)
@@ -304,6 +304,8 @@ def test_second_key_settings_are_checked(rendered, tmp_path: Path) -> None:
             {"dkim_key_path": rsa_path, "dkim_ed25519_key_path": ed_path, "dkim_ed25519_selector": "briefing"},
             "same as BRIEFING_DKIM_SELECTOR",
         ),
+        ({"dkim_key_path": rsa_path, "dkim_selector": "2026; x=1"}, "BRIEFING_DKIM_SELECTOR '2026; x=1' is not a DNS"),
+        ({"dkim_key_path": rsa_path, "dkim_domain": "news example.org"}, "BRIEFING_DKIM_DOMAIN 'news example"),
     ]
     mail = rendered_briefing.emails["atou"]
     for overrides, expected in cases:
