@@ -27,9 +27,11 @@ import re
 import shutil
 import smtplib
 import socket
+import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -212,10 +214,15 @@ class Row:
     seconds: float
     memory: str = ""
     note: str = ""
+    cpu_seconds: float = 0.0  # this process's CPU time, where measured
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.messages / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 def _project(tmp: Path, recipients: int) -> Path:
@@ -367,6 +374,7 @@ def bench_building(messages: int, settings: Any, rendered: Any) -> list[Row]:
 
 # --- DKIM ---------------------------------------------------------------------------------------------------
 
+SIGNERS = ("rsa", "ed25519", "rsa+ed25519")
 DKIM_LABELS = {
     "dkimpy": "dkimpy (old), RSA-2048",
     "rsa": "OpenSSL RSA-2048",
@@ -429,21 +437,61 @@ class DkimSetup:
         return OldDkimpySigner(self.rsa_pem, settings.dkim_selector, settings.from_address.rsplit("@", 1)[-1])
 
 
-def bench_build_and_sign(messages: int, settings: Any, rendered: Any, dkim: DkimSetup, signer: str) -> Row:
+def build_and_sign_case(messages: int, settings: Any, rendered: Any, dkim: DkimSetup, signer: str) -> Callable[[], Row]:
+    """A measurement of building (and, unless `signer` is empty, signing) `messages` messages of one prepared email."""
     from flows.messages import prepare_message
     from flows.models import Subscriber
 
-    signed = settings.model_copy(update=dkim.settings(signer))
+    signed = settings.model_copy(update=dkim.settings(signer)) if signer else settings
     with _old_signer_if(signer == "dkimpy", dkim):
         prepared = prepare_message(rendered, signed, audience_name="投资")
-    started = time.perf_counter()
-    for i in range(messages):
-        prepared.for_recipient(Subscriber(email=f"reader{i:05d}@example.net", name=f"读者{i}"))
-    return Row(f"build + DKIM: {DKIM_LABELS[signer]}", messages, time.perf_counter() - started)
+    label = f"build + DKIM: {DKIM_LABELS[signer]}" if signer else "build, no DKIM (prepared email)"
+
+    def measure() -> Row:
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(messages):
+            prepared.for_recipient(Subscriber(email=f"reader{i:05d}@example.net", name=f"读者{i}"))
+        return Row(label, messages, time.perf_counter() - started, cpu_seconds=time.process_time() - cpu)
+
+    return measure
+
+
+def interleaved(rounds: int, cases: dict[str, Callable[[], Row]]) -> dict[str, list[Row]]:
+    """Each case measured `rounds` times, the cases taking turns: on a machine whose load comes and goes, a spike
+    then slows one round of every case alike instead of one case's only run."""
+    measured: dict[str, list[Row]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, measure in cases.items():
+            measured[name].append(measure())
+    return measured
+
+
+def fastest(rows: list[Row], *, cpu: bool = False) -> Row:
+    """The round with the highest rate (wall clock, or CPU time), its note saying how far the rounds spread."""
+    def rate(row: Row) -> float:
+        return row.cpu_rate if cpu else row.rate
+
+    best = max(rows, key=rate)
+    if len(rows) > 1:
+        best.note = f"{best.note} best of {len(rows)} rounds (slowest {min(map(rate, rows)):,.0f}/s)".strip()
+    return best
+
+
+def print_cpu_table(rows: list[Row], baselines: dict[str, Row]) -> None:
+    """Like print_table, with the rate per second of this process's CPU time, which other work on a shared
+    machine does not slow down, next to the wall-clock rate; ratios are of CPU rates."""
+    width = max(48, *(len(row.name) for row in rows))
+    ratios = " ".join(f"{'×' + k:>10}" for k in baselines)
+    header = f"{'case':<{width}} {'msgs':>6} {'msg/s':>8} {'msg/CPU-s':>10} {ratios}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratios = " ".join(f"{row.cpu_rate / b.cpu_rate:>10.2f}" for b in baselines.values())
+        print(f"{row.name:<{width}} {row.messages:>6} {row.rate:>8.0f} {row.cpu_rate:>10.0f} {ratios}  {row.note}")
 
 
 def dkim_cost_breakdown(messages: int, settings: Any, rendered: Any, dkim: DkimSetup) -> list[tuple[str, float]]:
-    """Microseconds per message of each step of a signed message, and of a body hash whose common prefix (the
+    """Microseconds of CPU per message of each step of a signed message, and of a body hash whose common prefix (the
     text part up to the recipient's link) is hashed once per email: is incremental body hashing worth it?"""
     from flows import dkim as signing
     from flows.messages import prepare_message
@@ -485,10 +533,10 @@ def dkim_cost_breakdown(messages: int, settings: Any, rendered: Any, dkim: DkimS
     ]
     results = []
     for label, step in steps:
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(messages):
             step()
-        results.append((label, (time.perf_counter() - started) / messages * 1e6))
+        results.append((label, (time.process_time() - started) / messages * 1e6))
     return results
 
 
@@ -505,22 +553,29 @@ def met(ok: bool) -> str:
 
 def bench_dkim(args: argparse.Namespace, settings: Any, rendered: Any, probe: bytes) -> None:
     dkim = DkimSetup()
-    messages = 300 if args.small else 2000
-    old_messages = 60 if args.small else 200
-    plain = bench_building(messages, settings, rendered)[1]
-    rows = [plain, bench_build_and_sign(old_messages, settings, rendered, dkim, "dkimpy")]
-    for signer in ("rsa", "ed25519", "rsa+ed25519"):
-        rows.append(bench_build_and_sign(messages, settings, rendered, dkim, signer))
-    print("\nDKIM: build + sign (no network)")
-    print_table(rows, {"dkimpy": rows[1], "unsigned": plain})
-    rsa_row = rows[2]
+    messages = 100 if args.small else 400
+    old_messages = 15 if args.small else 40
+    rounds = 3 if args.small else 5
+    measured = interleaved(
+        rounds,
+        {
+            "unsigned": build_and_sign_case(messages, settings, rendered, dkim, ""),
+            "dkimpy": build_and_sign_case(old_messages, settings, rendered, dkim, "dkimpy"),
+            **{signer: build_and_sign_case(messages, settings, rendered, dkim, signer) for signer in SIGNERS},
+        },
+    )
+    building = {name: fastest(rows, cpu=True) for name, rows in measured.items()}
+    print(f"\nDKIM: build + sign (no network); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print_cpu_table(list(building.values()), {"dkimpy": building["dkimpy"], "unsigned": building["unsigned"]})
+    rsa = building["rsa"]
     print(
-        f"target: build + sign with RSA-2048 >= {BUILD_AND_SIGN_TARGET:,} msg/s: {rsa_row.rate:,.0f} msg/s, "
-        f"{met(rsa_row.rate >= BUILD_AND_SIGN_TARGET)} ({rsa_row.rate / rows[1].rate:.0f}x the dkimpy signer)"
+        f"target: build + sign with RSA-2048 >= {BUILD_AND_SIGN_TARGET:,} msg/s per core (CPU time): "
+        f"{rsa.cpu_rate:,.0f}, {met(rsa.cpu_rate >= BUILD_AND_SIGN_TARGET)} "
+        f"({rsa.cpu_rate / building['dkimpy'].cpu_rate:.0f}x the dkimpy signer; wall clock {rsa.rate:,.0f} msg/s)"
     )
 
-    print("\nDKIM: where a signed message's time goes (microseconds per message)")
-    breakdown = dkim_cost_breakdown(messages, settings, rendered, dkim)
+    print("\nDKIM: where a signed message's time goes (microseconds of CPU per message)")
+    breakdown = dkim_cost_breakdown(messages * rounds, settings, rendered, dkim)
     for label, micros in breakdown:
         print(f"  {label:<80} {micros:>8.1f}")
     saved = breakdown[1][1] - breakdown[2][1]
@@ -528,35 +583,51 @@ def bench_dkim(args: argparse.Namespace, settings: Any, rendered: Any, probe: by
     share = saved / total
     print(f"  an incremental body hash would save {saved:.1f} of {total:.0f} us per RSA-signed message ({share:.1%})")
 
-    recipients = 1_000 if args.small else 5_000
+    bench_dkim_delivery(args, probe, dkim, rounds)
+
+
+def bench_dkim_delivery(args: argparse.Namespace, probe: bytes, dkim: DkimSetup, rounds: int) -> None:
+    recipients = 300 if args.small else 1_500
     with ServerProcess(1) as server:
-        ceiling = bench_ceiling(server, min(recipients, 3000), probe)
-        delivery = [
-            bench_ours(server, min(recipients, 300), 1, dkim=dkim, signer="dkimpy"),
-            bench_ours(server, recipients, 1),
-            bench_ours(server, recipients, 1, dkim=dkim, signer="rsa"),
-            bench_ours(server, recipients, 4, dkim=dkim, signer="rsa"),
-            bench_ours(server, recipients, 1, dkim=dkim, signer="rsa+ed25519"),
-        ]
-    print("\nDKIM: delivery against aiosmtpd × 1 process")
-    print_table([ceiling, *delivery], {"ceiling": ceiling, "dkimpy": delivery[0]})
-    signed = delivery[2]
-    share = signed.rate / ceiling.rate
+        old = bench_ours(server, 100 if args.small else 300, 1, dkim=dkim, signer="dkimpy")
+        measured = interleaved(
+            rounds,
+            {
+                "ceiling": lambda: bench_ceiling(server, recipients, probe),
+                "unsigned": lambda: bench_ours(server, recipients, 1),
+                "rsa": lambda: bench_ours(server, recipients, 1, dkim=dkim, signer="rsa"),
+                "rsa, 4 connections": lambda: bench_ours(server, recipients, 4, dkim=dkim, signer="rsa"),
+                "rsa+ed25519": lambda: bench_ours(server, recipients, 1, dkim=dkim, signer="rsa+ed25519"),
+            },
+        )
+    # each round's ratio to the ceiling measured just before it; the median of those judges the target
+    shares = {
+        name: statistics.median(row.rate / ceiling.rate for row, ceiling in zip(rows, measured["ceiling"], strict=True))
+        for name, rows in measured.items()
+    }
+    best = {name: fastest(rows) for name, rows in measured.items()}
+    ceiling = best["ceiling"]
+    print(f"\nDKIM: delivery against aiosmtpd × 1 process; load average {os.getloadavg()[0]:.1f}")
+    print_table([ceiling, old, *list(best.values())[1:]], {"ceiling": ceiling, "dkimpy": old})
+    print("median over the rounds of (rate / that round's ceiling): " + ", ".join(
+        f"{name} {share:.0%}" for name, share in shares.items() if name != "ceiling"
+    ))
     print(
-        f"target: delivery with DKIM on (RSA-2048, 1 connection, like the ceiling) >= {DKIM_DELIVERY_TARGET:.0%} "
-        f"of the ceiling: {signed.rate:,.0f} / {ceiling.rate:,.0f} msg/s = {share:.0%}, "
-        f"{met(share >= DKIM_DELIVERY_TARGET)}"
+        f"target: delivery with DKIM on (RSA-2048, 1 connection like the ceiling) >= {DKIM_DELIVERY_TARGET:.0%} of "
+        f"the ceiling: {shares['rsa']:.0%}, {met(shares['rsa'] >= DKIM_DELIVERY_TARGET)}"
     )
 
 
 def print_table(rows: list[Row], baselines: dict[str, Row]) -> None:
-    header = f"{'case':<48} {'msgs':>6} {'s':>7} {'msg/s':>8} " + " ".join(f"{'×' + k:>10}" for k in baselines)
+    width = max(48, *(len(row.name) for row in rows))
+    header = f"{'case':<{width}} {'msgs':>6} {'s':>7} {'msg/s':>8} " + " ".join(f"{'×' + k:>10}" for k in baselines)
     print(header)
     print("-" * len(header))
     for row in rows:
         ratios = " ".join(f"{row.rate / b.rate:>10.2f}" for b in baselines.values())
         print(
-            f"{row.name:<48} {row.messages:>6} {row.seconds:>7.2f} {row.rate:>8.0f} {ratios}  {row.memory} {row.note}"
+            f"{row.name:<{width}} {row.messages:>6} {row.seconds:>7.2f} {row.rate:>8.0f} {ratios}  {row.memory} "
+            f"{row.note}"
         )
 
 
