@@ -2,7 +2,7 @@
 
 Canonicalisation is relaxed/relaxed, computed here on bytes (RFC 6376 §3.4.2 for headers, §3.4.4 for the
 body); the header hash is signed with RSASSA-PKCS1-v1_5/SHA-256 or, for Ed25519, its SHA-256 digest is signed
-with PureEdDSA. A signature costs about a quarter of a millisecond where dkimpy's pure-Python RSA cost ten.
+with PureEdDSA. A signature costs about a quarter of a millisecond where dkimpy's pure-Python RSA cost eight.
 
 Every header of DKIM_HEADERS is over-signed: listed in `h=` once more than it occurs (once when it is absent).
 A verifier then fails the signature when anyone adds an instance after signing, so a second From, Subject,
@@ -11,7 +11,7 @@ second Content-Type changing how the body is read cannot ride on our signature. 
 Received, Return-Path and their own signatures, none of these headers; a mailing list that forwards the email
 rewrites Subject and body anyway, which breaks the signature with or without over-signing.
 
-Two signatures at once (RFC 8463 §4 suggests RSA next to Ed25519 while receivers learn Ed25519): the key of
+Two signatures at once (RSA next to Ed25519, as RFC 8463 expects while receivers learn Ed25519): the key of
 BRIEFING_DKIM_KEY_PATH (RSA or Ed25519; the algorithm follows the key) under BRIEFING_DKIM_SELECTOR, plus the
 Ed25519 key of BRIEFING_DKIM_ED25519_KEY_PATH under BRIEFING_DKIM_ED25519_SELECTOR.
 """
@@ -250,7 +250,7 @@ def make_dkim_signer(settings: Settings, default_domain: str) -> DkimSigner | No
         if settings.dkim_ed25519_key_path:
             raise DeliveryError(
                 "BRIEFING_DKIM_ED25519_KEY_PATH is set but BRIEFING_DKIM_KEY_PATH is empty",
-                hint="the Ed25519 signature goes next to the RSA one of BRIEFING_DKIM_KEY_PATH (most receivers "
+                hint="the Ed25519 signature goes next to the RSA one of BRIEFING_DKIM_KEY_PATH (many receivers "
                 "verify only RSA); to sign with Ed25519 alone, put its key in BRIEFING_DKIM_KEY_PATH",
             )
         return None

@@ -98,6 +98,7 @@ def test_product_messages_verify_with_dkimpy_and_opendkim(rendered, keys, opendk
         signature = tags(signature_fields(data)[0])
         assert signature["a"] == "rsa-sha256" and signature["c"] == "relaxed/relaxed" and signature["s"] == "rsa2048"
         assert signature["d"] == DOMAIN and abs(int(signature["t"]) - _now()) < 300
+        assert all(len(line) <= 78 for line in signature_fields(data)[0].split(b"\r\n")), "folded (RFC 5322)"
     assert f"rsa2048._domainkey.{DOMAIN}" in opendkim.queried(), "OpenDKIM looked the key up in DNS"
 
     # the per-recipient List-Unsubscribe is covered: one reader's header in the other's message fails
