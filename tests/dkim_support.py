@@ -152,6 +152,7 @@ class OpenDkim:
         self.internet = internet
         self.spec = folder / "dns.json"
         self.log = folder / "dns-queries.jsonl"
+        self.records: dict[str, str] = {}
         self.publish({})
         resolv = folder / "resolv.conf"
         resolv.write_text("nameserver 127.0.0.1\noptions attempts:2 timeout:2\n", encoding="ascii")
@@ -163,6 +164,7 @@ class OpenDkim:
 
     def publish(self, records: dict[str, str]) -> None:
         """Serve these TXT records (name → value) from now on (the server reads the file on every query)."""
+        self.records = dict(records)
         spec = {"listen": "127.0.0.1", "port": 53, "log": str(self.log), "txt": {k: [v] for k, v in records.items()}}
         self.spec.write_text(json.dumps(spec), encoding="utf-8")
 
