@@ -9,7 +9,8 @@ Measured in one run, against the same aiosmtpd server (its own process, keeping 
 - message building alone: `EmailMessage` from scratch per recipient vs a prepared message;
 - DKIM: build + sign per recipient with the old signer (dkimpy, pure-Python RSA) and with flows/dkim.py
   (OpenSSL through `cryptography`: RSA-2048, Ed25519, both), where a signed message's time goes, and
-  `deliver_briefing` with DKIM on against the same aiosmtpd's one-connection ceiling.
+  `deliver_briefing` with DKIM on (1 and 4 connections) against aiosmtpd × 2 processes and the one-connection
+  ceiling measured on it. Each case runs in interleaved rounds (the machine's load comes and goes).
   Targets: >= 1,000 msg/s to build and sign (RSA-2048), delivery with DKIM on >= 80 % of the ceiling.
 
 Run: python -m benchmarks.bench_delivery [--small] [--dkim-only]
@@ -47,6 +48,7 @@ LEADING_DOTS = re.compile(rb"(?m)^\.\.")
 AUDIENCE = "investors"  # the largest email of the sample briefing
 BUILD_AND_SIGN_TARGET = 1_000  # msg/s, RSA-2048 (issue 23)
 DKIM_DELIVERY_TARGET = 0.80  # delivery with DKIM on, as a share of the one-connection loopback ceiling
+DKIM_SERVER_PROCESSES = 2
 
 
 # --- the server, in its own process ----------------------------------------------------------------------
@@ -587,8 +589,11 @@ def bench_dkim(args: argparse.Namespace, settings: Any, rendered: Any, probe: by
 
 
 def bench_dkim_delivery(args: argparse.Namespace, probe: bytes, dkim: DkimSetup, rounds: int) -> None:
+    """deliver_briefing with DKIM on against aiosmtpd in DKIM_SERVER_PROCESSES processes (an MTA takes parallel
+    connections); the ceiling is one connection's, as in bench_server. The target is judged twice: with one
+    connection like the ceiling, and for the best configuration, as bench_server judges its own targets."""
     recipients = 300 if args.small else 1_500
-    with ServerProcess(1) as server:
+    with ServerProcess(DKIM_SERVER_PROCESSES) as server:
         old = bench_ours(server, 100 if args.small else 300, 1, dkim=dkim, signer="dkimpy")
         measured = interleaved(
             rounds,
@@ -607,15 +612,18 @@ def bench_dkim_delivery(args: argparse.Namespace, probe: bytes, dkim: DkimSetup,
     }
     best = {name: fastest(rows) for name, rows in measured.items()}
     ceiling = best["ceiling"]
-    print(f"\nDKIM: delivery against aiosmtpd × 1 process; load average {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(f"\nDKIM: delivery against aiosmtpd × {DKIM_SERVER_PROCESSES} processes; load average {load:.1f}")
     print_table([ceiling, old, *list(best.values())[1:]], {"ceiling": ceiling, "dkimpy": old})
     print("median over the rounds of (rate / that round's ceiling): " + ", ".join(
         f"{name} {share:.0%}" for name, share in shares.items() if name != "ceiling"
     ))
-    print(
-        f"target: delivery with DKIM on (RSA-2048, 1 connection like the ceiling) >= {DKIM_DELIVERY_TARGET:.0%} of "
-        f"the ceiling: {shares['rsa']:.0%}, {met(shares['rsa'] >= DKIM_DELIVERY_TARGET)}"
-    )
+    best_signed = max(("rsa", "rsa, 4 connections"), key=lambda name: shares[name])
+    for name, how in (("rsa", "1 connection, like the ceiling"), (best_signed, f"best configuration: {best_signed}")):
+        print(
+            f"target: delivery with DKIM on (RSA-2048; {how}) >= {DKIM_DELIVERY_TARGET:.0%} of the ceiling: "
+            f"{shares[name]:.0%}, {met(shares[name] >= DKIM_DELIVERY_TARGET)}"
+        )
 
 
 def print_table(rows: list[Row], baselines: dict[str, Row]) -> None:
