@@ -113,3 +113,15 @@ def test_sample_data_is_attributed() -> None:
     assert "Apache License" in readme and (BOUNCE_SAMPLES / "LICENSE").is_file()
     assert all((BOUNCE_SAMPLES / name).is_file() for name in SAMPLES)
     assert Path(BOUNCE_SAMPLES).name == "flufl"
+
+
+def test_a_lifted_suppression_is_suppressed_again_with_the_new_reason(store: Store) -> None:
+    from flows.collect import suppression
+
+    assert suppression.add_manual(store, "X@example.org", "first") is True
+    assert suppression.add_manual(store, "x@example.org", "again") is False  # already suppressed: unchanged
+    assert suppression.lift(store, "x@example.org") is not None
+    assert suppression.list_suppressions(store) == []
+    assert suppression.add_manual(store, "x@example.org", "second time") is True
+    [row] = suppression.list_suppressions(store)
+    assert (row.email, row.reason, row.source, row.lifted_at) == ("x@example.org", "second time", "manual", None)
