@@ -28,6 +28,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+# The usual shapes of an address field, `addr@host`, `<addr@host>`, `Name <addr@host>`, `"Name, Jr." <addr@host>`,
+# read without the email package's character-by-character address parser (the slowest part of classifying a
+# message); anything else (comments, groups, lists, quoted local parts, domain literals) goes to that parser.
+_WORD = r'[^\s"(),.:;<>@\[\\\]]+'
+_ADDR_SPEC = rf"{_WORD}(?:\.{_WORD})*@{_WORD}(?:\.{_WORD})*"
+_PLAIN_ADDRESS = re.compile(
+    rf'\s*(?:(?P<bare>{_ADDR_SPEC})|<(?P<angle>{_ADDR_SPEC})>|'
+    rf'(?:"(?P<quoted>[^"\\]*)"|(?P<phrase>[^\s"(),:;<>@\[\\\]]+(?:\s+[^\s"(),:;<>@\[\\\]]+)*))\s*<(?P<named>{_ADDR_SPEC})>)\s*'
+)
 _LINE_BREAKS = re.compile(r"\r|\n")
 
 
@@ -134,17 +143,28 @@ def addresses(message: Message, *names: str) -> list[str]:
         value = raw_header(message, name)
         if not value:
             continue
-        for _display, address in getaddresses([value]):
+        plain = _PLAIN_ADDRESS.fullmatch(value)
+        for _display, address in [split_address(value)] if plain else getaddresses([value]):
             if "@" in address:
                 found.append(address.strip().lower())
     return found
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """(display name, address) of one address field, as `email.utils.parseaddr` reads it."""
+    plain = _PLAIN_ADDRESS.fullmatch(value)
+    if plain is None:
+        return parseaddr(value)
+    address = plain["bare"] or plain["angle"] or plain["named"]
+    display = plain["quoted"] if plain["quoted"] is not None else " ".join((plain["phrase"] or "").split())
+    return display, address
 
 
 def sender(message: Message) -> tuple[str, str]:
     """(display name, lower-cased address) of From."""
     cache = message.decoded if isinstance(message, MessagePart) else {}
     if "\0sender" not in cache:  # not a header name: a field name cannot hold a NUL
-        display, address = parseaddr(raw_header(message, "From") or "")
+        display, address = split_address(raw_header(message, "From") or "")
         display = decode_words(" ".join(display.split()), "x-display-name")
         cache["\0sender"], cache["\0address"] = display.strip().strip('"').strip(), address.strip().lower()
     return cache["\0sender"], cache["\0address"]
