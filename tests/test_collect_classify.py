@@ -113,3 +113,46 @@ def test_sample_data_is_attributed() -> None:
     assert "Apache License" in readme and (BOUNCE_SAMPLES / "LICENSE").is_file()
     assert all((BOUNCE_SAMPLES / name).is_file() for name in SAMPLES)
     assert Path(BOUNCE_SAMPLES).name == "flufl"
+
+
+def test_a_lifted_suppression_is_suppressed_again_with_the_new_reason(store: Store) -> None:
+    from flows.collect import suppression
+
+    assert suppression.add_manual(store, "X@example.org", "first") is True
+    assert suppression.add_manual(store, "x@example.org", "again") is False  # already suppressed: unchanged
+    assert suppression.lift(store, "x@example.org") is not None
+    assert suppression.list_suppressions(store) == []
+    assert suppression.add_manual(store, "x@example.org", "second time") is True
+    [row] = suppression.list_suppressions(store)
+    assert (row.email, row.reason, row.source, row.lifted_at) == ("x@example.org", "second time", "manual", None)
+
+
+def test_the_fast_address_reading_agrees_with_the_email_package() -> None:
+    """split_address reads the usual shapes of From/To itself; wherever it does, it must give what
+    email.utils.parseaddr gives (display names compared with their whitespace collapsed, as `sender` does)."""
+    import random
+    from email.utils import getaddresses, parseaddr
+
+    from flows.collect.message import _PLAIN_ADDRESS, split_address
+
+    rng = random.Random(21)
+    chars = [*"abcXYZ019.-+_!#$%&'*/=?^`{|}~", "林", "é"]
+    specials = list(' \t.,;:"<>@()[]\\')
+
+    def word(longest: int, odd: bool = False) -> str:
+        return "".join(rng.choice(chars + (specials if odd else [])) for _ in range(rng.randint(1, longest)))
+
+    fast = 0
+    for _ in range(20_000):
+        address = f"{word(8, rng.random() < 0.1)}@" + ".".join(word(5) for _ in range(rng.randint(1, 3)))
+        display = " ".join(word(6, rng.random() < 0.15) for _ in range(rng.randint(1, 3)))
+        pad = rng.choice(["", " ", "\t"])
+        shapes = [f"{display}{pad}<{address}>", f'"{display}"{pad}<{address}>', f"{display} {address}"]
+        value = rng.choice([address, f"<{address}>", *shapes])
+        if _PLAIN_ADDRESS.fullmatch(value) is None:
+            continue
+        fast += 1
+        mine, theirs = split_address(value), parseaddr(value)
+        assert (" ".join(mine[0].split()), mine[1]) == (" ".join(theirs[0].split()), theirs[1]), value
+        assert [a for _n, a in getaddresses([value])] == [mine[1]], value
+    assert fast > 5_000  # the shapes real mail uses take the fast path

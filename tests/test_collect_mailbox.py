@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from collect_support import arf, dsn, plain_message, reply_to, send_briefing
+from imapclient import IMAPClient
 from mailbox_support import Dovecot, SmtpToMailbox
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -17,6 +19,7 @@ from flows import ledger
 from flows.cli import app
 from flows.collect import collect_mailbox
 from flows.collect.discussion import APPROVED, PENDING, decide, list_entries
+from flows.collect.imap import Fetched
 from flows.collect.suppression import list_suppressions
 from flows.content import load_content
 from flows.deliver import deliver_briefing
@@ -276,6 +279,67 @@ def test_malformed_messages_are_recorded_and_never_block_the_others(
     assert again.seen == 0 and not again.processed
 
 
+def test_batches_are_bounded_in_octets_and_interleaved_classes_are_moved_exactly(
+    mail_settings: Settings, store: Store, smtp: SmtpToMailbox, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.collect import run
+    from flows.collect.imap import Mailbox
+
+    sent = send_briefing(mail_settings, store)
+    attachment = (("scan.pdf", b"%PDF-1.4 " + bytes(range(256)) * 600, "application/pdf"),)  # ~200 KB encoded
+    for i in range(8):  # reply, stranger, reply, stranger, …: each class's UIDs have gaps
+        if i % 2:
+            data = plain_message(sender=f"s{i}@example.net", to="briefing@example.org", subject=f"hi {i}", body="x")
+        else:
+            data = reply_to(sent[i % len(sent)], sender=f"r{i}@example.net", name="R", text=f"回复 {i}",
+                            attachments=attachment if i == 4 else ())
+        dovecot.deliver(data)
+    budget = 120_000
+    monkeypatch.setattr(run, "FETCH_BYTES", budget)
+    fetched: list[list[int]] = []
+    real_fetch = Mailbox.fetch
+
+    def recording_fetch(self: Mailbox, uids: list[int]) -> list[Fetched]:
+        got = real_fetch(self, uids)
+        fetched.append([len(f.raw) for f in got])
+        return got
+
+    monkeypatch.setattr(Mailbox, "fetch", recording_fetch)
+    report = collect_mailbox(mail_settings, store)
+
+    assert report.processed == {"reply": 4, "other": 4}
+    assert sorted(len(b) for b in fetched) != [8] and sum(len(b) for b in fetched) == 8  # not one batch of 8
+    assert all(sum(sizes) <= budget or len(sizes) == 1 for sizes in fetched)
+    assert [len(b) for b in fetched if max(b) > budget] == [1]  # the reply with the attachment came alone
+    assert dovecot.folder_counts() == {"INBOX": 0, folder("Replies"): 4, folder("Other"): 4}
+
+
+def test_a_server_without_move_gets_copy_and_an_expunge_of_exactly_the_processed_uids(
+    settings: Settings, store: Store
+) -> None:
+    server = Dovecot().start()
+    try:
+        with IMAPClient("127.0.0.1", port=server.port, ssl=False) as probe:  # what it offers after login
+            probe.login("editor", "mailbox-test-password")
+            offered = [c.decode() for c in probe.capabilities() if c != b"MOVE"]
+        server.stop()
+        server.extra["imap_capability"] = " ".join(offered)  # the same server, minus MOVE
+        server.start()
+        with IMAPClient("127.0.0.1", port=server.port, ssl=False) as probe:
+            probe.login("editor", "mailbox-test-password")
+            assert b"MOVE" not in probe.capabilities() and b"UIDPLUS" in probe.capabilities()
+        for i in range(6):  # 2 strangers, 2 auto-replies, 2 strangers: each folder's UIDs are ranges with gaps
+            extra = {"Auto-Submitted": "auto-replied"} if i // 2 % 2 else {}
+            server.deliver(plain_message(sender=f"s{i}@example.net", to="b@example.org", subject=f"m{i}", body="x",
+                                         headers=extra))
+        settings.imap_url = server.url()
+        report = collect_mailbox(settings, store)
+        assert report.processed == {"other": 4, "auto-reply": 2} and report.moved == 6 and not report.move_errors
+        assert server.folder_counts() == {"INBOX": 0, folder("Other"): 4, folder("AutoReplies"): 2}
+    finally:
+        server.remove()
+
+
 def test_tls_path_with_the_test_ca(settings: Settings, store: Store) -> None:
     from tls_support import tls_certificate
 
@@ -311,20 +375,26 @@ CRASHING_COLLECT = """
 import os, signal, sys
 from flows.collect import run
 
-original = run.Collector._process
-done = 0
+# KILL_AT=commit: right after a batch's transaction is committed, before its messages are moved;
+# KILL_AT=transaction: inside a batch's transaction, its records and effects written but not committed.
+method = {"commit": "_record_batch", "transaction": "_record"}[os.environ["KILL_AT"]]
+kill_after = int(os.environ["KILL_AFTER_BATCHES"])
+if os.environ.get("MOVE_SET_CHARS"):
+    run.MOVE_SET_CHARS = int(os.environ["MOVE_SET_CHARS"])  # 1: every batch's messages are moved at once
+original = getattr(run.Collector, method)
+calls = 0
 
 
-def process_then_die(self, item, digest):
-    global done
-    folder = original(self, item, digest)  # committed: the message's record and its effect
-    done += 1
-    if done == int(os.environ["KILL_AFTER_MESSAGES"]):
-        os.kill(os.getpid(), signal.SIGKILL)  # before the batch's MOVE
-    return folder
+def then_die(self, *args):
+    global calls
+    result = original(self, *args)
+    calls += 1
+    if calls == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
 
 
-run.Collector._process = process_then_die
+setattr(run.Collector, method, then_die)
 from flows.cli import main
 
 sys.argv = ["briefing", "collect"]
@@ -344,12 +414,20 @@ def _send_replies(smtp: SmtpToMailbox, settings: Settings, store: Store, n: int)
     return texts
 
 
-def _crash_collect(project: Path, kill_after: int, batch: int) -> None:
+def _crash_collect(
+    project: Path, *, kill_at: str, after_batches: int, batch: int, move_each_batch: bool = False
+) -> None:
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "KILL_AFTER_MESSAGES": str(kill_after), "BRIEFING_COLLECT_BATCH_SIZE": str(batch)}
+    env = {
+        **os.environ,
+        "KILL_AT": kill_at,
+        "KILL_AFTER_BATCHES": str(after_batches),
+        "MOVE_SET_CHARS": "1" if move_each_batch else "",
+        "BRIEFING_COLLECT_BATCH_SIZE": str(batch),
+    }
     command = [sys.executable, "-c", CRASHING_COLLECT]
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, timeout=120, check=False)
     assert result.returncode == -9, result.stderr.decode(errors="replace")
@@ -359,24 +437,41 @@ def test_a_collect_killed_mid_run_is_rerun_with_no_duplicate_and_no_lost_message
     project: Path, mail_settings: Settings, store: Store, smtp: SmtpToMailbox, dovecot: Dovecot
 ) -> None:
     texts = _send_replies(smtp, mail_settings, store, 6)
-    _crash_collect(project, kill_after=3, batch=2)
-    # messages 1-2: recorded and moved; 3: recorded, not moved (killed before the MOVE); 4-6: untouched
+    _crash_collect(project, kill_at="commit", after_batches=2, batch=2, move_each_batch=True)
+    # batch 1 (messages 1-2): recorded and moved; batch 2: committed, killed before its MOVE; 5-6: untouched
     counts = dovecot.folder_counts()
     assert counts["INBOX"] == 4 and counts[folder("Replies")] == 2
-    assert _count(store, discussion_entries) == 3
+    assert _count(store, discussion_entries) == 4
 
     report = collect_mailbox(mail_settings, store)
-    assert report.repeats == 1 and report.processed == {"reply": 3}
+    assert report.repeats == 2 and report.processed == {"reply": 2}
     assert sorted(e.text for e in list_entries(store)) == sorted(texts)  # each reply once, none lost
     assert dovecot.folder_counts() == {"INBOX": 0, folder("Replies"): 6}
     assert collect_mailbox(mail_settings, store).seen == 0
+
+
+def test_a_collect_killed_inside_a_batch_transaction_leaves_nothing_of_that_batch(
+    project: Path, mail_settings: Settings, store: Store, smtp: SmtpToMailbox, dovecot: Dovecot
+) -> None:
+    texts = _send_replies(smtp, mail_settings, store, 6)
+    _crash_collect(project, kill_at="transaction", after_batches=2, batch=3)
+    # batch 1 committed (its MOVE waits for the end of the run, which never came); batch 2's records and entries
+    # were written in its transaction, which died uncommitted: none of them is left
+    assert dovecot.folder_counts()["INBOX"] == 6
+    assert _count(store, mail_messages) == 3 and _count(store, discussion_entries) == 3
+
+    report = collect_mailbox(mail_settings, store)
+    assert report.repeats == 3 and report.processed == {"reply": 3}
+    assert sorted(e.text for e in list_entries(store)) == sorted(texts)
+    assert dovecot.folder_counts() == {"INBOX": 0, folder("Replies"): 6}
+    assert _count(store, mail_messages) == 6
 
 
 def test_uidvalidity_change_after_a_crash_renumbers_nothing_twice(
     project: Path, mail_settings: Settings, store: Store, smtp: SmtpToMailbox, dovecot: Dovecot
 ) -> None:
     texts = _send_replies(smtp, mail_settings, store, 5)
-    _crash_collect(project, kill_after=2, batch=5)  # two recorded, none moved
+    _crash_collect(project, kill_at="commit", after_batches=1, batch=2)  # two recorded, none moved
     assert dovecot.folder_counts()["INBOX"] == 5
     dovecot.set_uidvalidity(4242)  # as after a server migration: every UID is new
 
@@ -385,3 +480,28 @@ def test_uidvalidity_change_after_a_crash_renumbers_nothing_twice(
     assert report.repeats == 2 and report.processed == {"reply": 3}
     assert sorted(e.text for e in list_entries(store)) == sorted(texts)
     assert dovecot.folder_counts() == {"INBOX": 0, folder("Replies"): 5}
+
+
+def test_a_message_the_store_refuses_does_not_hold_back_its_batch(
+    mail_settings: Settings, store: Store, smtp: SmtpToMailbox, dovecot: Dovecot
+) -> None:
+    """A DSN naming a 400-character address: PostgreSQL refuses it (the address columns hold 320), SQLite does
+    not. Either way the replies recorded in the same batch transaction are kept, and the run completes."""
+    sent = send_briefing(mail_settings, store)
+    texts = ["before the bounce: 同意评审才是瓶颈。", "after the bounce: we measure rollback rates now."]
+    smtp.send(reply_to(sent[0], sender="a@example.net", name="A", text=texts[0]), "a@example.net", "b@example.org")
+    bogus = replace(sent[0], recipient="x" * 388 + "@example.org")
+    dovecot.deliver(dsn(bogus, status="5.1.1"), sender="")
+    smtp.send(reply_to(sent[1], sender="b@example.net", name="B", text=texts[1]), "b@example.net", "b@example.org")
+
+    report = collect_mailbox(mail_settings, store)
+    assert sorted(e.text for e in list_entries(store)) == sorted(texts)
+    assert dovecot.folder_counts()["INBOX"] == 0
+    if store.is_sqlite:
+        assert report.processed == {"reply": 2, "bounce": 1}
+    else:
+        assert report.processed == {"reply": 2, "unreadable": 1} and report.needs_attention
+        [refused] = [h for h in report.handled if h.kind == "unreadable"]
+        assert refused.detail.startswith("bounce that cannot be recorded: StringDataRightTruncation")
+        assert dovecot.folder_counts()[folder("Unreadable")] == 1
+    assert collect_mailbox(mail_settings, store).seen == 0

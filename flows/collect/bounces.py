@@ -17,11 +17,10 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
-from email.utils import parseaddr
 
 from flufl.bounce import all_failures
 
-from flows.collect.message import addresses, embedded_headers, header, part_text, subparts
+from flows.collect.message import addresses, embedded_headers, header, part_text, sender, subparts
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +79,8 @@ def looks_like_bounce(message: Message) -> bool:
     return_path = header(message, "Return-Path")
     if return_path.replace(" ", "") == "<>":
         return True
-    _name, address = parseaddr(header(message, "From"))
-    if address.split("@", 1)[0].lower() in BOUNCE_SENDERS:
+    _name, address = sender(message)
+    if address.split("@", 1)[0] in BOUNCE_SENDERS:
         return True
     return bool(BOUNCE_SUBJECTS.search(header(message, "Subject")))
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from flows.collect import message as msg
 from flows.collect.bounces import Bounce, Complaint, is_report, parse_bounce, parse_complaint
@@ -85,17 +86,54 @@ class Classified:
     reply: ReplyText | None = None
 
 
+class LedgerLookup:
+    """Send-ledger rows by Message-ID, for the messages of one batch: `prefetch` reads the rows of every ID the
+    batch references in one query (chunked), so classifying a message asks the store nothing more."""
+
+    CHUNK = 500
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._rows: dict[str, LedgerMatch | None] = {}
+
+    def prefetch(self, ids: Iterable[str]) -> None:
+        missing = [i for i in dict.fromkeys(ids) if len(i) <= 500 and i not in self._rows]
+        if not missing:
+            return
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(missing), self.CHUNK):
+                chunk = missing[start : start + self.CHUNK]
+                found = {r.message_id: LedgerMatch(r.slug, r.audience, r.recipient, r.message_id)
+                         for r in conn.execute(_LEDGER_ROWS, {"ids": chunk})}
+                for message_id in chunk:
+                    self._rows[message_id] = found.get(message_id)
+
+    def matches(self, ids: list[str]) -> list[LedgerMatch]:
+        """Send-ledger rows whose Message-ID is one of `ids`, in the order of `ids`."""
+        wanted = [i for i in ids if len(i) <= 500][:MAX_REFERENCES]
+        self.prefetch(wanted)
+        return [match for i in wanted if (match := self._rows.get(i)) is not None]
+
+
+_LEDGER_ROWS = select(ledger.c.slug, ledger.c.audience, ledger.c.recipient, ledger.c.message_id).where(
+    ledger.c.message_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def ledger_matches(store: Store, ids: list[str]) -> list[LedgerMatch]:
     """Send-ledger rows whose Message-ID is one of `ids`, in the order of `ids`."""
-    wanted = [i for i in ids if len(i) <= 500][:MAX_REFERENCES]
-    if not wanted:
-        return []
-    query = select(ledger.c.slug, ledger.c.audience, ledger.c.recipient, ledger.c.message_id).where(
-        ledger.c.message_id.in_(wanted)
-    )
-    with store.engine.connect() as conn:
-        rows = {r.message_id: LedgerMatch(r.slug, r.audience, r.recipient, r.message_id) for r in conn.execute(query)}
-    return [rows[i] for i in wanted if i in rows]
+    return LedgerLookup(store).matches(ids)
+
+
+def ledger_ids(message: EmailMessage) -> list[str]:
+    """The Message-IDs classifying this message may look up: those it answers and, for a complaint, the one of
+    the returned message."""
+    ids = [i for i in msg.referenced_ids(message) if len(i) <= 500][:MAX_REFERENCES]
+    if is_report(message, "feedback-report"):
+        returned = msg.embedded_headers(message)
+        if returned is not None:
+            ids.append(msg.header(returned, "Message-ID"))
+    return ids
 
 
 def unsubscribe_mailbox(settings: Settings) -> str:
@@ -129,7 +167,15 @@ def _unsubscribe_request(message: EmailMessage, settings: Settings, first_line: 
     return to_mailbox, ""
 
 
-def classify(message: EmailMessage, store: Store, settings: Settings, received: datetime | None) -> Classified:
+def classify(
+    message: EmailMessage,
+    store: Store,
+    settings: Settings,
+    received: datetime | None,
+    ledger_rows: LedgerLookup | None = None,
+) -> Classified:
+    """What `message` is. `ledger_rows` (prefetched for a batch) answers the send-ledger look-ups; without it
+    they are read from `store`."""
     name, address = msg.sender(message)
     base = Classified(
         OTHER,
@@ -149,7 +195,7 @@ def classify(message: EmailMessage, store: Store, settings: Settings, received: 
         return replace(base, kind=BOUNCE, detail=detail, bounce=bounce)
     if is_auto_reply(message):
         return replace(base, kind=AUTO_REPLY, detail="automatic reply: ignored")
-    matches = ledger_matches(store, msg.referenced_ids(message))
+    matches = (ledger_rows or LedgerLookup(store)).matches(msg.referenced_ids(message))
     match = matches[0] if matches else None
     plain, html, attachments = msg.body_parts(message)
     reply = extract_reply(plain, html, settings.discussion_max_chars)

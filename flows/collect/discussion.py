@@ -14,9 +14,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
 
 from flows.models import Briefing, Content, DiscussionEntry
 from flows.settings import Settings
@@ -56,8 +56,7 @@ class Entry:
         }
 
 
-def add_pending(
-    conn: Connection,
+def pending_entry(
     *,
     digest: str,
     slug: str,
@@ -68,22 +67,24 @@ def add_pending(
     received_at: datetime,
     text: str,
     html: str,
-) -> None:
-    conn.execute(
-        insert(discussion_entries).values(
-            message_digest=digest,
-            slug=slug,
-            audience=audience,
-            recipient=recipient,
-            sender_email=sender_email,
-            sender_name=sender_name[:500],
-            received_at=received_at,
-            text=text,
-            html=html,
-            status=PENDING,
-            created_at=utcnow(),
-        )
-    )
+) -> dict[str, Any]:
+    """The row of a new pending entry, for `ADD_ENTRY` (collect inserts a batch's entries at once)."""
+    return {
+        "message_digest": digest,
+        "slug": slug,
+        "audience": audience,
+        "recipient": recipient,
+        "sender_email": sender_email,
+        "sender_name": sender_name[:500],
+        "received_at": received_at,
+        "text": text,
+        "html": html,
+        "status": PENDING,
+        "created_at": utcnow(),
+    }
+
+
+ADD_ENTRY = insert(discussion_entries)
 
 
 def _entry(row: object) -> Entry:

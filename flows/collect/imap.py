@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,6 +72,63 @@ class ImapAddress:
             return False
 
 
+class UidSet:
+    """UIDs as an IMAP sequence set of ranges: 1,2,3,7 is sent as `1:3,7`. A range only ever spans UIDs that were
+    added, all of them, so a command never touches a message that was not meant; one MOVE carries thousands of
+    UIDs within a short command line."""
+
+    def __init__(self, uids: Iterable[int] = ()) -> None:
+        self.ranges: list[list[int]] = []
+        self.chars = 0  # length of the set as sent: `1:3,7`
+        self.count = 0
+        for uid in uids:
+            self.add(uid)
+
+    def add(self, uid: int) -> None:
+        if self.ranges and uid == self.ranges[-1][1] + 1:
+            last = self.ranges[-1]
+            before = len(_range_text(last))
+            last[1] = uid
+            self.chars += len(_range_text(last)) - before
+        else:
+            self.chars += len(str(uid)) + (1 if self.ranges else 0)
+            self.ranges.append([uid, uid])
+        self.count += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def items(self) -> list[str]:
+        """The ranges as IMAPClient takes them (it joins them with commas)."""
+        return [_range_text(r) for r in self.ranges]
+
+    def uids(self) -> list[int]:
+        return [uid for first, last in self.ranges for uid in range(first, last + 1)]
+
+    def split(self, max_chars: int) -> list[UidSet]:
+        """The same UIDs as sets whose text is at most `max_chars` long (ranges are not cut)."""
+        parts: list[UidSet] = []
+        current = UidSet()
+        for first, last in self.ranges:
+            text = len(_range_text([first, last]))
+            if current and current.chars + 1 + text > max_chars:
+                parts.append(current)
+                current = UidSet()
+            current.chars += text + (1 if current.ranges else 0)
+            current.ranges.append([first, last])
+            current.count += last - first + 1
+        if current:
+            parts.append(current)
+        return parts
+
+
+def _range_text(span: list[int]) -> str:
+    return str(span[0]) if span[0] == span[1] else f"{span[0]}:{span[1]}"
+
+
 @dataclass(frozen=True)
 class Fetched:
     uid: int
@@ -116,6 +173,15 @@ class Mailbox:
         """Every message in the folder, oldest first."""
         return sorted(int(uid) for uid in self.client.search(["ALL"]))
 
+    def larger_than(self, octets: int) -> set[int]:
+        """UIDs of the messages larger than `octets` (one SEARCH: the server knows every message's size)."""
+        return {int(uid) for uid in self.client.search(["LARGER", octets])}
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of these messages."""
+        answer = self.client.fetch(uids, ["RFC822.SIZE"]) if uids else {}
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in answer.items()}
+
     def fetch(self, uids: list[int]) -> list[Fetched]:
         """Raw bytes of these messages without setting \\Seen; a UID expunged meanwhile is simply absent."""
         if not uids:
@@ -146,19 +212,20 @@ class Mailbox:
                     raise
         self._folders.add(folder)
 
-    def move(self, uids: list[int], folder: str) -> None:
+    def move(self, uids: UidSet, folder: str) -> None:
         """Move these messages to `folder` (created when missing). Without MOVE: COPY, then flag and expunge
         exactly these UIDs (UIDPLUS), never the whole folder."""
         if not uids:
             return
         self.ensure_folder(folder)
+        items = uids.items()
         if self.can_move:
-            self.client.move(uids, folder)
+            self.client.move(items, folder)
             return
-        self.client.copy(uids, folder)
-        self.client.delete_messages(uids)
+        self.client.copy(items, folder)
+        self.client.delete_messages(items, silent=True)  # silent: IMAPClient reads the answer by single UIDs
         if self.client.has_capability("UIDPLUS"):
-            self.client.uid_expunge(uids)
+            self.client.uid_expunge(items)
         else:
             logger.warning(
                 "%s has neither MOVE nor UIDPLUS: copied messages are flagged \\Deleted but left for the mail "

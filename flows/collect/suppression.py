@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from flows import ledger
@@ -44,22 +45,51 @@ class Suppression:
         }
 
 
+# Statements built once (collect runs them thousands of times): only the values change.
+_ADD_BOUNCE = insert(bounce_events)
+_SUPPRESS_AGAIN = (
+    update(suppressions)
+    .where(suppressions.c.email == bindparam("address"), suppressions.c.lifted_at.is_not(None))
+    .values(lifted_at=None)
+)
+_LIFTED_AT = select(suppressions.c.lifted_at).where(suppressions.c.email == bindparam("address"))
+_SOFT_SINCE = select(func.count()).where(
+    bounce_events.c.email == bindparam("address"),
+    bounce_events.c.severity == "soft",
+    bounce_events.c.at >= bindparam("since"),
+)
+
+
+@dataclass(frozen=True)
+class _DialectStatements:
+    add_suppression: Any
+    add_unsubscribe: Any
+
+
+_BY_DIALECT: dict[bool, _DialectStatements] = {}
+
+
+def _statements(store: Store) -> _DialectStatements:
+    """The INSERT … ON CONFLICT DO NOTHING statements of the store's dialect (SQLite or PostgreSQL)."""
+    if store.is_sqlite not in _BY_DIALECT:
+        _BY_DIALECT[store.is_sqlite] = _DialectStatements(
+            add_suppression=store.insert(suppressions)
+            .on_conflict_do_nothing(index_elements=[suppressions.c.email])
+            .returning(suppressions.c.email),
+            add_unsubscribe=store.insert(unsubscribes)
+            .on_conflict_do_nothing(index_elements=[unsubscribes.c.audience, unsubscribes.c.email])
+            .returning(unsubscribes.c.email),
+        )
+    return _BY_DIALECT[store.is_sqlite]
+
+
 def suppress(store: Store, conn: Connection, email: str, reason: str, source: str) -> bool:
     """Suppress an address (again, if it was lifted). True when it was not suppressed before."""
     email = email.lower()
     values = {"reason": reason[:2000], "source": source, "at": utcnow()}
-    added = conn.execute(
-        store.insert(suppressions)
-        .values(email=email, **values)
-        .on_conflict_do_nothing(index_elements=[suppressions.c.email])
-        .returning(suppressions.c.email)
-    ).first()
+    added = conn.execute(_statements(store).add_suppression, {"email": email, **values}).first()
     if added is None:  # a row exists: suppressed now, or lifted earlier (then suppressed again)
-        again = conn.execute(
-            update(suppressions)
-            .where(suppressions.c.email == email, suppressions.c.lifted_at.is_not(None))
-            .values(lifted_at=None, **values)
-        ).rowcount
+        again = conn.execute(_SUPPRESS_AGAIN, {"address": email, **values}).rowcount
         if not again:
             return False
     rows = ledger.suppress_pending(store, email, reason, conn=conn)
@@ -73,14 +103,15 @@ def record_bounce(
     """Record one bounced address; returns what it did: `suppressed`, `counted` (soft, under the limit) or
     `already suppressed`."""
     conn.execute(
-        insert(bounce_events).values(
-            email=bounced.email,
-            severity=bounced.severity,
-            status=bounced.status,
-            diagnostic=bounced.diagnostic[:2000],
-            message_digest=digest,
-            at=now,
-        )
+        _ADD_BOUNCE,
+        {
+            "email": bounced.email,
+            "severity": bounced.severity,
+            "status": bounced.status,
+            "diagnostic": bounced.diagnostic[:2000],
+            "message_digest": digest,
+            "at": now,
+        },
     )
     code = f" {bounced.status}" if bounced.status else ""
     if bounced.severity == "hard":
@@ -95,27 +126,16 @@ def record_bounce(
 
 def _soft_bounces_in_window(conn: Connection, settings: Settings, email: str, now: datetime) -> int:
     since = now - timedelta(days=settings.soft_bounce_window_days)
-    lifted = conn.execute(select(suppressions.c.lifted_at).where(suppressions.c.email == email)).scalar()
+    lifted = conn.execute(_LIFTED_AT, {"address": email}).scalar()
     if lifted is not None and lifted > since:
         since = lifted
-    return int(
-        conn.execute(
-            select(func.count()).where(
-                bounce_events.c.email == email, bounce_events.c.severity == "soft", bounce_events.c.at >= since
-            )
-        ).scalar()
-        or 0
-    )
+    return int(conn.execute(_SOFT_SINCE, {"address": email, "since": since}).scalar() or 0)
 
 
 def record_unsubscribe(store: Store, conn: Connection, audience: str, email: str, method: str) -> bool:
     """The store's unsubscribe record plus the skipped ledger rows, in the caller's transaction."""
-    added = conn.execute(
-        store.insert(unsubscribes)
-        .values(audience=audience, email=email.lower(), at=utcnow(), method=method)
-        .on_conflict_do_nothing(index_elements=[unsubscribes.c.audience, unsubscribes.c.email])
-        .returning(unsubscribes.c.email)
-    ).first()
+    values = {"audience": audience, "email": email.lower(), "at": utcnow(), "method": method}
+    added = conn.execute(_statements(store).add_unsubscribe, values).first()
     ledger.skip_unsubscribed(store, audience, email, method, conn=conn)
     return added is not None
 
