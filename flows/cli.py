@@ -1,7 +1,9 @@
 """The `briefing` command line. The CLI owns the terminal: rich tables, one-line errors, exit codes.
 
 Exit codes: 0 ok; 1 unexpected error; 2 bad settings; 3 content problems; 4 fetch error; 5 render error;
-6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token.
+6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token; 9 store error.
+A command that runs to its end but falls short somewhere exits with the highest code that applies
+(`flows.errors.partial_failure_code`).
 """
 
 from __future__ import annotations
@@ -203,8 +205,8 @@ def run(
     emit(result, _summary_table(result), _summary_text(result))
     if result["delivery"] and not Output.json:
         emit(None, _delivery_table(result["delivery"]))
-    if result["emails_uncertain"] or result["emails_failed"]:
-        raise typer.Exit(6)
+    if result["exit_code"]:
+        raise typer.Exit(result["exit_code"])
 
 
 def _summary_table(result: dict[str, Any]) -> Table:
@@ -217,6 +219,8 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
+    if result.get("render_failed"):
+        table.add_row("briefings not rendered", str(len(result["render_failed"])), "\n".join(result["render_failed"]))
     table.add_row("emails sent", str(result["emails_sent"]), result["outbox"])
     table.add_row("emails uncertain/failed", f"{result['emails_uncertain']}/{result['emails_failed']}", "")
     table.add_row(

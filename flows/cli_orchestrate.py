@@ -26,8 +26,8 @@ def _finish(result: dict[str, Any]) -> None:
     from flows.cli import _summary_table, _summary_text, emit
 
     emit(result, _summary_table(result), _summary_text(result))
-    if result["emails_uncertain"] or result["emails_failed"]:
-        raise typer.Exit(6)
+    if result["exit_code"]:
+        raise typer.Exit(result["exit_code"])
 
 
 def serve(
