@@ -9,15 +9,17 @@ generated from this class and a test fails when the two drift apart.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 FeedParserName = Literal["feedparser", "feedparser-rs", "auto"]
 DEFAULT_SECRET = "dev-only-secret-change-me"
+MIN_SECRET_BYTES = 32
+SECRET_HOWTO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 def _toml_path() -> Path:
@@ -71,7 +75,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server on each command.")
     secret: str = Field(
         DEFAULT_SECRET,
-        description="Key for HMAC-signed links (unsubscribe tokens). Set a long random value in production.",
+        description="Key for HMAC-signed links (unsubscribe tokens). Sending over SMTP needs at least 32 bytes of it, and not this default; generate one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`.",
+    )
+    secret_previous: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Earlier values of `secret`, comma-separated (or a list in briefing.toml): links they signed still verify, new links are signed with `secret` only. Drop them once the grace period is over (docs/delivery.md, key rotation).",
     )
     from_address: str = Field("briefing@example.org", description="From address of every email.")
     from_name: str = Field("阿头学 Briefing", description="Display name in the From header.")
@@ -261,11 +269,43 @@ class Settings(BaseSettings):
                 raise ValueError(f"{network!r} is not a network such as 127.0.0.1/32 or 10.0.0.0/8") from None
         return value
 
+    @field_validator("secret_previous", mode="before")
+    @classmethod
+    def _split_previous_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)  # a JSON list, as other list settings take
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError(f"must not be empty: links signed with an empty key can be forged; {SECRET_HOWTO}")
+        return value
+
     @model_validator(mode="after")
-    def _secret_is_set_for_smtp(self) -> Settings:
-        if self.smtp_url and self.secret == DEFAULT_SECRET:
-            raise ValueError("BRIEFING_SECRET must be set to a private value before sending real email over SMTP")
+    def _secret_is_strong_for_smtp(self) -> Settings:
+        if not self.smtp_url:
+            return self
+        if self.secret == DEFAULT_SECRET or DEFAULT_SECRET in self.secret_previous:
+            raise ValueError(
+                f"BRIEFING_SECRET must be a private value (not the shipped default) to send real email over SMTP; "
+                f"{SECRET_HOWTO}"
+            )
+        size = len(self.secret.encode("utf-8"))
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"BRIEFING_SECRET is {size} bytes; sending real email over SMTP needs at least {MIN_SECRET_BYTES} "
+                f"(it signs every unsubscribe link); {SECRET_HOWTO}"
+            )
         return self
+
+    @property
+    def verification_secrets(self) -> list[str]:
+        """The keys an unsubscribe link may be signed with: `secret` first, then `secret_previous`."""
+        return [self.secret, *(key for key in self.secret_previous if key and key != self.secret)]
 
     @property
     def store_url(self) -> str:
@@ -287,6 +327,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"BRIEFING_{field.upper()}: {err['msg']}")
+            field = ".".join(str(p) for p in err["loc"])
+            # a check across settings (no field) names its variables in the message itself
+            problems.append(f"BRIEFING_{field.upper()}: {err['msg']}" if field else err["msg"].removeprefix("Value error, "))
         raise SettingsError("; ".join(problems), hint="fix the environment variable or briefing.toml") from None

@@ -18,7 +18,7 @@ def smtp_env(project: Path, monkeypatch: pytest.MonkeyPatch):
     write_subscribers(project, "neta.csv", ["ok1@example.net", "bounce@example.net", "ok2@example.net"])
     with SmtpServer(handler) as server:
         monkeypatch.setenv("BRIEFING_SMTP_URL", server.url)
-        monkeypatch.setenv("BRIEFING_SECRET", "cli-test-secret-0123456789")
+        monkeypatch.setenv("BRIEFING_SECRET", "cli-test-secret-0123456789-abcdefghijkl")
         yield handler
 
 

@@ -25,7 +25,7 @@ from tests.preview_support import briefing_exe, free_port, make_project, project
 
 pytestmark = pytest.mark.slow
 
-SECRET = "preview-test-secret-0123456789"
+SECRET = "preview-test-secret-0123456789-abcdefghijkl"
 CHROMIUM = "/usr/bin/chromium"
 
 
