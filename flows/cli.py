@@ -34,7 +34,7 @@ from rich.table import Table
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
-from flows.content import load_content
+from flows.content import file_feed_problems, load_content
 from flows.errors import BriefingError
 from flows.settings import load_settings
 
@@ -139,6 +139,7 @@ def check(
         raise fail(err) from None
     loaded = load_content(settings.content_dir)
     problems = list(loaded.problems)
+    problems.extend(file_feed_problems(loaded.content.feeds, settings.content_dir, settings.file_feed_dirs))
     problems.extend(_alignment_problems(settings, loaded))
     errors = [p for p in problems if p.severity == "error"]
     data = {

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
+from urllib.request import url2pathname
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 AUDIENCES_FILE = "audiences.yaml"
 FEEDS_FILE = "feeds.yaml"
 BRIEFINGS_DIR = "briefings"
+FILE_FEED_HINT = (
+    "move the file under the content folder (file:samples/x.xml) or list its folder in BRIEFING_FILE_FEED_DIRS"
+)
 
 
 @dataclass
@@ -246,7 +250,7 @@ def load_feeds(content_dir: Path, problems: list[Problem]) -> tuple[Feed, ...]:
     feeds: list[Feed] = []
     for index, item in enumerate(_entries(_read_yaml(path, problems), "feeds", path, problems)):
         try:
-            feed = Feed(**item)
+            feed = Feed(**item, line=line_of(item))
         except ValidationError as exc:
             problems.extend(_validation_problems(path, f"feeds[{index}]", exc))
             continue
@@ -272,6 +276,39 @@ def resolve_feed_url(feed: Feed, content_dir: Path) -> str:
         path = Path(raw) if Path(raw).is_absolute() else (content_dir / raw)
         return path.resolve().as_uri()
     return feed.url
+
+
+def file_feed_refusal(feed: Feed, content_dir: Path, allowed_dirs: Sequence[Path] = ()) -> str | None:
+    """Why a `file:` feed may not be read (None when it may): its file, symlinks followed, must be inside the
+    content folder or a folder of BRIEFING_FILE_FEED_DIRS."""
+    if not feed.url.startswith("file:"):
+        return None
+    target = Path(url2pathname(urlsplit(resolve_feed_url(feed, content_dir)).path))
+    roots = [content_dir.resolve(), *(Path(d).expanduser().resolve() for d in allowed_dirs)]
+    if any(target.is_relative_to(root) for root in roots):
+        return None
+    return (
+        f"feed '{feed.id}': {feed.url} reads {target}, outside the content folder {roots[0]}; file: feeds may "
+        "only read the content folder and the folders listed in BRIEFING_FILE_FEED_DIRS"
+    )
+
+
+def file_feed_problems(feeds: Iterable[Feed], content_dir: Path, allowed_dirs: Sequence[Path] = ()) -> list[Problem]:
+    """`briefing check`'s report of `file:` feeds that ingest would refuse (see `file_feed_refusal`)."""
+    problems = []
+    for index, feed in enumerate(feeds):
+        refusal = file_feed_refusal(feed, content_dir, allowed_dirs)
+        if refusal:
+            problems.append(
+                Problem(
+                    str(content_dir / FEEDS_FILE),
+                    refusal,
+                    field=f"feeds[{index}].url",
+                    line=feed.line,
+                    hint=FILE_FEED_HINT,
+                )
+            )
+    return problems
 
 
 def briefing_files(content_dir: Path) -> list[Path]:

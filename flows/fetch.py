@@ -599,7 +599,11 @@ class Fetcher:
     # local feeds --------------------------------------------------------------------------------------
 
     def _read_file(self, url: str, etag: str | None) -> FetchResult:
-        path = Path(url2pathname(urlsplit(url).path))
+        path = Path(url2pathname(urlsplit(url).path)).resolve()
+        allowed = self.settings.file_feed_dirs
+        roots = [self.settings.content_dir.resolve(), *(Path(d).expanduser().resolve() for d in allowed)]
+        if not any(path.is_relative_to(root) for root in roots):  # ingest refuses these earlier, naming feeds.yaml
+            raise UnsafeURLError(url, f"{path} is outside the content folder", hint="see BRIEFING_FILE_FEED_DIRS")
         try:
             stat = path.stat()
             tag = f'"file-{stat.st_mtime_ns}-{stat.st_size}"'

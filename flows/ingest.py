@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flows.collector import relaxed_collection
-from flows.content import resolve_feed_url
+from flows.content import FEEDS_FILE, FILE_FEED_HINT, file_feed_refusal, resolve_feed_url
 from flows.errors import FetchError
 from flows.extract import ExtractedPage, extract_article
 from flows.feed_reading import (
@@ -153,6 +153,10 @@ async def ingest_one(
     loaded them already; `parsers` is a process pool for parsing when the run uses one."""
     url = resolve_feed_url(feed, settings.content_dir)
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
+    refusal = file_feed_refusal(feed, settings.content_dir, settings.file_feed_dirs)
+    if refusal:
+        where = settings.content_dir / FEEDS_FILE
+        return await _record_error(store, outcome, f"{where}: {refusal}", hint=FILE_FEED_HINT)
     if state is None:
         state = await asyncio.to_thread(store.feed_state, url)
     try:

@@ -213,6 +213,10 @@ class Settings(BaseSettings):
         None,
         description="PEM file of extra certificate authorities to trust for https feeds and pages (a private CA); the public ones (certifi) stay trusted.",
     )
+    file_feed_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders besides the content folder that `file:` feeds may read (a JSON list, e.g. `[\"/srv/feeds\"]`). Any other `file:` URL (an absolute path, `..` or a symlink out of the content folder) is refused by `briefing check` and by ingest.",
+    )
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",
