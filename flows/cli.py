@@ -218,6 +218,8 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("articles new", str(result["articles_new"]), f"{result['articles_updated']} updated")
     table.add_row("feeds failed", str(len(result["feeds_failed"])), "; ".join(result["feeds_failed"]))
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
+    if result.get("stubs_skipped"):
+        table.add_row("stored without stubs", "", "\n".join(result["stubs_skipped"]))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
     if result.get("render_failed"):

@@ -39,7 +39,7 @@ from flows.render import RenderedBriefing
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
-from flows.stubs import write_stubs
+from flows.stubs import plan_stubs, write_stubs
 
 if TYPE_CHECKING:
     from flows.ingest import IngestReport
@@ -56,6 +56,7 @@ class RunSummary:
     articles_updated: int = 0
     feeds_failed: list[str] = field(default_factory=list)
     stubs: list[str] = field(default_factory=list)
+    stubs_skipped: list[str] = field(default_factory=list)  # why some new articles got no stub (caps)
     briefings_rendered: list[str] = field(default_factory=list)
     briefings_held: list[str] = field(default_factory=list)
     briefings_not_ready: list[str] = field(default_factory=list)  # `brief SLUG` of a draft: held, but no problem
@@ -209,10 +210,20 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
 
 
 @task(name="write-stubs", cache_policy=NO_CACHE)
-def stubs_task(settings: Settings, store: Store, loaded: Loaded, article_ids: list[str]) -> list[str]:
-    articles = [a for a in (store.get_article(i) for i in article_ids) if a is not None]
-    paths = write_stubs(articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences)
-    return [str(p) for p in paths]
+def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
+    """Draft stubs for the run's new articles within the caps (`flows.stubs.plan_stubs`); returns the paths
+    written and the summary lines for the articles left without one."""
+    found = (store.get_article(i) for o in outcomes for i in _ids(o.new))
+    articles = {a.id: a for a in found if a is not None}
+    plan = plan_stubs(
+        outcomes,
+        articles,
+        loaded.content.briefings,
+        new_feed_stubs=settings.new_feed_stubs,
+        max_per_run=settings.max_stubs_per_run,
+    )
+    paths = write_stubs(plan.articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences)
+    return [str(p) for p in paths], plan.quiet
 
 
 def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None = None) -> list[Any]:
@@ -237,7 +248,10 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
     summary.articles_new = len(new)
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)
     summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in outcomes if o.status == "error"]
-    summary.stubs = stubs_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), new) if new else []
+    if new:
+        summary.stubs, summary.stubs_skipped = stubs_task(
+            quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), quote(outcomes)
+        )
     emitted = emit_article_ingested(a for a in (ctx.store.get_article(i) for i in new) if a is not None)
     run_logger.info(
         "ingest: %d feeds, %d new articles (%d events), %d updated, %d failed, %d stubs",

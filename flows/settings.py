@@ -111,6 +111,21 @@ class Settings(BaseSettings):
         description="A response larger than this is cut off while streaming and recorded as an error.",
     )
     max_redirects: int = Field(5, ge=0, le=20, description="How many redirects a fetch follows.")
+    max_entries_per_feed: int = Field(
+        200,
+        ge=1,
+        description="A feed listing more entries than this has only its newest this many read (by date, then the feed's order); the rest are left out with a warning. A 10,000-entry feed would otherwise cost minutes and hundreds of MB per run.",
+    )
+    new_feed_stubs: int = Field(
+        5,
+        ge=0,
+        description="The first time a feed is read, only its newest this many new articles get draft stubs; the rest of its back catalogue is stored without stubs (`briefing add URL` writes one later). The run summary says how many.",
+    )
+    max_stubs_per_run: int = Field(
+        50,
+        ge=0,
+        description="Most draft stubs one run writes; the newest new articles get them and the others are stored without stubs, as the run summary says.",
+    )
     allow_private_addresses: bool = Field(
         False, description="Allow fetching from loopback, private and link-local addresses (tests and local feeds)."
     )

@@ -473,6 +473,12 @@ class Store:
         with self.engine.connect() as conn:
             return {url: {"etag": etag, "last_modified": modified} for url, etag, modified in conn.execute(query)}
 
+    def feeds_read_before(self) -> set[str]:
+        """URLs of the feeds read successfully at least once (a feed missing here is seen for the first time)."""
+        query = select(feed_state.c.feed_url).where(feed_state.c.last_ok_at.is_not(None))
+        with self.engine.connect() as conn:
+            return {url for (url,) in conn.execute(query)}
+
     def record_feeds_not_modified(self, feeds: list[tuple[str, str]]) -> None:
         """Mark many (feed_url, feed_id) as answered 304, in one transaction.
 
