@@ -114,6 +114,14 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
         yield advance
 
 
+def refuse_strict_early(settings: Any) -> None:
+    """Strict mode checks the content before a flow starts: exit 3 at once, no Prefect server, no traceback."""
+    if settings.strict:
+        from flows.readiness import refuse_if_strict
+
+        refuse_if_strict(True, load_content(settings.content_dir))
+
+
 def fail(err: BriefingError) -> typer.Exit:
     """Print one clear error line (JSON on stdout with --json) and return the exit to raise."""
     if Output.json:
@@ -196,10 +204,11 @@ def run(
     Example: briefing run
     """
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import pipeline
+        from flows.prefect_session import embedded_session
 
-        with progress("running the pipeline (ingest → render → deliver → publish)"):
+        with progress("running the pipeline (ingest → render → deliver → publish)"), embedded_session():
             result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
     except BriefingError as err:
         raise fail(err) from None
@@ -268,7 +277,7 @@ def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[d
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return {}, [], []
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, read_only=True)  # status works on a read-only store, changes nothing
     failures = [
         {"slug": r.slug, "audience": r.audience, "recipient": r.recipient, "state": r.state, "reply": r.last_reply}
         for state in (FAILED, UNCERTAIN)

@@ -64,13 +64,15 @@ def ingest(
 
     Example: briefing ingest --feed frontier-notes
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import ingest as ingest_flow
+        from flows.prefect_session import embedded_session
 
-        result = ingest_flow(feed=feed)
+        with embedded_session():
+            result = ingest_flow(feed=feed)
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
@@ -87,19 +89,21 @@ def brief(
 
     Example: briefing brief anthropic-ai-builds-ai --audience atou
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import brief as brief_flow
+        from flows.prefect_session import embedded_session
 
-        result = brief_flow(
-            slug=slug,
-            audience=audience,
-            dry_run=dry_run,
-            resend_updated=resend_updated,
-            resend_uncertain=resend_uncertain,
-        )
+        with embedded_session():
+            result = brief_flow(
+                slug=slug,
+                audience=audience,
+                dry_run=dry_run,
+                resend_updated=resend_updated,
+                resend_uncertain=resend_uncertain,
+            )
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
@@ -115,15 +119,17 @@ def deliver(
 
     Example: briefing deliver --slug anthropic-ai-builds-ai
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import deliver as deliver_flow
+        from flows.prefect_session import embedded_session
 
-        result = deliver_flow(
-            slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
-        )
+        with embedded_session():
+            result = deliver_flow(
+                slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+            )
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
