@@ -199,7 +199,10 @@ def run(
     """Run the whole pipeline once as a Prefect flow (embedded API; no server to start).
 
     Ingest feeds → draft stubs → join ready briefings → render per audience → deliver → publish the archive.
-    Running it twice sends nothing twice and leaves the archive unchanged.
+    Running it twice sends nothing twice and leaves the archive unchanged. A ready briefing that `briefing
+    check` rejects is held back and the others still go out. Exit status 0, or the code of what fell short:
+    3 a briefing held back (or other content errors), 4 a feed failed, 5 a briefing not rendered, 6 emails
+    failed or uncertain; the highest when several apply.
 
     Example: briefing run
     """
@@ -247,8 +250,9 @@ def _summary_table(result: dict[str, Any]) -> Table:
 def status() -> None:
     """Show what is draft, ready, sent (per audience) and failed, and the last ingest per feed.
 
-    Reads the content folder and the store; creates nothing. The exit status is 0 even when something
-    failed: read the attention lines (or `--json`) to act on them.
+    Reads the content folder and the store, which it opens read-only: it works on a read-only store and
+    never creates or migrates it. The exit status is 0 even when something failed: read the attention
+    lines (or `--json`) to act on them.
 
     Example: briefing --json status
     """

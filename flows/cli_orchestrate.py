@@ -62,6 +62,10 @@ def ingest(
 ) -> None:
     """Fetch every feed once, store new articles and write draft stubs (the `ingest` flow).
 
+    One failing feed stops no other; the exit status is then 4 (3 when content files have errors, and no
+    fetch failed). A new feed's back catalogue gets at most BRIEFING_NEW_FEED_STUBS stubs and a run at
+    most BRIEFING_MAX_STUBS_PER_RUN; the summary says how many articles were stored without one.
+
     Example: briefing ingest --feed frontier-notes
     """
     from flows.cli import fail, refuse_strict_early
