@@ -28,7 +28,7 @@ import socket
 import ssl
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,8 +236,12 @@ class _Brotli(_Stage):
             raise BodyDecodeError(f"brotli: {exc}") from None
 
 
-_STAGES = {"gzip": lambda: _Zlib(gzip=True), "x-gzip": lambda: _Zlib(gzip=True), "deflate": lambda: _Zlib(gzip=False)}
-_STAGES["br"] = _Brotli
+_STAGES: dict[str, Callable[[], _Stage]] = {
+    "gzip": lambda: _Zlib(gzip=True),
+    "x-gzip": lambda: _Zlib(gzip=True),
+    "deflate": lambda: _Zlib(gzip=False),
+    "br": _Brotli,
+}
 
 
 class BodyDecoder:

@@ -157,8 +157,8 @@ async def ingest_one(
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
     refusal = file_feed_refusal(feed, settings.content_dir, settings.file_feed_dirs)
     if refusal:
-        where = settings.content_dir / FEEDS_FILE
-        return await _record_error(store, outcome, f"{where}: {refusal}", hint=FILE_FEED_HINT)
+        feeds_file = settings.content_dir / FEEDS_FILE
+        return await _record_error(store, outcome, f"{feeds_file}: {refusal}", hint=FILE_FEED_HINT)
     if state is None or first_sight is None:
         stored = await asyncio.to_thread(store.feed_state, url)
         state = state if state is not None else stored
