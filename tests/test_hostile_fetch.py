@@ -118,7 +118,13 @@ def test_a_bomb_feed_fails_alone_and_the_other_feeds_are_stored(
 ) -> None:
     bomb = Feed(id="bomb", url=serve_encoded(server, "/bomb.xml", gzip_bomb(BOMB_SIZE, layers=2), "gzip, gzip"))
     plain = Feed(id="plain", url=server.static("/plain.xml", FEED))
-    report = ingest_feeds([bomb, plain], db, cfg)
+    tracemalloc.start()
+    try:
+        report = ingest_feeds([bomb, plain], db, cfg)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_ALLOWED, f"peak {peak:,} bytes while ingesting a {BOMB_SIZE:,}-byte bomb"
     outcomes = {o.feed_id: o for o in report.outcomes}
     assert outcomes["bomb"].status == "error" and "body cut off" in outcomes["bomb"].error
     assert outcomes["plain"].status == "ok" and len(outcomes["plain"].new) == 1
