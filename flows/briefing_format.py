@@ -23,6 +23,7 @@ from flows.models import (
     Briefing,
     CorePoint,
     DiscussionEntry,
+    MachineDraft,
     ParagraphKind,
     Source,
 )
@@ -63,6 +64,11 @@ DISCUSSION_HEAD = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:[·|—-]\s*(.*))?$")
 IMAGE_MD = re.compile(r"^!\[(.*?)\]\((\S*?)\)$")
 FRONT_MATTER_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 MAX_CHARACTER_PROBLEMS = 20  # per file: a pasted binary blob must not drown the other messages
+# A machine-draft marker: an HTML comment on a line of its own, under the heading of what the model wrote.
+MACHINE_DRAFT_LINE = re.compile(r"^\s*<!--\s*machine-draft\b(?P<attrs>.*?)-->\s*$", re.IGNORECASE)
+MARKER_MODEL = re.compile(r"\bmodel=(\S+)")
+MARKER_DATE = re.compile(r"\bdate=(\d{4}-\d{2}-\d{2})")
+DRAFTABLE_SECTIONS = ("verdict", "judgement", "core_points", "notes", "prompts", "translation")
 
 
 class FrontMatterLoader(yaml.SafeLoader):
@@ -170,6 +176,62 @@ def split_sections(path: Path, body: list[tuple[int, str]], problems: list[Conte
                 )
             )
     return sections
+
+
+def machine_draft_marker(model: str, day: date) -> str:
+    """The marker line the drafting assistant writes above what a model drafted (an editor deletes it on review)."""
+    safe_model = re.sub(r"\s+|-->|<!--", "_", model) or "unknown"
+    return (
+        f"<!-- machine-draft model={safe_model} date={day.isoformat()}: review it, then delete this line "
+        "(or run briefing approve) -->"
+    )
+
+
+def section_headings(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Every '## ' heading outside comments as (line, section name or '' when unknown)."""
+    return [
+        (number, SECTION_ALIASES.get(line[3:].strip().lower(), ""))
+        for number, line in without_comments(body)
+        if line.startswith("## ")
+    ]
+
+
+def parse_machine_drafts(parsed: ParsedFile, body: list[tuple[int, str]]) -> tuple[MachineDraft, ...]:
+    """The machine-draft markers, each tied to the section and, under notes or translation, the note or block."""
+    markers = [(number, match) for number, line in body if (match := MACHINE_DRAFT_LINE.match(line))]
+    if not markers:
+        return ()
+    headings = section_headings(body)
+    drafts: list[MachineDraft] = []
+    for number, match in markers:
+        section = next((name for line, name in reversed(headings) if line < number), "")
+        if section not in DRAFTABLE_SECTIONS:
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    "a machine-draft marker outside the sections a model can draft",
+                    line=number,
+                    hint=f"keep it under one of: {', '.join(DRAFTABLE_SECTIONS)}, or delete it",
+                )
+            )
+            continue
+        item = ""
+        if section in ("notes", "translation"):
+            owner = parsed.sections[section]
+            heads = [(n, head) for n, head, _ in subsections(owner.lines) if owner.heading_line < n < number]
+            item = heads[-1][1].lower() if section == "notes" and heads else (heads[-1][1] if heads else "")
+        attrs = match.group("attrs")
+        model, day = MARKER_MODEL.search(attrs), MARKER_DATE.search(attrs)
+        drafts.append(
+            MachineDraft(
+                section=section,
+                item=item,
+                model=model.group(1).rstrip(":") if model else "",
+                drafted=day.group(1) if day else "",
+                line=number,
+            )
+        )
+    return tuple(drafts)
 
 
 def paragraphs_of(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -443,6 +505,7 @@ def _parse_text(path: Path, text: str) -> tuple[Briefing | None, Briefing | None
         "prompts": parse_prompts(parsed),
         "aligned": parse_translation(parsed),
         "discussion": parse_discussion(parsed),
+        "machine_drafts": parse_machine_drafts(parsed, body),
     }
     return _build_briefing(parsed, meta, fields)
 

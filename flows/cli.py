@@ -1,9 +1,9 @@
 """The `briefing` command line. The CLI owns the terminal: rich tables, one-line errors, exit codes.
 
 Exit codes: 0 ok; 1 unexpected error; 2 bad settings; 3 content problems; 4 fetch error; 5 render error;
-6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token; 9 store error.
-A command that runs to its end but falls short somewhere exits with the highest code that applies
-(`flows.errors.partial_failure_code`).
+6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token; 9 store;
+10 the mailbox (BRIEFING_IMAP_URL) cannot be read. A command that runs to its end but falls short somewhere
+exits with the highest code that applies (`flows.errors.partial_failure_code`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from flows.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
-STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain")
+STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain", "suppressed")
 
 app = typer.Typer(
     help="Curated AI/tech briefings: ingest feeds, render per-audience emails, send exactly once, publish an archive.",
@@ -149,6 +149,7 @@ def check(
     problems = list(loaded.problems)
     problems.extend(file_feed_problems(loaded.content.feeds, settings.content_dir, settings.file_feed_dirs))
     problems.extend(_alignment_problems(settings, loaded))
+    problems.extend(_suppression_problems(settings, loaded))
     errors = [p for p in problems if p.severity == "error"]
     data = {
         "ok": not errors,
@@ -187,6 +188,32 @@ def _alignment_problems(settings: Any, loaded: Any) -> list[Any]:
     problems = []
     for briefing in loaded.content.ready:
         problems.extend(p for p in join_briefing(briefing, store).problems if p.severity == "error")
+    return problems
+
+
+def _suppression_problems(settings: Any, loaded: Any) -> list[Any]:
+    """A warning per subscriber-file row whose address is suppressed (bounced or complained): it is not mailed."""
+    from flows.errors import Problem
+    from flows.store import open_store
+
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    suppressed = open_store(settings.store_url).suppressed()
+    problems: list[Any] = []
+    for audience in loaded.content.audiences:
+        where = str(settings.content_dir / audience.subscribers_file) if audience.subscribers_file else "audiences.yaml"
+        for subscriber in audience.subscribers:
+            reason = suppressed.get(subscriber.email.lower())
+            if reason:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{subscriber.email} is suppressed ({reason}): it is not mailed",
+                        field=f"{audience.id}.subscribers",
+                        hint="remove the row, or `briefing suppression lift ADDRESS` if the address works again",
+                        severity="warning",
+                    )
+                )
     return problems
 
 
@@ -232,6 +259,10 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
     if result.get("stubs_skipped"):
         table.add_row("stored without stubs", "", "\n".join(result["stubs_skipped"]))
+    if result.get("drafts"):
+        drafted = [f"{d['path']}: {', '.join(d['filled']) or 'nothing'}" for d in result["drafts"]]
+        filled = sum(bool(d["filled"]) for d in result["drafts"])
+        table.add_row("machine-drafted stubs", str(filled), "\n".join(drafted))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
     if result.get("render_failed"):
@@ -263,15 +294,31 @@ def status() -> None:
     loaded = load_content(settings.content_dir)
     counts, feeds, problems = _store_state(settings)
     report = status_report(loaded, counts, feeds, problems)
+    suppressed = _suppressed(settings)
+    report["suppressed"] = [s.to_dict() for s in suppressed]
     emit(report, _status_table(report))
     if not Output.json and not Output.quiet:
         if report["feeds"]:
             console.print(_feeds_table(report["feeds"]))
+        if suppressed:
+            from flows.cli_collect import suppression_table
+
+            console.print(suppression_table(suppressed))
         for line in report["attention"]:
             console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 FAILURES_SHOWN = 20
+
+
+def _suppressed(settings: Any) -> list[Any]:
+    """Suppressed addresses with the reason; an absent SQLite store is not created."""
+    from flows.collect.suppression import list_suppressions
+    from flows.store import open_store
+
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    return list_suppressions(open_store(settings.store_url))
 
 
 def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
@@ -439,7 +486,9 @@ def main() -> None:
 
 
 # Command modules register themselves here, one import+call each (see HELPERS.md).
+from flows.cli_collect import register as register_collect  # noqa: E402
 from flows.cli_delivery import register as register_delivery  # noqa: E402
+from flows.cli_draft import register as register_draft  # noqa: E402
 from flows.cli_ingest import register as register_ingest  # noqa: E402
 from flows.cli_orchestrate import register as register_orchestrate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
@@ -450,6 +499,8 @@ register_publish(app)
 register_delivery(app)
 register_orchestrate(app)
 register_ingest(app)
+register_collect(app)
+register_draft(app)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -20,7 +21,8 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
     The page is fetched with the same limits and safety checks as feeds, its main text, title, author,
     date and images extracted, the article stored, and a `draft` stub written with its paragraphs ready
     for translation. A briefing that already exists for the article is never overwritten; its path is
-    printed instead. `briefing new URL` does the same.
+    printed instead. `briefing new URL` does the same. With BRIEFING_DRAFT_NEW_STUBS on, the new stub's empty
+    sections are then drafted by the model (see `briefing draft`).
 
     Example: briefing add https://example.org/2026/06/some-article --json
     """
@@ -42,6 +44,7 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
         else:
             path = write_stub(added.article, settings.content_dir, loaded.content.audiences, date.today())
             stub, created = str(path), True
+        drafted = _draft_new_stub(settings, stub) if created and settings.draft_new_stubs else None
     except BriefingError as err:
         raise fail(err) from None
     article = added.article
@@ -54,6 +57,8 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
         "title": article.title,
         "paragraphs": len(article.paragraphs),
     }
+    if drafted is not None:
+        data["drafted"] = drafted
     table = Table(title="briefing add", show_header=False)
     table.add_column("what")
     table.add_column("value", overflow="fold")
@@ -61,6 +66,17 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
         table.add_row(key, str(value))
     note = "" if created else "[yellow]a briefing for this article already exists; it was left unchanged[/]"
     emit(data, table, note)
+
+
+def _draft_new_stub(settings: Any, stub: str) -> list[str]:
+    """The opt-in machine draft of a new stub (BRIEFING_DRAFT_NEW_STUBS): what was filled, for the editor to review."""
+    from flows.draft import draft_briefing
+    from flows.store import open_store
+
+    report = draft_briefing(settings, open_store(settings.store_url), stub)
+    for failure in report.failures:
+        logger.warning("%s: %s was not drafted: %s", stub, failure.part, failure.reason)
+    return report.filled
 
 
 def register(app: typer.Typer) -> None:

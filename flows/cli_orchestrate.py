@@ -49,7 +49,7 @@ def serve(
         def announce(url: str) -> None:
             if not Output.quiet and not Output.json:
                 ui = url[: -len("/api")] if url.endswith("/api") else url
-                sys.stdout.write(f"serving ingest, brief, deliver, publish, pipeline on {url} (UI: {ui})\n")
+                sys.stdout.write(f"serving ingest, brief, deliver, publish, pipeline, collect on {url} (UI: {ui})\n")
                 sys.stdout.flush()
 
         run_serve(settings, watch=watch, on_ready=announce)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from flows.briefing_format import parse_briefing_file
 from flows.errors import Problem
-from flows.models import Article, Audience, Briefing, Content, Feed, Subscriber
+from flows.models import Article, Audience, Briefing, Content, Feed, MachineDraft, Subscriber
 from flows.text_safety import describe, first_forbidden
 
 logger = logging.getLogger(__name__)
@@ -439,6 +439,7 @@ def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:
                         hint=hint_ready,
                     )
                 )
+    problems.extend(unreviewed_drafts(briefing))
     if not briefing.aligned:
         problems.append(Problem(path, "no translation", field="translation", hint=hint_ready))
     for block in briefing.aligned:
@@ -452,6 +453,45 @@ def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:
                     hint=hint_ready,
                 )
             )
+    return problems
+
+
+DRAFT_PART_NAMES = {
+    "verdict": "verdict",
+    "judgement": "judgement",
+    "core_points": "core points",
+    "notes": "audience notes",
+    "prompts": "discussion prompts",
+    "translation": "translation",
+}
+
+
+def unreviewed_drafts(briefing: Briefing) -> list[Problem]:
+    """The review gate: one error per machine-drafted section or audience note still marked, one for the blocks
+    of the translation. A `ready` briefing with any is refused by `briefing check` and held back from sending."""
+    groups: dict[str, list[MachineDraft]] = {}
+    for draft in briefing.machine_drafts:
+        groups.setdefault("translation" if draft.section == "translation" else draft.name, []).append(draft)
+    problems = []
+    for name, drafts in groups.items():
+        first = drafts[0]
+        section, _, item = name.partition(".")
+        what = f"audience note for '{item}'" if item else DRAFT_PART_NAMES.get(section, section)
+        if section == "translation" and any(d.item for d in drafts):
+            ids = [d.item or "(whole section)" for d in drafts]
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            what = f"translation of {len(ids)} block{'s' if len(ids) > 1 else ''} ({shown})"
+        origin = ", ".join(x for x in (first.model, first.drafted) if x) or "model and date not given"
+        problems.append(
+            Problem(
+                briefing.path,
+                f"machine draft not reviewed: {what} ({origin})",
+                field=name,
+                line=first.line,
+                hint="read and correct it, then delete its '<!-- machine-draft … -->' line"
+                f"{'s' if len(drafts) > 1 else ''}, or run `briefing approve {briefing.slug} --section {name}`",
+            )
+        )
     return problems
 
 

@@ -212,8 +212,9 @@ class _Worker:
         try:
             while rows := self._claim():
                 gone = job.store.unsubscribed(job.audience.id)  # honour unsubscribes that arrive mid-send
+                blocked = job.store.suppressed()  # and suppressions (bounces, complaints) recorded mid-send
                 for row in rows:
-                    result = self.send_row(row, gone)
+                    result = self.send_row(row, gone, blocked)
                     not_sent = not_sent + 1 if result.state == NOT_SENT else 0
                     if not_sent >= NOT_SENT_LIMIT:
                         raise _TransportDownError(f"{self.transport.name}: {result.reply}")
@@ -233,8 +234,10 @@ class _Worker:
             content_hash=job.rendered.content_hash,
         )
 
-    def send_row(self, row: ledger.LedgerRow, gone: set[str]) -> SendResult:
+    def send_row(self, row: ledger.LedgerRow, gone: set[str], blocked: dict[str, str] | None = None) -> SendResult:
         job = self.job
+        if blocked and row.recipient.lower() in blocked:
+            return self._finish(row, SendResult(ledger.SUPPRESSED, blocked[row.recipient.lower()]))
         subscriber = job.subscribers.get(row.recipient)
         if subscriber is None or row.recipient.lower() in gone:
             reason = "unsubscribed" if row.recipient.lower() in gone else "no longer in the subscriber list"
@@ -301,8 +304,11 @@ def _queue(
     rendered: RenderedEmail, audience: Audience, store: Store, prepared: PreparedMessage, resend_updated: bool
 ) -> int:
     gone = store.unsubscribed(audience.id)
+    blocked = store.suppressed()
     entries = [
-        ledger.Entry(s.email, prepared.message_id_for(s.email), ledger.SKIPPED, "unsubscribed")
+        ledger.Entry(s.email, prepared.message_id_for(s.email), ledger.SUPPRESSED, blocked[s.email.lower()])
+        if s.email.lower() in blocked
+        else ledger.Entry(s.email, prepared.message_id_for(s.email), ledger.SKIPPED, "unsubscribed")
         if s.email.lower() in gone
         else ledger.Entry(s.email, prepared.message_id_for(s.email))
         for s in audience.subscribers
@@ -318,6 +324,9 @@ def _queue(
     }
     if reasons:
         ledger.skip_pending(store, rendered.slug, audience.id, reasons)
+    for recipient in ledger.pending_recipients(store, rendered.slug, audience.id):
+        if recipient.lower() in blocked:
+            ledger.suppress_pending(store, recipient, blocked[recipient.lower()])
     return queued
 
 
@@ -414,6 +423,12 @@ def deliver_briefing(
 ) -> DeliveryReport:
     """Send every (or the named) audience's email to its subscribers; rows already sent are skipped."""
     slug = rendered.briefing.slug
+    if rendered.briefing.machine_drafts:  # last line of the review gate; join_briefings holds these back first
+        raise DeliveryError(
+            f"{len(rendered.briefing.machine_drafts)} machine-drafted parts are not reviewed",
+            where=slug,
+            hint="review them and delete their '<!-- machine-draft … -->' lines (`briefing check` lists them)",
+        )
     unknown = sorted(set(audiences or ()) - set(rendered.emails))
     if unknown:
         raise DeliveryError(

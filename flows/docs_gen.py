@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from flows.settings import Settings
@@ -36,7 +37,7 @@ def _cell(text: str) -> str:
 
 def type_name(annotation: Any) -> str:
     """A short reader-facing name for a settings type: `text`, `path or empty`, `integer`…"""
-    names = {str: "text", int: "integer", float: "number", bool: "true/false", Path: "path"}
+    names = {str: "text", int: "integer", float: "number", bool: "true/false", Path: "path", SecretStr: "secret text"}
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         parts = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(parts) < len(typing.get_args(annotation))

@@ -86,6 +86,10 @@ def announce_ready(briefings: Iterable[Briefing], store: Store) -> list[str]:
     for briefing in briefings:
         if briefing.status != "ready":
             continue
+        if briefing.machine_drafts:
+            # Held back until reviewed. Approving deletes only comments, so the content hash stays the same: had
+            # this version been recorded now, the approved one would never be announced.
+            continue
         content_hash = briefing.content_hash()
         if store.ready_announced(briefing.slug, content_hash):
             continue

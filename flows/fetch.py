@@ -4,8 +4,9 @@
 
 - waits for a per-host slot, then a global slot (a host's queue never holds global slots);
 - is checked before connecting: http/https only, the host resolved once per run and every address checked
-  against private, loopback and link-local ranges (unless allowed), the connection pinned to a checked
-  address so a second DNS answer cannot point elsewhere; redirects are followed by hand, each hop checked;
+  by `flows.address_policy` (public addresses only, unless the settings allow more), the connection pinned
+  to a checked address so a second DNS answer cannot point elsewhere; redirects are followed by hand, each
+  hop checked;
 - streams the raw body and decodes it itself (gzip, deflate, br, stacked in any order), counting decoded bytes
   as they are produced, a bounded piece at a time: it stops at `max_body_bytes`, so a compression bomb is cut
   after reading one piece past the limit, never after inflating a whole network chunk (see `BodyDecoder`);
@@ -40,6 +41,7 @@ import brotli
 import certifi
 import httpx
 
+from flows.address_policy import AddressPolicy, IPAddress, describe, parse_host_address
 from flows.errors import FetchError, UnsafeURLError
 from flows.http_transport import FetchTransport
 from flows.settings import Settings
@@ -51,7 +53,6 @@ CHUNK_BYTES = 64 * 1024
 DECODE_PIECE_BYTES = 64 * 1024  # most a decoding stage produces at once: memory per stage stays this small
 ACCEPT_ENCODING = "gzip, deflate, br"
 DRAIN_BYTES = 64 * 1024  # a body we do not keep is read up to this size so its connection can be reused
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass
@@ -85,20 +86,6 @@ class _RetryableError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
-
-
-def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or address.is_site_local
-    )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -144,6 +131,15 @@ class CookielessClient(httpx.AsyncClient):
     @property
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
+
+    async def _send_handling_redirects(
+        self, request: httpx.Request, follow_redirects: bool, history: list[httpx.Response]
+    ) -> httpx.Response:
+        # The fetcher follows redirects itself, each hop checked. httpx would still parse every Location with
+        # its own URL parser to prepare a request nobody sends, and a Location of http://0177.0.0.1/ (a valid
+        # spelling of 127.0.0.1) failed there as a retried protocol error instead of being refused by the
+        # address check as the dotted form is. (httpx 0.27 and 0.28: `send` calls this with these arguments.)
+        return await self._send_single_request(request)
 
 
 class BodyDecodeError(Exception):
@@ -298,7 +294,9 @@ class Fetcher:
         self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.fetch_per_host)
         )
-        self._allowed_networks = [ipaddress.ip_network(n, strict=False) for n in settings.fetch_allowed_networks]
+        self.address_policy = AddressPolicy.from_settings(
+            settings.allow_private_addresses, settings.fetch_allowed_networks
+        )
         # Certificates are verified as usual (CERT_REQUIRED, host names checked); the CA bundle is loaded on the
         # first https request only, as loading it costs ~0.1-0.2 s and many runs are all-304 or all-local.
         self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
@@ -545,10 +543,7 @@ class Fetcher:
         if checked is not None:
             return checked
         via = f" (redirected to {url})" if url != origin else ""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
+        literal = parse_host_address(host)  # 0x7f.1 and 2130706433 are 127.0.0.1, checked and pinned as such
         if literal is not None:
             addresses = [literal]
         else:
@@ -565,10 +560,10 @@ class Fetcher:
         if not addresses:
             raise _RetryableError(f"host {host!r} has no address")
         for address in addresses:
-            if not self._address_allowed(address):
+            if not self.address_policy.allows(address):
                 raise UnsafeURLError(
                     origin,
-                    f"refused: {host} resolves to the non-public address {address}{via}",
+                    f"refused: {host} resolves to the non-public address {describe(address)}{via}",
                     hint="set BRIEFING_ALLOW_PRIVATE_ADDRESSES=true or list the network in "
                     "BRIEFING_FETCH_ALLOWED_NETWORKS if this source is trusted",
                 )
@@ -594,11 +589,6 @@ class Fetcher:
         self.lookups += 1
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-
-    def _address_allowed(self, address: IPAddress) -> bool:
-        if self.settings.allow_private_addresses or _is_public(address):
-            return True
-        return any(address in network for network in self._allowed_networks if network.version == address.version)
 
     # local feeds --------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flows.content import check_alignment
+from flows.content import check_alignment, unreviewed_drafts
 from flows.errors import Problem
 from flows.identity import canonical_url
 from flows.models import Article, Briefing, Content
@@ -58,6 +58,7 @@ def join_briefings(content: Content, store: Store, slugs: list[str] | None = Non
     chosen = [b for b in content.ready if not slugs or b.slug in slugs]
     joined = [join_briefing(b, store) for b in chosen]
     for item in joined:
+        item.problems.extend(unreviewed_drafts(item.briefing))  # the review gate: never sent unreviewed
         for problem in item.problems:
             logger.warning("%s", problem)
     return joined

@@ -1,10 +1,11 @@
 """The send ledger: one row per (briefing, audience, recipient, content hash); exactly-once lives here.
 
 States: queued → sending → sent | deferred | failed | uncertain, plus skipped (unsubscribed or removed from the
-list before the row was sent). A worker leases a batch of queued/deferred rows (claimed_by = host:pid:uuid),
-flips each row to `sending` in its own committed transaction just before handing it to the transport, and marks
-it from the server's reply. A row left `sending` by a dead worker becomes `uncertain`: the server may or may
-not have it, so it is reported and only resent when the editor asks (`--resend-uncertain`, same Message-ID).
+list before the row was sent) and suppressed (the address bounced or complained; see flows/collect). A worker
+leases a batch of queued/deferred rows (claimed_by = host:pid:uuid), flips each row to `sending` in its own
+committed transaction just before handing it to the transport, and marks it from the server's reply. A row left
+`sending` by a dead worker becomes `uncertain`: the server may or may not have it, so it is reported and only
+resent when the editor asks (`--resend-uncertain`, same Message-ID).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED = (
     "uncertain",
     "skipped",
 )
-STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED)
+SUPPRESSED = "suppressed"  # the address bounced or complained (flows/collect): never sent while suppressed
+STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNCERTAIN, SKIPPED, SUPPRESSED)
 PENDING = (QUEUED, DEFERRED)
 # A lease outlives any single SMTP exchange (timeouts are seconds); a row `sending` past it has a dead worker.
 LEASE = timedelta(minutes=10)
@@ -196,19 +198,41 @@ def skip_pending(store: Store, slug: str, audience: str, reasons: dict[str, str]
     return changed
 
 
-def skip_unsubscribed(store: Store, audience: str, email: str, method: str) -> int:
-    """An address that just unsubscribed: its rows of every briefing not yet handed to a server are skipped."""
-    with store.begin() as conn:
-        return conn.execute(
-            update(ledger)
-            .where(
-                ledger.c.audience == audience,
-                func.lower(ledger.c.recipient) == email.lower(),
-                ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
-                ledger.c.claimed_by.is_(None),
-            )
-            .values(state=SKIPPED, last_reply=f"unsubscribed ({method})", updated_at=utcnow())
-        ).rowcount
+def skip_unsubscribed(store: Store, audience: str, email: str, method: str, conn: Connection | None = None) -> int:
+    """An address that just unsubscribed: its rows of every briefing not yet handed to a server are skipped.
+    With `conn`, inside the caller's transaction."""
+    statement = (
+        update(ledger)
+        .where(
+            ledger.c.audience == audience,
+            func.lower(ledger.c.recipient) == email.lower(),
+            ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+            ledger.c.claimed_by.is_(None),
+        )
+        .values(state=SKIPPED, last_reply=f"unsubscribed ({method})", updated_at=utcnow())
+    )
+    if conn is not None:
+        return conn.execute(statement).rowcount
+    with store.begin() as own:
+        return own.execute(statement).rowcount
+
+
+def suppress_pending(store: Store, email: str, reason: str, conn: Connection | None = None) -> int:
+    """A suppressed address: its rows of every briefing and audience not yet handed to a server become
+    `suppressed`. With `conn`, inside the caller's transaction (the one that records the suppression)."""
+    statement = (
+        update(ledger)
+        .where(
+            func.lower(ledger.c.recipient) == email.lower(),
+            ledger.c.state.in_((QUEUED, DEFERRED, UNCERTAIN)),
+            ledger.c.claimed_by.is_(None),
+        )
+        .values(state=SUPPRESSED, last_reply=reason[:2000], updated_at=utcnow())
+    )
+    if conn is not None:
+        return conn.execute(statement).rowcount
+    with store.begin() as own:
+        return own.execute(statement).rowcount
 
 
 def pending_recipients(store: Store, slug: str, audience: str) -> set[str]:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AUDIENCE_ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
@@ -35,6 +35,19 @@ class Subscriber(Frozen):
     locale: str | None = None
 
 
+class AudienceProfile(Frozen):
+    """Who an audience is, what they care about and what a "next step" means for them (drafting reads it)."""
+
+    who: str = ""
+    cares_about: tuple[str, ...] = ()
+    next_step: str = ""
+
+    @field_validator("cares_about", mode="before")
+    @classmethod
+    def _one_line_is_a_list_of_one(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+
 class Audience(Frozen):
     """One reader group: ATou, Neta, Uota, investors."""
 
@@ -42,6 +55,7 @@ class Audience(Frozen):
     name: str
     locale: str = "zh-CN"
     description: str = ""
+    profile: AudienceProfile | None = None
     subject_prefix: str = ""
     show_other_notes: bool = False
     subscribers: tuple[Subscriber, ...] = ()
@@ -150,6 +164,22 @@ class AlignedParagraph(Frozen):
     line: int | None = Field(None, exclude=True)
 
 
+class MachineDraft(Frozen):
+    """A `<!-- machine-draft … -->` marker: this section (or note, or block) was written by a model and not reviewed.
+
+    `item` is the audience id of a note or the block id of a translation block; empty for a whole section."""
+
+    section: str
+    item: str = ""
+    model: str = ""
+    drafted: str = ""  # the marker's date as written (YYYY-MM-DD)
+    line: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.item}" if self.item else self.section
+
+
 class DiscussionEntry(Frozen):
     date: date
     author: str = ""
@@ -177,6 +207,9 @@ class Briefing(Frozen):
     aligned: tuple[AlignedParagraph, ...] = ()
     discussion: tuple[DiscussionEntry, ...] = ()
     path: str = ""
+    # Unreviewed machine drafts. Excluded from dumps: markers are not what a reader sees, so neither the
+    # content hash (resends) nor the archive page digest changes when an editor approves a draft.
+    machine_drafts: tuple[MachineDraft, ...] = Field((), exclude=True)
 
     def note_for(self, audience_id: str) -> AudienceNote | None:
         return next((n for n in self.notes if n.audience == audience_id), None)

@@ -8,6 +8,7 @@ backoff and jitter; rendering and publishing do not. A flow run's sending holds 
 concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
 named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
 connections and rate.
+`collect` reads the inbound mailbox (flows/collect) in one call: its own exactly-once bookkeeping needs no task.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class RunSummary:
     feeds_failed: list[str] = field(default_factory=list)
     stubs: list[str] = field(default_factory=list)
     stubs_skipped: list[str] = field(default_factory=list)  # why some new articles got no stub (caps)
+    drafts: list[dict[str, Any]] = field(default_factory=list)  # machine drafts of new stubs (draft_new_stubs)
     briefings_rendered: list[str] = field(default_factory=list)
     briefings_held: list[str] = field(default_factory=list)
     briefings_not_ready: list[str] = field(default_factory=list)  # `brief SLUG` of a draft: held, but no problem
@@ -226,6 +228,33 @@ def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[
     return [str(p) for p in paths], plan.quiet
 
 
+@task(name="draft-stubs", cache_policy=NO_CACHE)
+def draft_stubs_task(settings: Settings, store: Store, paths: list[str]) -> list[dict[str, Any]]:
+    """Machine drafts of new stubs' empty sections (opt-in: draft_new_stubs). A stub the model cannot draft
+    stays as it was; it never stops the run. Each draft is marked for review, so none of it is sent unreviewed."""
+    from flows.draft import draft_briefing  # the openai client: only loaded when drafting is switched on
+
+    results = []
+    for path in paths:
+        try:
+            report = draft_briefing(settings, store, path)
+        except BriefingError as err:
+            get_run_logger().warning("draft of %s failed: %s", path, err)
+            results.append({"path": path, "filled": [], "failures": [str(err)], "requests": 0, "tokens": 0})
+            continue
+        failures = [f"{f.part}: {f.reason}" for f in report.failures]
+        results.append(
+            {
+                "path": path,
+                "filled": report.filled,
+                "failures": failures,
+                "requests": report.stats.requests,
+                "tokens": report.stats.tokens,
+            }
+        )
+    return results
+
+
 def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None = None) -> list[Any]:
     run_logger = get_run_logger()
     feeds = list(ctx.loaded.content.feeds)
@@ -252,6 +281,9 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
         summary.stubs, summary.stubs_skipped = stubs_task(
             quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), quote(outcomes)
         )
+    if summary.stubs and ctx.settings.draft_new_stubs:
+        summary.drafts = draft_stubs_task(quote(ctx.settings), quote(ctx.store), summary.stubs)
+        summary.problems += [f"{d['path']}: {f}" for d in summary.drafts for f in d["failures"]]
     emitted = emit_article_ingested(a for a in (ctx.store.get_article(i) for i in new) if a is not None)
     run_logger.info(
         "ingest: %d feeds, %d new articles (%d events), %d updated, %d failed, %d stubs",
@@ -675,3 +707,30 @@ def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncerta
         summary.emails_sent,
     )
     return summary.to_dict()
+
+
+@flow(name="collect", log_prints=False)
+def collect() -> dict[str, Any]:
+    """Read the mailbox once: replies → pending discussion entries, bounces and complaints → suppressions,
+    mailto unsubscribes → unsubscribes; each message moved to the folder of its class (flows/collect)."""
+    from flows.collect import collect_mailbox
+
+    settings = load_settings()
+    store = open_store(settings.store_url)
+    report = collect_mailbox(settings, store)
+    rows = [
+        {"uid": h.uid, "kind": h.kind or "(processed before)", "detail": h.detail, "folder": h.folder}
+        for h in report.handled[:500]
+    ]
+    if rows:
+        create_table_artifact(rows, key="collect-messages", description="Messages handled by the last collect run")
+    get_run_logger().info(
+        "collect %s: %d messages, %s, %d moved, %d suppressed, %d new entries",
+        report.mailbox,
+        report.seen,
+        dict(report.processed),
+        report.moved,
+        len(report.suppressed),
+        report.entries,
+    )
+    return report.to_dict()

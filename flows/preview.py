@@ -2,7 +2,8 @@
 
 Pages: the list of briefings (status, date, verdict, problems from the checker, what was sent); per briefing
 each audience's email in a frame at 600 px and 375 px, its plain-text part, its Markdown, its size against
-the budget, subject and preheader, and a "send test" form; the archive page; the unsubscribe endpoints.
+the budget, subject and preheader, and a "send test" form; the archive page; the unsubscribe endpoints; readers'
+replies waiting for moderation (approve/reject buttons) and the suppressed addresses (lift button).
 Content is read fresh on every request, and a watcher on content/ and templates/ tells open pages to
 reload through server-sent events. Entry points: `create_app` and `serve`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,12 +32,12 @@ from starlette.staticfiles import StaticFiles
 from watchfiles import awatch
 
 from flows import ledger, render
-from flows.content import Loaded, load_content
+from flows.content import DRAFT_PART_NAMES, Loaded, load_content
 from flows.deliver import send_test as deliver_send_test
 from flows.errors import BriefingError, DeliveryError, Problem, RenderError
 from flows.join import join_briefing
 from flows.messages import unsubscribe_url
-from flows.models import Briefing, Content
+from flows.models import Briefing, Content, MachineDraft
 from flows.publish import assign_paths, html_link, preview_page, render_for_archive
 from flows.readiness import ContentProblemsError, errors_in, problems_for
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
@@ -77,6 +79,83 @@ class BriefingView:
     @property
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity != "error"]
+
+
+@dataclass
+class DraftPart:
+    """One unreviewed machine draft as the preview shows it: what it is, who wrote it, and its text."""
+
+    name: str
+    label: str
+    origin: str
+    line: int | None
+    texts: list[str]
+    source: str = ""
+
+
+def machine_draft_parts(briefing: Briefing) -> list[DraftPart]:
+    """Every machine-drafted part of the briefing with the text it currently has (the editor may have edited it)."""
+    parts = []
+    blocks = {b.id: b for b in briefing.aligned}
+    for draft in briefing.machine_drafts:
+        origin = ", ".join(x for x in (draft.model, draft.drafted) if x) or "model and date not given"
+        label = f"audience note for '{draft.item}'" if draft.section == "notes" and draft.item else ""
+        label = label or (f"translation {draft.item}" if draft.item else DRAFT_PART_NAMES.get(draft.section, ""))
+        texts, source = _draft_texts(briefing, draft), ""
+        if draft.section == "translation" and draft.item in blocks:
+            source = blocks[draft.item].source
+        parts.append(DraftPart(draft.name, label, origin, draft.line, [t for t in texts if t], source))
+    return parts
+
+
+def _draft_texts(briefing: Briefing, draft: MachineDraft) -> list[str]:
+    if draft.section in ("verdict", "judgement"):
+        return [getattr(briefing, draft.section)]
+    if draft.section == "core_points":
+        return [f"{p.lead} — {p.explanation}" for p in briefing.core_points]
+    if draft.section == "prompts":
+        return list(briefing.prompts)
+    if draft.section == "notes":
+        notes = [n for n in briefing.notes if not draft.item or n.audience == draft.item]
+        return [text for n in notes for text in (n.meaning, n.next_step)]
+    return [b.translation for b in briefing.aligned if not draft.item or b.id == draft.item]
+
+
+def highlight_snippets(briefing: Briefing) -> list[str]:
+    """Short stretches of each machine-drafted text, for marking where they appear in a rendered email."""
+    texts = [t for part in machine_draft_parts(briefing) for t in part.texts]
+    if any(d.section == "core_points" for d in briefing.machine_drafts):
+        texts += [text for p in briefing.core_points for text in (p.lead, p.explanation)]
+    return sorted({" ".join(t.split())[:24] for t in texts if len(t.strip()) >= 2})
+
+
+HIGHLIGHT = r"""<style>
+.machine-draft-hl { background:#fff3b0 !important; outline:2px dashed #bf8700; outline-offset:1px; }
+</style>
+<script>
+// Preview only: mark the smallest elements that show a machine-drafted, unreviewed text.
+(function () {
+  var snippets = __SNIPPETS__;
+  var all = Array.prototype.slice.call(document.body.querySelectorAll("*"));
+  function shows(el, snippet) { return (el.textContent || "").replace(/\s+/g, " ").indexOf(snippet) >= 0; }
+  snippets.forEach(function (snippet) {
+    all.forEach(function (el) {
+      if (!shows(el, snippet)) return;
+      if (Array.prototype.some.call(el.children, function (child) { return shows(child, snippet); })) return;
+      el.classList.add("machine-draft-hl");
+      el.title = "machine draft, not reviewed";
+    });
+  });
+})();
+</script>"""
+
+
+def with_highlights(html: str, snippets: list[str]) -> str:
+    if not snippets:
+        return html
+    script = HIGHLIGHT.replace("__SNIPPETS__", json.dumps(snippets, ensure_ascii=False).replace("</", "<\\/"))
+    at = html.rfind("</body>")
+    return html[:at] + script + html[at:] if at >= 0 else html + script
 
 
 class Reloader:
@@ -237,6 +316,7 @@ class PreviewApp:
             "briefing.html.j2",
             view=view,
             audiences=audiences,
+            drafts=machine_draft_parts(briefing),
             widths=WIDTHS,
             width=width,
             budget=self.settings.email_size_budget,
@@ -264,7 +344,8 @@ class PreviewApp:
             return PlainTextResponse(f"this email cannot be rendered: {view.error}\n", status_code=422)
         link = unsubscribe_url(self.settings, audience_id, PREVIEW_RECIPIENT)
         if kind == "html":
-            return HTMLResponse(view.email.html.replace(UNSUBSCRIBE_PLACEHOLDER, link))
+            html = with_highlights(view.email.html.replace(UNSUBSCRIBE_PLACEHOLDER, link), highlight_snippets(briefing))
+            return HTMLResponse(html)
         if kind == "txt":
             return PlainTextResponse(view.email.text.replace(UNSUBSCRIBE_PLACEHOLDER, link))
         return PlainTextResponse(view.email.markdown.replace(UNSUBSCRIBE_PLACEHOLDER, link), media_type="text/markdown")
@@ -309,6 +390,60 @@ class PreviewApp:
         sent = f"{audience_id} → {address} ({reply})"
         return RedirectResponse(f"/b/{quote(slug)}?sent={quote(sent)}#{quote(audience_id)}", status_code=303)
 
+    # --- collect --- moderation of readers' replies and the suppression list (flows/collect)
+
+    async def discussion(self, request: Request) -> Response:
+        from flows.collect.discussion import STATUSES, list_entries, shown_name
+
+        loaded = await run_in_threadpool(self.load)
+        names = {a.id: a.name for a in loaded.content.audiences}
+        entries = await run_in_threadpool(partial(list_entries, self.store, status=None))
+        order = {status: position for position, status in enumerate(STATUSES)}
+        entries.sort(key=lambda e: (order.get(e.status, 9), e.received_at))
+        shown = {e.id: shown_name(e, self.settings, names) for e in entries}
+        titles = {b.slug: b.verdict or b.slug for b in loaded.content.briefings}
+        return self.page(
+            "discussion.html.j2",
+            entries=entries,
+            shown=shown,
+            titles=titles,
+            audiences=names,
+            notice=request.query_params.get("done", ""),
+        )
+
+    async def decide_entry(self, request: Request) -> Response:
+        from flows.collect.discussion import APPROVED, REJECTED, decide
+
+        if not same_origin(request):
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
+        action = request.path_params["action"]
+        status = {"approve": APPROVED, "reject": REJECTED}.get(action)
+        if status is None:
+            return self.not_found(f"action '{action}'")
+        entry_id = int(request.path_params["entry_id"])
+        results = await run_in_threadpool(decide, self.store, [entry_id], status)
+        if results[entry_id] == "no such entry":
+            return self.not_found(f"discussion entry {entry_id}")
+        done = f"entry {entry_id}: {results[entry_id]} (the archive changes at the next publish)"
+        return RedirectResponse(f"/discussion?done={quote(done)}#entry-{entry_id}", status_code=303)
+
+    async def suppressions(self, request: Request) -> Response:
+        from flows.collect.suppression import list_suppressions
+
+        rows = await run_in_threadpool(partial(list_suppressions, self.store, include_lifted=True))
+        return self.page("suppressions.html.j2", rows=rows, notice=request.query_params.get("done", ""))
+
+    async def lift_suppression(self, request: Request) -> Response:
+        from flows.collect.suppression import lift
+
+        if not same_origin(request):
+            return PlainTextResponse("cross-site request refused\n", status_code=403)
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+        address = form.get("address", "").strip()
+        lifted = await run_in_threadpool(lift, self.store, address)
+        done = f"lifted the suppression of {address}" if lifted else f"{address} was not suppressed"
+        return RedirectResponse(f"/suppressions?done={quote(done)}", status_code=303)
+
     async def events(self, request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             yield f"retry: 1000\ndata: {self.reloader.version}\n\n"
@@ -347,6 +482,10 @@ class PreviewApp:
             Route("/email/{slug}/{audience}.{kind:str}", self.email_part),
             Route("/archive/{slug}", self.archive),
             Route("/send-test", self.send_test_form, methods=["POST"]),
+            Route("/discussion", self.discussion),
+            Route("/discussion/{entry_id:int}/{action}", self.decide_entry, methods=["POST"]),
+            Route("/suppressions", self.suppressions),
+            Route("/suppressions/lift", self.lift_suppression, methods=["POST"]),
             Route("/events", self.events),
             *unsubscribe_routes(self.settings, self.store),
             Mount("/published", StaticFiles(directory=self.settings.archive_path, html=True, check_dir=False)),

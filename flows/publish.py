@@ -28,6 +28,7 @@ from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
 from sqlalchemy import insert, select, update
 
+from flows.collect.discussion import with_approved_entries
 from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
@@ -631,7 +632,7 @@ def preview_page(briefing: Briefing, content: Content, store: Store, settings: S
     """One briefing's archive page as (path, Markdown), rendered in memory: nothing written, nothing recorded.
 
     Used by the preview server for briefings that are not published yet (drafts included)."""
-    plans = plan_pages(store, (briefing,))
+    plans = plan_pages(store, with_approved_entries((briefing,), store, content, settings))
     files = render_pages(plans, content, settings, archive_labels(settings.templates_dir))
     return plans[0].path, files[plans[0].path].decode("utf-8")
 
@@ -664,10 +665,14 @@ def publish_archive(
 ) -> PublishReport:
     """Publish every ready briefing (or the given ones): pages, lists and feed; unchanged files are left alone.
 
+    Readers' replies approved by an editor (flows/collect) join each page's discussion view; a rejected one is
+    gone from the next publish.
+
     `now` (naive UTC) stamps first publications and changes; it defaults to the current time.
     """
     root = settings.archive_path
-    plans = plan_pages(store, briefings if briefings is not None else content.ready, now)
+    selected = with_approved_entries(briefings if briefings is not None else content.ready, store, content, settings)
+    plans = plan_pages(store, selected, now)
     for plan in plans:  # refuse unsafe paths before rendering anything from them
         safe_join(root, plan.path)
         safe_join(root, plan.html_path)

@@ -157,7 +157,8 @@ def prefect_api(settings: Settings) -> Iterator[str]:
 
 
 def build_deployments(settings: Settings) -> list[Any]:
-    """The served deployments: ingest on the cron schedule, brief on the ready event, the rest by hand."""
+    """The served deployments: ingest and collect (when BRIEFING_IMAP_URL is set) on their cron schedules, brief
+    on the ready event, the rest by hand."""
     from prefect.deployments.runner import EntrypointType
 
     from flows import pipeline
@@ -176,6 +177,13 @@ def build_deployments(settings: Settings) -> list[Any]:
         pipeline.deliver.to_deployment(DEPLOYMENT, description="Send every ready briefing (by hand).", **common),
         pipeline.publish.to_deployment(DEPLOYMENT, description="Rebuild the archive (by hand).", **common),
         pipeline.pipeline.to_deployment(DEPLOYMENT, description="Everything, once (by hand).", **common),
+        pipeline.collect.to_deployment(
+            DEPLOYMENT,
+            # no mailbox configured: the deployment is there to run by hand, but nothing is scheduled
+            cron=settings.collect_schedule if settings.imap_url else None,
+            description="Read the inbound mailbox: replies, bounces, complaints, mailto unsubscribes.",
+            **common,
+        ),
     ]
 
 

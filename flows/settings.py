@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -236,6 +236,100 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Non-public networks (CIDR, e.g. `127.0.0.1/32`) that fetches may reach although BRIEFING_ALLOW_PRIVATE_ADDRESSES is off.",
     )
+    # --- collect ---
+    imap_url: str = Field(
+        "",
+        description="IMAP mailbox that receives replies, bounces, complaints and mailto unsubscribes, e.g. `imaps://user:pass@imap.example.org/INBOX` (implicit TLS, port 993) or `imap://user:pass@host:143/INBOX` (STARTTLS when offered). The path names the folder read (default INBOX). Empty: `briefing collect` has nothing to read.",
+    )
+    imap_starttls: bool = Field(
+        True, description="Use STARTTLS on `imap://` URLs when the server offers it (refuse to log in without it on non-loopback hosts)."
+    )
+    imap_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the IMAP server on each command.")
+    imap_ca_file: Path | None = Field(
+        None, description="PEM file of extra certificate authorities to trust for the IMAP server's certificate (a private CA)."
+    )
+    collect_schedule: str = Field(
+        "*/10 * * * *", description="Cron schedule of the collect deployment (read the mailbox) under `briefing serve`."
+    )
+    collect_folder_prefix: str = Field(
+        "Briefing",
+        description="Parent folder of the folders processed messages are moved to (`<prefix>/Replies`, `Bounces`, `Complaints`, `Unsubscribes`, `AutoReplies`, `Other`, `Unreadable`).",
+    )
+    collect_batch_size: int = Field(
+        100, ge=1, le=5000, description="Messages fetched from the IMAP server per request."
+    )
+    soft_bounce_limit: int = Field(
+        3, ge=1, le=100, description="Soft bounces (4.x.x) of one address within `soft_bounce_window_days` that suppress it."
+    )
+    soft_bounce_window_days: float = Field(
+        14.0, gt=0, description="Window in days over which soft bounces are counted towards `soft_bounce_limit`."
+    )
+    discussion_name: Literal["name", "initials", "audience"] = Field(
+        "initials",
+        description="Name shown beside an approved reply in the archive's discussion view: the sender's display `name`, their `initials`, or only the `audience` they read.",
+    )
+    discussion_max_chars: int = Field(
+        4000, ge=200, le=100_000, description="A reply's text is cut to this many characters when stored as a discussion entry."
+    )
+    # --- draft ---
+    llm_url: str = Field(
+        "",
+        description="Base URL of an OpenAI-compatible chat-completions endpoint that drafts empty sections (`briefing draft`), e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (Ollama), `http://127.0.0.1:8000/v1` (vLLM, llama.cpp). Empty: no drafting, everything else works as without it.",
+    )
+    llm_model: str = Field(
+        "", description="Model name sent with every drafting request and written into each machine-draft marker."
+    )
+    llm_api_key: SecretStr | None = Field(
+        None,
+        description="API key sent as a Bearer token to BRIEFING_LLM_URL; never logged or printed. Empty for local servers without keys (OPENAI_* environment variables are never used).",
+    )
+    llm_timeout: float = Field(
+        120.0, gt=0, description="Seconds one drafting request may take in all; a request that takes longer is not retried."
+    )
+    llm_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to BRIEFING_LLM_URL.")
+    llm_concurrency: int = Field(4, ge=1, le=64, description="How many drafting requests are in flight at once.")
+    llm_retries: int = Field(
+        3, ge=0, le=10, description="Retries of a drafting request answered 429 or 5xx, or whose connection failed."
+    )
+    llm_backoff: float = Field(
+        1.0, ge=0, description="First retry delay in seconds when the server sends no Retry-After; doubles each retry, with jitter."
+    )
+    llm_max_retry_after: float = Field(
+        60.0, ge=0, description="Longest Retry-After a drafting request waits for; a longer one fails that request."
+    )
+    llm_token_budget: int = Field(
+        200_000,
+        ge=0,
+        description="Most tokens (prompt + completion) drafting one briefing may spend; a request that would pass it is not sent and what it would have filled stays empty (reported). 0 = no limit.",
+    )
+    llm_batch_tokens: int = Field(
+        1500,
+        ge=50,
+        description="Estimated source tokens per translation request: the blocks are sent in batches of consecutive blocks under this size.",
+    )
+    llm_batch_blocks: int = Field(
+        30, ge=1, le=500, description="Most translation blocks in one request (fewer ids per answer align more reliably)."
+    )
+    llm_max_output_tokens: int = Field(
+        4096, ge=64, description="`max_tokens` of each drafting request; an answer cut off at it is asked again in halves."
+    )
+    llm_context_tokens: int = Field(
+        12_000,
+        ge=500,
+        description="Most estimated article tokens sent to draft the verdict, judgement, core points, prompts and notes; a longer article is cut at a block boundary (reported).",
+    )
+    llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of drafting requests.")
+    llm_structured_output: Literal["json_schema", "prompt"] = Field(
+        "json_schema",
+        description="`json_schema`: ask for JSON through `response_format` (a server that refuses it gets `prompt` for the rest of the draft); `prompt`: describe the JSON in the prompt only, for servers without structured output.",
+    )
+    draft_language: str = Field(
+        "zh-CN", description="Language the drafts are written in: the translation and every curated section."
+    )
+    draft_new_stubs: bool = Field(
+        False,
+        description="After ingest, draft the empty sections of every new stub with the model at BRIEFING_LLM_URL (an editor still reviews them before anything is sent).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -262,6 +356,13 @@ class Settings(BaseSettings):
     def _smtp_url_scheme(cls, value: str) -> str:
         if value and urlparse(value).scheme not in {"smtp", "smtps"}:
             raise ValueError("must start with smtp:// or smtps:// (or be empty to write to the outbox)")
+        return value
+
+    @field_validator("imap_url")
+    @classmethod
+    def _imap_url_scheme(cls, value: str) -> str:
+        if value and (urlparse(value).scheme not in {"imap", "imaps"} or not urlparse(value).hostname):
+            raise ValueError("must be an imap:// or imaps:// URL with a host (or empty when no mailbox is read)")
         return value
 
     @field_validator("database_url")
@@ -303,6 +404,20 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError(f"must not be empty: links signed with an empty key can be forged; {SECRET_HOWTO}")
         return value
+
+    @field_validator("llm_url")
+    @classmethod
+    def _llm_url_is_http(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if value and (parsed.scheme not in {"http", "https"} or not parsed.netloc):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:11434/v1 (or empty: no drafting)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _llm_is_set_for_new_stubs(self) -> Settings:
+        if self.draft_new_stubs and not (self.llm_url and self.llm_model):
+            raise ValueError("BRIEFING_DRAFT_NEW_STUBS needs BRIEFING_LLM_URL and BRIEFING_LLM_MODEL")
+        return self
 
     @model_validator(mode="after")
     def _secret_is_strong_for_smtp(self) -> Settings:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -170,6 +171,96 @@ ready_events = Table(
     Column("emitted_at", DateTime, nullable=False),
 )
 
+# --- draft --- what a model answered, so drafting the same source again costs no request (flows/draft/cache.py).
+# kind: translation (per block; source_hash = hash of the block's text), summary or notes (hash of the request).
+draft_cache = Table(
+    "draft_cache",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("source_hash", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("prompt_version", String(16), primary_key=True),
+    Column("language", String(16), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("tokens", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
+# --- collect --- the inbound mailbox (flows/collect): what was read, what it did, and what editors decide.
+# The IMAP folder's UIDVALIDITY as last seen; a change means every UID in the folder was renumbered.
+mailbox_state = Table(
+    "mailbox_state",
+    metadata,
+    Column("mailbox", String(500), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per message processed, written in the same transaction as its effect; `digest` (SHA-256 of the raw
+# message) recognises it again after a UIDVALIDITY change.
+mail_messages = Table(
+    "mail_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox", String(500), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("message_id", String(998), default=""),
+    Column("sender", String(320), default=""),
+    Column("subject", Text, default=""),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, default=""),
+    Column("folder", String(500), nullable=False),
+    Column("processed_at", DateTime, nullable=False),
+    Column("moved_at", DateTime),
+    Index("ix_mail_messages_uid", "mailbox", "uidvalidity", "uid"),
+)
+
+# Replies are matched to the briefing they answer by the Message-IDs they reference (In-Reply-To/References).
+ledger_message_id_index = Index("ix_send_ledger_message_id", ledger.c.message_id)
+
+# Addresses never mailed again until an editor lifts the suppression (lifted_at set).
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("lifted_at", DateTime),
+)
+
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, index=True),
+    Column("severity", String(8), nullable=False),
+    Column("status", String(16), default=""),
+    Column("diagnostic", Text, default=""),
+    Column("message_digest", String(64), nullable=False),
+    Column("at", DateTime, nullable=False),
+)
+
+discussion_entries = Table(
+    "discussion_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_digest", String(64), nullable=False, unique=True),
+    Column("slug", String(128), nullable=False, index=True),
+    Column("audience", String(64), nullable=False),
+    Column("recipient", String(320), default=""),
+    Column("sender_email", String(320), default=""),
+    Column("sender_name", String(500), default=""),
+    Column("received_at", DateTime, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text, default=""),
+    Column("status", String(16), nullable=False, index=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("decided_at", DateTime),
+)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN cannot be IMMEDIATE and
@@ -593,6 +684,14 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(unsubscribes.c.email).where(unsubscribes.c.audience == audience))
             return {r.email for r in rows}
+
+    # suppressions (written by flows/collect) ---------------------------------------------------------
+
+    def suppressed(self) -> dict[str, str]:
+        """Every address under suppression (lower case) → the reason; the send path never mails them."""
+        query = select(suppressions.c.email, suppressions.c.reason).where(suppressions.c.lifted_at.is_(None))
+        with self.engine.connect() as conn:
+            return {r.email: r.reason for r in conn.execute(query)}
 
     # readiness events -----------------------------------------------------------------------------
 

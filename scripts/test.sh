@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run it.
-# System packages (Chromium for screenshots/preview tests, PostgreSQL for store tests, CJK fonts) come from
-# Debian when we are root; Python packages go into .venv.
+# System packages (Chromium for screenshots/preview tests, PostgreSQL for store tests, CJK fonts, Dovecot for the
+# mailbox tests) come from Debian when we are root; Python packages go into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,13 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 fc-list 2>/dev/null | grep -qi "noto sans cjk" || need_apt+=(fonts-noto-cjk)
 command -v git >/dev/null || need_apt+=(git)
+# Dovecot: the collect tests run a real IMAP server (tests/mailbox_support.py); Debian's package tries to start
+# a system service, which policy-rc.d or the lack of an init system stops: the tests start their own.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/dovecot-lda ] || need_apt+=(dovecot-imapd)
+# the simulated internet of tests/netns_support.py: network namespaces (unshare, nsenter, mount) and `ip`
+{ command -v unshare && command -v nsenter; } >/dev/null || need_apt+=(util-linux)
+command -v mount >/dev/null || need_apt+=(mount)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages: ${need_apt[*]}"

@@ -75,3 +75,15 @@ def postgres_url() -> Iterator[str]:
     from pg_support import session_postgres
 
     yield from session_postgres()
+
+
+# --- a simulated internet ---
+@pytest.fixture(scope="module")
+def internet():
+    """A network namespace of the module's own with only `lo`, on which tests put global addresses, host names
+    (a hosts file bind-mounted over /etc/hosts inside) and real servers, and run the product with default
+    settings: `add_host`, `serve_http`, `start`, `run`. See tests/netns_support.py. Fails under CI (skips
+    elsewhere) when namespaces cannot be made."""
+    from tests.netns_support import open_namespace
+
+    yield from open_namespace()

@@ -1,0 +1,178 @@
+"""Moderated discussion entries: replies wait as `pending` until an editor approves or rejects them.
+
+Approved entries join the entries written in the briefing file in the archive's 讨论归档 view
+(`with_approved_entries`, called by the publish stage and the preview). The name shown follows
+`discussion_name`: the sender's display name, their initials (J. D.; 张某 for a Chinese name), or only the
+audience they read. The page's digest covers the discussion, so approving changes the page at the next publish,
+rejecting removes the entry again, and publishing twice with no decision in between writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from flows.models import Briefing, Content, DiscussionEntry
+from flows.settings import Settings
+from flows.store import Store, discussion_entries, utcnow
+
+logger = logging.getLogger(__name__)
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+STATUSES = (PENDING, APPROVED, REJECTED)
+READER_SUFFIX = " 读者"
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    slug: str
+    audience: str
+    recipient: str
+    sender_email: str
+    sender_name: str
+    received_at: datetime
+    text: str
+    html: str
+    status: str
+    decided_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "audience": self.audience,
+            "sender": self.sender_name,
+            "sender_email": self.sender_email,
+            "received_at": self.received_at.isoformat(sep=" ", timespec="seconds"),
+            "status": self.status,
+            "text": self.text,
+        }
+
+
+def add_pending(
+    conn: Connection,
+    *,
+    digest: str,
+    slug: str,
+    audience: str,
+    recipient: str,
+    sender_email: str,
+    sender_name: str,
+    received_at: datetime,
+    text: str,
+    html: str,
+) -> None:
+    conn.execute(
+        insert(discussion_entries).values(
+            message_digest=digest,
+            slug=slug,
+            audience=audience,
+            recipient=recipient,
+            sender_email=sender_email,
+            sender_name=sender_name[:500],
+            received_at=received_at,
+            text=text,
+            html=html,
+            status=PENDING,
+            created_at=utcnow(),
+        )
+    )
+
+
+def _entry(row: object) -> Entry:
+    return Entry(
+        id=row.id,  # type: ignore[attr-defined]
+        slug=row.slug,  # type: ignore[attr-defined]
+        audience=row.audience,  # type: ignore[attr-defined]
+        recipient=row.recipient or "",  # type: ignore[attr-defined]
+        sender_email=row.sender_email or "",  # type: ignore[attr-defined]
+        sender_name=row.sender_name or "",  # type: ignore[attr-defined]
+        received_at=row.received_at,  # type: ignore[attr-defined]
+        text=row.text,  # type: ignore[attr-defined]
+        html=row.html or "",  # type: ignore[attr-defined]
+        status=row.status,  # type: ignore[attr-defined]
+        decided_at=row.decided_at,  # type: ignore[attr-defined]
+    )
+
+
+def list_entries(store: Store, *, status: str | None = PENDING, slug: str | None = None) -> list[Entry]:
+    query = select(discussion_entries).order_by(discussion_entries.c.received_at, discussion_entries.c.id)
+    if status:
+        query = query.where(discussion_entries.c.status == status)
+    if slug:
+        query = query.where(discussion_entries.c.slug == slug)
+    with store.engine.connect() as conn:
+        return [_entry(r) for r in conn.execute(query)]
+
+
+def decide(store: Store, entry_ids: list[int], status: str) -> dict[int, str]:
+    """Approve or reject entries; returns id → what happened (`approved`, `rejected`, `unchanged`, `no such
+    entry`). Deciding again is allowed: an approved entry can be rejected later, and the reverse."""
+    if status not in (APPROVED, REJECTED):
+        raise ValueError(f"status must be {APPROVED} or {REJECTED}")
+    results: dict[int, str] = {}
+    with store.begin() as conn:
+        for entry_id in entry_ids:
+            current = conn.execute(
+                select(discussion_entries.c.status).where(discussion_entries.c.id == entry_id)
+            ).scalar()
+            if current is None:
+                results[entry_id] = "no such entry"
+            elif current == status:
+                results[entry_id] = "unchanged"
+            else:
+                conn.execute(
+                    update(discussion_entries)
+                    .where(discussion_entries.c.id == entry_id)
+                    .values(status=status, decided_at=utcnow())
+                )
+                results[entry_id] = status
+    logger.info("discussion entries %s: %s", status, results)
+    return results
+
+
+def initials(name: str) -> str:
+    """`Jane van Doe` → `J. v. D.`; `张伟` → `张某` (the usual Chinese way to withhold a given name)."""
+    name = " ".join(name.split())
+    if not name:
+        return ""
+    if any(unicodedata.east_asian_width(ch) in ("W", "F") for ch in name):
+        return name[0] + "某"
+    parts = [p for p in re.split(r"[\s._-]+", name) if p]
+    return " ".join(f"{p[0]}." for p in parts if p[0].isalnum())
+
+
+def shown_name(entry: Entry, settings: Settings, audience_names: dict[str, str]) -> str:
+    audience = audience_names.get(entry.audience, entry.audience) + READER_SUFFIX
+    if settings.discussion_name == "audience" or not entry.sender_name:
+        return audience
+    if settings.discussion_name == "initials":
+        return initials(entry.sender_name) or audience
+    return entry.sender_name
+
+
+def with_approved_entries(
+    briefings: tuple[Briefing, ...], store: Store, content: Content, settings: Settings
+) -> tuple[Briefing, ...]:
+    """The briefings with their approved reader entries appended to the file's discussion entries, oldest first."""
+    approved: dict[str, list[Entry]] = {}
+    for entry in list_entries(store, status=APPROVED):
+        approved.setdefault(entry.slug, []).append(entry)
+    if not approved:
+        return briefings
+    names = {a.id: a.name for a in content.audiences}
+    result = []
+    for briefing in briefings:
+        extra = tuple(
+            DiscussionEntry(date=e.received_at.date(), author=shown_name(e, settings, names), text=e.text)
+            for e in approved.get(briefing.slug, [])
+        )
+        result.append(briefing.model_copy(update={"discussion": briefing.discussion + extra}) if extra else briefing)
+    return tuple(result)
