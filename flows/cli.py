@@ -318,7 +318,7 @@ def _suppressed(settings: Any) -> list[Any]:
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return []
-    return list_suppressions(open_store(settings.store_url))
+    return list_suppressions(open_store(settings.store_url, read_only=True))  # status changes nothing
 
 
 def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:

@@ -24,7 +24,7 @@ from flows.deliver import deliver_briefing, make_transport
 from flows.errors import BriefingError, DeliveryError
 from flows.messages import Envelope
 from flows.publish import assign_paths, render_for_archive
-from flows.readiness import gate, refuse_if_strict
+from flows.readiness import ContentProblemsError, gate, refuse_if_strict
 from flows.render import RenderedBriefing
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
@@ -99,8 +99,9 @@ def render_for_delivery(slug: str, settings: Settings, store: Store) -> tuple[Re
     loaded = load_content(settings.content_dir)
     refuse_if_strict(settings.strict, loaded)
     checked = gate(loaded, store, [slug])
-    if checked.held:
-        raise DeliveryError(f"briefing {slug!r} is held back: {checked.held_lines()[0]}", hint="run `briefing check`")
+    if checked.held:  # exit 3, as every other command that holds a briefing back
+        held = checked.held_lines()[0]
+        raise ContentProblemsError(f"briefing {slug!r} is held back: {held}", hint="run `briefing check`")
     if not checked.passed:
         raise DeliveryError(f"no ready briefing with slug {slug!r}", hint="check the slug and `status: ready`")
     page = assign_paths(store, loaded.content.ready)[slug]

@@ -55,7 +55,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
@@ -302,9 +302,9 @@ def make_read_only_engine(url: str) -> Engine:
     """An engine that cannot write: SQLite opened `mode=ro` (and `immutable=1` when the folder is read-only, as a
     WAL database needs its -shm file otherwise), PostgreSQL sessions in read-only transactions. Nothing is created."""
     if not url.startswith("sqlite"):
-        return create_engine(
-            normalise_url(url), pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"}
-        )
+        parsed = make_url(normalise_url(url))
+        options = " ".join(x for x in (parsed.query.get("options", ""), "-c default_transaction_read_only=on") if x)
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"options": options})  # keeps a search_path
     path = url.split("///", 1)[-1]
 
     def connect() -> sqlite3.Connection:

@@ -131,7 +131,7 @@ def test_send_test_and_preview_test_send_refuse_a_held_briefing(project: Path, s
 def test_scaleout_refuses_a_held_briefing(project: Path, settings: Settings) -> None:
     break_three(project)
     store = Store(settings.store_url)
-    with pytest.raises(Exception, match=r"held back: unknown-audience: .*unknown audience id 'nobody'"):
+    with pytest.raises(ContentProblemsError, match=r"held back: unknown-audience: .*unknown audience id 'nobody'"):
         render_for_delivery("unknown-audience", settings, store)
     rendered, _content = render_for_delivery(VALID, settings, store)
     assert set(rendered.emails) == {"atou", "neta", "uota", "investors"}

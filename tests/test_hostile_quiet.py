@@ -132,6 +132,19 @@ def test_status_never_migrates_or_creates(proj: Path) -> None:
         assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
 
 
+def test_a_read_only_store_on_postgresql_reads_and_cannot_write(postgres_url: str) -> None:
+    from pg_support import fresh_schema
+    from sqlalchemy.exc import DBAPIError
+
+    with fresh_schema(postgres_url) as url:
+        Store(url).record_feed("http://feed.invalid/x", feed_id="x", last_status="ok")
+        reader = Store(url, read_only=True)
+        assert [row["feed_id"] for row in reader.all_feed_states()] == ["x"]
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            reader.record_feed("http://feed.invalid/y", feed_id="y", last_status="ok")
+        reader.close()
+
+
 @pytest.mark.parametrize("command", [["run"], ["ingest"], ["send"], ["deliver"], ["publish"], ["brief", "x"]])
 def test_strict_mode_exits_3_on_every_command(proj: Path, command: list[str]) -> None:
     path = proj / "content" / "briefings" / "github-commit-flood.md"
