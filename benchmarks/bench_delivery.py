@@ -245,7 +245,7 @@ def bench_ours(server: ServerProcess, recipients: int, connections: int) -> Row:
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         project = _project(Path(tmp), recipients)
         settings = _settings(
-            project, smtp_url=f"smtp://127.0.0.1:{server.port}", smtp_connections=connections, smtp_starttls=False
+            project, smtp_url=f"smtp://127.0.0.1:{server.port}", smtp_connections=connections, smtp_tls="none"
         )
         store = Store(settings.store_url)
         content = load_content(settings.content_dir).content

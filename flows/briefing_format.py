@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
@@ -61,7 +62,15 @@ NOTE_LINE = re.compile(r"^(means|meaning|next|意味着|下一步)\s*[:：]\s*(.
 CORE_POINT = re.compile(r"^[-*]\s+\*\*(.+?)\*\*\s*[:：.。]?\s*(.*)$")
 PROMPT = re.compile(r"^(\d+)[.)]\s+(.*)$")
 DISCUSSION_HEAD = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:[·|—-]\s*(.*))?$")
-IMAGE_MD = re.compile(r"^!\[(.*?)\]\((\S*?)\)$")
+# "![alt](src)": in the alt text, a backslash escapes "\", "[" and "]" (the stub writer escapes them; see write_image).
+IMAGE_MD = re.compile(r"^!\[((?:\\.|\](?!\()|[^\\\]])*)\]\((\S*?)\)$")
+ALT_ESCAPE = re.compile(r"\\([\\\[\]])")
+WHITESPACE = re.compile(r"\s")
+# Line endings as CommonMark and editors count them. str.splitlines() also breaks at \x0b, \x0c, \x1c-\x1e, \x85,
+# \u2028 and \u2029, so text containing one of those could start a new section or block.
+LINE_END = re.compile(r"\r\n|\r|\n")
+NO_LINE_WIDTH = 1 << 30  # YAML folds nothing: a long value stays on its key's line
+YAML_BREAKS = re.compile("[\r\n\x85\u2028\u2029\ufeff]")
 FRONT_MATTER_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 MAX_CHARACTER_PROBLEMS = 20  # per file: a pasted binary blob must not drown the other messages
 # A machine-draft marker: an HTML comment on a line of its own, under the heading of what the model wrote.
@@ -75,7 +84,11 @@ class FrontMatterLoader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so a bad date becomes a checker message, not a crash."""
 
 
-FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 @dataclass
@@ -93,8 +106,14 @@ class ParsedFile:
     problems: list[ContentError] = field(default_factory=list)
 
 
+def file_lines(text: str) -> list[str]:
+    """`text` split at its line endings (\n, \r\n, \r) only, without a final empty line."""
+    lines = LINE_END.split(text)
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
-    lines = text.splitlines()
+    lines = file_lines(text.removeprefix("\ufeff"))
     if not lines or lines[0].strip() != "---":
         raise ContentError(
             path,
@@ -103,7 +122,8 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tupl
             hint="see docs/content-format.md for a complete example",
         )
     try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        # a closing '---' starts its line: an indented one is part of a YAML value
+        end = next(i for i in range(1, len(lines)) if lines[i].rstrip() == "---")
     except StopIteration:
         raise ContentError(path, "the front matter is not closed by a '---' line", line=1) from None
     try:
@@ -119,10 +139,14 @@ def split_front_matter(path: Path, text: str) -> tuple[dict[str, Any], list[tupl
 
 
 def without_comments(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Drop HTML comments (editor guidance in stubs); a comment may span lines."""
+    """Drop HTML comments (editor guidance in stubs); a comment may span lines. A quoted source line ('> …') is the
+    article's own text: a "<!--" in it starts no comment."""
     result: list[tuple[int, str]] = []
     in_comment = False
     for number, line in body:
+        if not in_comment and line.lstrip().startswith(">"):
+            result.append((number, line.rstrip()))
+            continue
         kept = ""
         rest = line
         while rest:
@@ -237,7 +261,8 @@ def parse_machine_drafts(parsed: ParsedFile, body: list[tuple[int, str]]) -> tup
 def paragraphs_of(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     """Join consecutive non-blank lines into paragraphs; keep the first line number of each."""
     result: list[tuple[int, str]] = []
-    start, buffer = 0, []
+    start = 0
+    buffer: list[str] = []
     for number, line in [*lines, (0, "")]:
         if line.strip():
             if not buffer:
@@ -378,7 +403,7 @@ def parse_translation(parsed: ParsedFile) -> tuple[AlignedParagraph, ...]:
         if kind is ParagraphKind.IMAGE and source_lines:
             image = IMAGE_MD.match(source_lines[0])
             if image:
-                image_alt, image_src = image.group(1), image.group(2)
+                image_alt, image_src = ALT_ESCAPE.sub(r"\1", image.group(1)), image.group(2)
                 source_lines = source_lines[1:] or [image_alt]
         source = " ".join(x for x in source_lines if x)
         blocks.append(
@@ -567,7 +592,7 @@ def _partial_briefing(path: Path, data: dict[str, Any], fields: dict[str, Any]) 
 
 def _meta_line(path: Path, key: str) -> int | None:
     try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(file_lines(path.read_text(encoding="utf-8")), start=1):
             if line.startswith(f"{key}:"):
                 return number
     except OSError:
@@ -587,8 +612,35 @@ def _hint_for(loc: str) -> str:
     return ""
 
 
+class FrontMatterDumper(yaml.SafeDumper):
+    """Safe YAML whose every value stays on its key's line: a string with a line break (including the ones YAML
+    counts, NEL, LS and PS, which it would read back folded to a space) or a byte order mark is written
+    double-quoted, where they are escapes. No value can then look like a '---' line or another key."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if YAML_BREAKS.search(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+FrontMatterDumper.add_representer(str, _represent_text)
+
+
+def dump_yaml(meta: dict[str, Any]) -> str:
+    """`meta` as YAML for a front matter block (FrontMatterDumper), keys in the given order."""
+    return yaml.dump(meta, Dumper=FrontMatterDumper, allow_unicode=True, sort_keys=False, width=NO_LINE_WIDTH)
+
+
 def dump_front_matter(meta: dict[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=1000) + "---\n"
+    return "---\n" + dump_yaml(meta) + "---\n"
+
+
+def write_image(alt: str, src: str) -> str:
+    """An image line of a translation block, as IMAGE_MD reads it back: "\\", "[" and "]" in the alt text get a
+    backslash, and whitespace in the address is percent-encoded (an address is one token)."""
+    escaped = alt.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    address = WHITESPACE.sub(lambda match: quote(match.group(0)), src)
+    return f"![{escaped}]({address})"
 
 
 def source_meta(source: Source) -> dict[str, Any]:

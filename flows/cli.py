@@ -35,7 +35,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
 from flows.content import file_feed_problems, load_content
-from flows.errors import BriefingError
+from flows.errors import BriefingError, Problem
 from flows.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1, description: str | None = None) -> None:
-            bar.update(task, advance=n, **({"description": description} if description else {}))
+            bar.update(task, advance=n, description=description)  # None leaves the description as it is
 
         yield advance
 
@@ -185,7 +185,7 @@ def _alignment_problems(settings: Any, loaded: Any) -> list[Any]:
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return []
     store = open_store(settings.store_url)
-    problems = []
+    problems: list[Problem] = []
     for briefing in loaded.content.ready:
         problems.extend(p for p in join_briefing(briefing, store).problems if p.severity == "error")
     return problems
@@ -267,8 +267,10 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
     if result.get("render_failed"):
         table.add_row("briefings not rendered", str(len(result["render_failed"])), "\n".join(result["render_failed"]))
-    table.add_row("emails sent", str(result["emails_sent"]), result["outbox"])
+    destination = f"over SMTP to {result['smtp']}" if result.get("smtp") else result["outbox"]
+    table.add_row("emails sent", str(result["emails_sent"]), destination)
     table.add_row("emails uncertain/failed", f"{result['emails_uncertain']}/{result['emails_failed']}", "")
+    table.add_row("delivery errors", str(len(result["delivery_errors"])), "\n".join(result["delivery_errors"]))
     table.add_row(
         "pages published",
         str(len(result["pages_written"])),
@@ -485,11 +487,12 @@ def main() -> None:
         raise SystemExit(fail(BriefingError(message)).exit_code) from None
 
 
-# Command modules register themselves here, one import+call each (see HELPERS.md).
+# Command modules register themselves here, one import+call each; typer lists commands in registration order.
 from flows.cli_collect import register as register_collect  # noqa: E402
 from flows.cli_delivery import register as register_delivery  # noqa: E402
 from flows.cli_draft import register as register_draft  # noqa: E402
 from flows.cli_ingest import register as register_ingest  # noqa: E402
+from flows.cli_init import register as register_init  # noqa: E402
 from flows.cli_orchestrate import register as register_orchestrate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_publish import register as register_publish  # noqa: E402
@@ -501,6 +504,7 @@ register_orchestrate(app)
 register_ingest(app)
 register_collect(app)
 register_draft(app)
+register_init(app)
 
 if __name__ == "__main__":
     main()

@@ -96,11 +96,12 @@ def send_briefings(
 ) -> SendOutcome:
     """Render and deliver every ready briefing (or one); one that `briefing check` rejects (or whose translation
     drifted from its article) is held back, and the others are still sent."""
-    from flows.deliver import deliver_briefing
+    from flows.deliver import deliver_briefing, warn_if_unsubscribe_url_is_not_https
     from flows.readiness import errors_in, gate
 
     content = loaded.content
     _check_choice(content, slug, audiences)
+    warn_if_unsubscribe_url_is_not_https(settings)
     outcome = SendOutcome()
     checked = gate(loaded, store, [slug] if slug else None)
     for joined in checked.held:
@@ -142,7 +143,7 @@ def _report_table(outcome: SendOutcome) -> Table:
 
 
 def _failure_lines(outcome: SendOutcome) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for report in outcome.reports:
         for audience, result in report.audiences.items():
             lines.extend(f"{report.slug}/{audience} {f.recipient}: {f.state}: {f.reason}" for f in result.failures)

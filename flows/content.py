@@ -1,8 +1,9 @@
 """Load and check everything under content/: audiences, subscribers, feeds and briefings.
 
 `load_content` reads every file and returns what loaded plus every problem found, so one bad file never
-hides the others. `check_content` adds the cross-file rules (unknown audience, missing notes, translation
-alignment) that `briefing check` reports.
+hides the others; it ends with `cross_check`, the cross-file rules (unknown audience or feed, missing notes)
+that `briefing check` reports. `check_alignment` compares a translation with its stored article (the store is
+needed, so `briefing check` runs it only when a store exists).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
-from flows.briefing_format import parse_briefing_file
+from flows.briefing_format import file_lines, parse_briefing_file
 from flows.errors import Problem
 from flows.models import Article, Audience, Briefing, Content, Feed, MachineDraft, Subscriber
+from flows.safe_urls import web_url
 from flows.text_safety import describe, first_forbidden
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class Loaded:
         return [p for p in self.problems if p.severity == "error"]
 
 
-class LineDict(dict[str, Any]):
+class LineDict(dict[Any, Any]):
     """A YAML mapping that remembers the line it starts on, so a bad row's problem can point at it."""
 
     line: int | None = None
@@ -71,7 +73,7 @@ def line_of(item: Any) -> int | None:
 
 def _read_yaml(path: Path, problems: list[Problem]) -> Any:
     if not path.exists():
-        problems.append(Problem(str(path), "file is missing", hint="create it; see docs/content-format.md"))
+        problems.append(Problem(str(path), "file is missing", hint=_missing_file_hint(path)))
         return None
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # _LineLoader is a SafeLoader
@@ -88,6 +90,18 @@ def _read_yaml(path: Path, problems: list[Problem]) -> Any:
     except UnicodeDecodeError:
         problems.append(Problem(str(path), "not UTF-8 text", hint="save the file as UTF-8"))
     return None
+
+
+def _missing_file_hint(path: Path) -> str:
+    folder = path.parent
+    if (folder / "content" / path.name).exists():
+        return f"{folder} is a project folder: set BRIEFING_CONTENT_DIR={folder / 'content'}, or run from inside it"
+    if not folder.is_dir():
+        return (
+            f"the content folder {folder} does not exist: run from a project folder (one with content/), "
+            "set BRIEFING_CONTENT_DIR, or create a project with `briefing init DIR`"
+        )
+    return "create it; see docs/content-format.md"
 
 
 def _entries(data: Any, key: str, path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
@@ -393,6 +407,17 @@ def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str
                 hint=f"use a feed id from feeds.yaml: {', '.join(sorted(feed_ids))}",
             )
         )
+    if briefing.source.url and not web_url(briefing.source.url, ""):
+        problems.append(
+            Problem(
+                path,
+                f"source url {briefing.source.url!r} is not an http(s) address: emails and the archive show no link",
+                field="source.url",
+                line=_source_url_line(path),
+                severity="warning",
+                hint="write the article's address, starting with https://",
+            )
+        )
     seen_ids: set[str] = set()
     for block in briefing.aligned:
         if block.id in seen_ids:
@@ -403,6 +428,14 @@ def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str
     if briefing.status == "ready":
         problems.extend(_ready_rules(briefing, audience_ids))
     return problems
+
+
+def _source_url_line(path: str) -> int | None:
+    try:
+        lines = file_lines(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((n for n, line in enumerate(lines, start=1) if line.strip().startswith("url:")), None)
 
 
 def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:

@@ -30,7 +30,15 @@ from flows.models import Audience, Content, Subscriber
 from flows.render import RenderedBriefing, RenderedEmail
 from flows.settings import Settings
 from flows.store import Store, utcnow
-from flows.transports import NOT_SENT, OutboxTransport, RateLimiter, SendResult, SmtpTransport, Transport
+from flows.transports import (
+    NOT_SENT,
+    OutboxTransport,
+    RateLimiter,
+    SendResult,
+    SmtpTransport,
+    Transport,
+    default_ehlo_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +142,23 @@ TransportFactory = Callable[[], Transport]
 
 def make_transport(settings: Settings) -> Transport:
     if settings.smtp_url:
-        return SmtpTransport(settings.smtp_url, starttls=settings.smtp_starttls, timeout=settings.smtp_timeout)
+        return SmtpTransport(
+            settings.smtp_url,
+            tls=settings.smtp_tls,
+            ehlo_name=settings.smtp_ehlo_name or default_ehlo_name(settings.from_address),
+            timeout=settings.smtp_timeout,
+        )
     return OutboxTransport(settings.outbox_path)
+
+
+def warn_if_unsubscribe_url_is_not_https(settings: Settings) -> None:
+    """Call once per run that sends over SMTP (not per briefing or email)."""
+    if settings.smtp_url and not settings.base_url.startswith("https://"):
+        logger.warning(
+            "BRIEFING_BASE_URL is %s: one-click unsubscribe (RFC 8058) needs an https:// link; "
+            "large mailbox providers ignore it otherwise",
+            settings.base_url,
+        )
 
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
@@ -435,12 +458,6 @@ def deliver_briefing(
             f"no rendered email for audience {', '.join(unknown)}",
             where=slug,
             hint=f"use one of: {', '.join(sorted(rendered.emails))}",
-        )
-    if settings.smtp_url and not settings.base_url.startswith("https://"):
-        logger.warning(
-            "BRIEFING_BASE_URL is %s: one-click unsubscribe (RFC 8058) needs an https:// link; "
-            "large mailbox providers ignore it otherwise",
-            settings.base_url,
         )
     ledger.mark_dead_workers_uncertain(store)
     if resend_uncertain:

@@ -38,6 +38,8 @@ def _cell(text: str) -> str:
 def type_name(annotation: Any) -> str:
     """A short reader-facing name for a settings type: `text`, `path or empty`, `integer`…"""
     names = {str: "text", int: "integer", float: "number", bool: "true/false", Path: "path", SecretStr: "secret text"}
+    if typing.get_origin(annotation) is typing.Literal:
+        return " or ".join(f"`{choice}`" for choice in typing.get_args(annotation))
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         parts = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(parts) < len(typing.get_args(annotation))
@@ -46,7 +48,7 @@ def type_name(annotation: Any) -> str:
 
 
 def default_text(value: Any) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return "(empty)"
     if isinstance(value, Path) and value.is_absolute():
         try:
@@ -87,7 +89,8 @@ def settings_markdown() -> str:
     for name, info in Settings.model_fields.items():
         variable = f"{prefix}{name}".upper()
         lines.append(
-            f"| `{variable}` | {type_name(info.annotation)}{_limits(info)} | {_cell(default_text(info.default))} "
+            f"| `{variable}` | {type_name(info.annotation)}{_limits(info)} "
+            f"| {_cell(default_text(info.get_default(call_default_factory=True)))} "
             f"| {_cell(info.description or '')} |"
         )
     lines += ["", "Example `briefing.toml`:", "", "```toml"]

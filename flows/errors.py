@@ -8,6 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Said at start-up (settings) and by a Store built directly: psycopg is the `postgres` extra, not a dependency.
+POSTGRES_DRIVER_MISSING = (
+    "a PostgreSQL store needs the psycopg driver, which is not installed: "
+    "pip install 'briefing-pipeline[postgres]' (or leave it empty for SQLite)"
+)
+
 
 class BriefingError(Exception):
     """Base of every error the product raises on purpose."""

@@ -325,11 +325,12 @@ def _captions_by_src(page: str | bytes) -> dict[str, str]:
         root = lxml.html.document_fromstring(page)
     except (ParserError, ValueError):
         return {}
-    captions = {}
+    captions: dict[str, str] = {}
     for figure in root.iter("figure"):
         img, caption = figure.find(".//img"), figure.find(".//figcaption")
-        if img is not None and caption is not None and img.get("src"):
-            captions[img.get("src")] = normalise_text(caption.text_content())
+        src = img.get("src") if img is not None else None
+        if src and caption is not None:
+            captions[src] = normalise_text(caption.text_content())
     return captions
 
 

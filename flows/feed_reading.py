@@ -31,6 +31,7 @@ from flows.identity import (
     looks_trustworthy_guid,
 )
 from flows.models import Article, Feed
+from flows.safe_urls import has_script_scheme
 from flows.store import ArticleMatches, Store, open_store
 
 if TYPE_CHECKING:
@@ -199,9 +200,11 @@ def _entry_link(entry: feedparser.FeedParserDict, base_url: str = "") -> tuple[s
     it. feedparser drops such links itself; feedparser-rs keeps them. With `base_url`, a relative link is
     resolved against it and a link in a scheme feedparser finds unsafe (`javascript:`) is dropped, as
     feedparser does with a base."""
-    link = str(entry.get("link") or "")
+    link = str(entry.get("link") or "").strip()
     if base_url and link:
-        link = make_safe_absolute_uri(base_url, link)
+        link = make_safe_absolute_uri(base_url, link).strip()
+    if has_script_scheme(link):  # feedparser-rs resolves nothing: it keeps javascript:, data: and vbscript: links
+        return "", ""
     try:
         return link, canonical_url(link)  # parses scheme, host and port
     except ValueError:
@@ -211,7 +214,7 @@ def _entry_link(entry: feedparser.FeedParserDict, base_url: str = "") -> tuple[s
 def _entry_to_article(
     entry: feedparser.FeedParserDict, link: str, feed: Feed, site: str, canonical: str, guid: str, base_url: str = ""
 ) -> Entry:
-    title = _one_line(str(entry.get("title") or "")) or link or "(untitled)"
+    title = _one_line(str(entry.get("title") or "")) or _one_line(link) or "(untitled)"
     raw_html, base = _entry_html(entry)
     if base_url:  # the content's xml:base, if any, is relative to the feed's URL
         base = make_safe_absolute_uri(base_url, base) if base else base_url

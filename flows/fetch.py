@@ -132,6 +132,10 @@ class CookielessClient(httpx.AsyncClient):
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
 
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        """Assigning a jar (httpx allows `client.cookies = …`) keeps it empty all the same."""
+
     async def _send_handling_redirects(
         self, request: httpx.Request, follow_redirects: bool, history: list[httpx.Response]
     ) -> httpx.Response:
@@ -588,7 +592,7 @@ class Fetcher:
     async def _getaddrinfo(self, host: str, port: int) -> list[IPAddress]:
         self.lookups += 1
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
     # local feeds --------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import ColumnElement, Update, and_, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
@@ -357,7 +358,7 @@ _START = (
     .where(ledger.c.id == bindparam("row_id"), ledger.c.claimed_by == bindparam("worker"), _state_is(*PENDING))
     .values(state=SENDING, attempts=ledger.c.attempts + 1, claimed_at=bindparam("now"), updated_at=bindparam("now"))
 )
-_FINISH_VALUES = {
+_FINISH_VALUES: dict[str, Any] = {
     "state": bindparam("state"),
     "last_reply": bindparam("reply"),
     "next_attempt_at": bindparam("retry_at"),

@@ -130,7 +130,7 @@ def load_dkim_key(path: Path) -> bytes:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ImportError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise DeliveryError(
             f"not a readable PEM private key: {exc}",
             where=str(path),

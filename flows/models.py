@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from collections.abc import Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
@@ -91,7 +92,7 @@ class Paragraph(Frozen):
 
 
 def make_paragraphs(
-    items: list[tuple[ParagraphKind, str, str]] | list[tuple[ParagraphKind, str, str, str]],
+    items: Sequence[tuple[ParagraphKind, str, str] | tuple[ParagraphKind, str, str, str]],
 ) -> tuple[Paragraph, ...]:
     """Build paragraphs with stable ids from (kind, text, image_src[, image_alt]) tuples; positions count from 1."""
     paragraphs = []

@@ -19,14 +19,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.content import Loaded, load_content
 from flows.deliver import DeliveryReport, deliver_briefing
@@ -36,16 +36,19 @@ from flows.join import Joined
 from flows.models import Briefing, Feed
 from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
 from flows.readiness import gate, refuse_if_strict
-from flows.render import RenderedBriefing
+from flows.render import RenderedBriefing, md_escape
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
 from flows.stubs import plan_stubs, write_stubs
+from flows.transports import describe_smtp_url
 
 if TYPE_CHECKING:
     from flows.ingest import IngestReport
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SMTP_SLOTS = "smtp-send"
 TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
@@ -67,12 +70,14 @@ class RunSummary:
     emails_sent: int = 0
     emails_uncertain: int = 0
     emails_failed: int = 0
+    delivery_errors: list[str] = field(default_factory=list)  # "slug/audience: why" when a send could not run
     delivery: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     pages_written: list[str] = field(default_factory=list)
     pages_unchanged: int = 0
     problems: list[str] = field(default_factory=list)
     content_errors: int = 0
-    outbox: str = ""
+    outbox: str | None = None  # where emails are written; None when they go to an SMTP server
+    smtp: str | None = None  # the SMTP server (URL without password); None when they go to the outbox
     archive: str = ""
 
     @property
@@ -82,7 +87,7 @@ class RunSummary:
             content=bool(self.content_errors or self.briefings_held_for_problems),
             fetch=bool(self.feeds_failed),
             render=bool(self.render_failed),
-            delivery=bool(self.emails_uncertain or self.emails_failed),
+            delivery=bool(self.emails_uncertain or self.emails_failed or self.delivery_errors),
         )
 
     @property
@@ -112,12 +117,20 @@ def _context() -> Context:
 
 
 def _summary(ctx: Context) -> RunSummary:
+    settings = ctx.settings
     return RunSummary(
-        outbox=str(ctx.settings.outbox_path),
-        archive=str(ctx.settings.archive_path),
+        outbox=None if settings.smtp_url else str(settings.outbox_path),
+        smtp=describe_smtp_url(settings.smtp_url, settings.smtp_tls) if settings.smtp_url else None,
+        archive=str(settings.archive_path),
         problems=[str(p) for p in ctx.loaded.problems],
         content_errors=len(ctx.loaded.errors),
     )
+
+
+def quote(value: T) -> T:
+    """Prefect's `quote()`, typed as the value it wraps: a task receives the value itself (Prefect unwraps it,
+    without walking it for futures), but Prefect's Task typing does not model quote() and rejects the call."""
+    return cast(T, prefect_quote(value))
 
 
 def retry_delays(settings: Settings) -> list[float]:
@@ -344,9 +357,10 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
-            from flows.deliver import make_transport
+            from flows.deliver import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
+            warn_if_unsubscribe_url_is_not_https(self.settings)  # here: once per flow run that sends
             transport = make_transport(self.settings)
             if self.settings.smtp_url and self.settings.smtp_rate > 0:
                 transport = GlobalRateLimitedTransport(
@@ -471,6 +485,8 @@ def _brief_one(
             summary.emails_sent += states["sent"]
             summary.emails_uncertain += states["uncertain"]
             summary.emails_failed += states["failed"]
+            if audience_result.error:
+                summary.delivery_errors.append(f"{briefing.slug}/{audience_id}: {audience_result.error}")
             outcome.failures.extend(f"{audience_id} {who}: {why}" for who, why in audience_result.failures)
     return outcome
 
@@ -480,10 +496,11 @@ def _artifact_key(prefix: str, slug: str) -> str:
 
 
 def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | None, problems: list[str]) -> None:
-    """A Markdown report (verdict, counts, links) and a table of delivery states for one briefing."""
+    """A Markdown report (verdict, counts, links) and a table of delivery states for one briefing. Curated text and
+    server replies are Markdown-escaped: Prefect's UI renders the report."""
     settings = ctx.settings
     lines = [
-        f"# {briefing.verdict or briefing.slug}",
+        f"# {md_escape(briefing.verdict or briefing.slug)}",
         "",
         f"`{briefing.slug}` · {briefing.status} · {briefing.date}",
         "",
@@ -504,8 +521,8 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
                 lines.append(f"| {aid} | " + " | ".join(str(counts[s]) for s in states) + " |")
         else:
             lines.append("Rendered only (dry run): nothing sent.")
-        lines += [f"- failure: {f}" for f in outcome.failures[:50]]
-    lines += [f"- problem: {p}" for p in problems]
+        lines += [f"- failure: {md_escape(f)}" for f in outcome.failures[:50]]
+    lines += [f"- problem: {md_escape(p)}" for p in problems]
     create_markdown_artifact(
         "\n".join(lines), key=_artifact_key("brief", briefing.slug), description=f"Briefing {briefing.slug}"
     )

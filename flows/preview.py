@@ -6,14 +6,20 @@ the budget, subject and preheader, and a "send test" form; the archive page; the
 replies waiting for moderation (approve/reject buttons) and the suppressed addresses (lift button).
 Content is read fresh on every request, and a watcher on content/ and templates/ tells open pages to
 reload through server-sent events. Entry points: `create_app` and `serve`.
+
+Drafts are private and emails carry untrusted text, so the server answers only requests addressed to it by a
+loopback name (DNS rebinding), every response carries a Content-Security-Policy, and emails are shown in
+sandboxed frames with no script (docs/rendering.md, "Preview security").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import ipaddress
 import logging
+import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,14 +27,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import lxml.html
 import uvicorn
 from markdown_it import MarkdownIt
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from watchfiles import awatch
 
 from flows import ledger, render
@@ -41,6 +51,7 @@ from flows.models import Briefing, Content, MachineDraft
 from flows.publish import assign_paths, html_link, preview_page, render_for_archive
 from flows.readiness import ContentProblemsError, errors_in, problems_for
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from flows.safe_urls import web_url
 from flows.settings import Settings
 from flows.store import Store, open_store
 from flows.unsubscribe import unsubscribe_routes
@@ -50,6 +61,96 @@ logger = logging.getLogger(__name__)
 PREVIEW_RECIPIENT = "preview@example.invalid"
 WIDTHS = (600, 375)
 KEEPALIVE_SECONDS = 15.0
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+HOST_HEADER = re.compile(r"^(?:\[([0-9a-f:.]+)\]|([a-z0-9.-]+))(?::(\d{1,5}))?$")
+# The preview's own pages: a script runs only with the nonce of its response (live reload, width toggle).
+PAGE_CSP = (
+    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data: https: http:; "
+    "connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
+# The emails and their text and Markdown parts: no script, no form, and a sandbox with an opaque origin even when
+# one is opened outside its frame ("open alone").
+EMAIL_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; form-action 'none'; "
+    "base-uri 'none'; object-src 'none'; frame-ancestors 'self'; sandbox"
+)
+# Every other response (published archive pages, the unsubscribe pages and their confirm form): the same, with forms.
+DOCUMENT_CSP = EMAIL_CSP.replace("form-action 'none'", "form-action 'self'").replace("sandbox", "sandbox allow-forms")
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """Which `Host` headers name this server: the loopback names, the address it listens on, and with a wildcard
+    address (0.0.0.0, ::) any IP literal, which no DNS name can stand for. `port`: the port it listens on, when
+    known. A page on another site whose DNS name was rebound to 127.0.0.1 still sends its own name, so it is
+    refused: it can neither read drafts nor send test messages."""
+
+    names: frozenset[str] = LOOPBACK_NAMES
+    port: int | None = None
+    any_address: bool = False
+
+    @classmethod
+    def listening_on(cls, host: str, port: int | None) -> HostRule:
+        name = host.strip("[]").lower()
+        wildcard = name in ("0.0.0.0", "::", "")
+        return cls(names=LOOPBACK_NAMES | ({name} if name and not wildcard else set()), port=port, any_address=wildcard)
+
+    def allows(self, header: str) -> bool:
+        match = HOST_HEADER.match(header.lower())
+        if match is None:
+            return False
+        name, port = match.group(1) or match.group(2), match.group(3)
+        if self.port is not None and int(port or 80) != self.port:
+            return False
+        if name in self.names:
+            return True
+        if not self.any_address:
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def describe(self) -> str:
+        names = ", ".join(sorted(f"[{n}]" if ":" in n else n for n in self.names))
+        return names + (f" on port {self.port}" if self.port is not None else "")
+
+
+class PreviewGuard:
+    """ASGI middleware: refuses requests whose `Host` the rule does not allow (403), and gives every response
+    `nosniff`, a same-origin referrer policy and, unless the route set its own, DOCUMENT_CSP."""
+
+    def __init__(self, app: ASGIApp, rule: HostRule) -> None:
+        self.app = app
+        self.rule = rule
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        if not self.rule.allows(host):
+            allowed = self.rule.describe()
+            logger.warning("refused a request for Host %r: the preview answers only to %s", host, allowed)
+            message = f"Host {host!r} refused: this preview answers only to {allowed}\n"
+            await PlainTextResponse(message, status_code=403)(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS:
+                    headers.setdefault(key.decode(), value.decode())
+                headers.setdefault("content-security-policy", DOCUMENT_CSP)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 @dataclass
@@ -129,33 +230,38 @@ def highlight_snippets(briefing: Briefing) -> list[str]:
     return sorted({" ".join(t.split())[:24] for t in texts if len(t.strip()) >= 2})
 
 
-HIGHLIGHT = r"""<style>
-.machine-draft-hl { background:#fff3b0 !important; outline:2px dashed #bf8700; outline-offset:1px; }
-</style>
-<script>
-// Preview only: mark the smallest elements that show a machine-drafted, unreviewed text.
-(function () {
-  var snippets = __SNIPPETS__;
-  var all = Array.prototype.slice.call(document.body.querySelectorAll("*"));
-  function shows(el, snippet) { return (el.textContent || "").replace(/\s+/g, " ").indexOf(snippet) >= 0; }
-  snippets.forEach(function (snippet) {
-    all.forEach(function (el) {
-      if (!shows(el, snippet)) return;
-      if (Array.prototype.some.call(el.children, function (child) { return shows(child, snippet); })) return;
-      el.classList.add("machine-draft-hl");
-      el.title = "machine draft, not reviewed";
-    });
-  });
-})();
-</script>"""
+HIGHLIGHT_CLASS = "machine-draft-hl"
+HIGHLIGHT_STYLE = (
+    f"<style>.{HIGHLIGHT_CLASS} {{ background:#fff3b0 !important; outline:2px dashed #bf8700; outline-offset:1px; }}"
+    "</style>"
+)
+
+
+def _shows(element: lxml.html.HtmlElement, snippet: str) -> bool:
+    return snippet in " ".join(element.text_content().split())
 
 
 def with_highlights(html: str, snippets: list[str]) -> str:
+    """Preview only: mark the smallest elements that show a machine-drafted, unreviewed text.
+
+    Done here, on the server: the emails are served under a CSP without script (see EMAIL_CSP)."""
     if not snippets:
         return html
-    script = HIGHLIGHT.replace("__SNIPPETS__", json.dumps(snippets, ensure_ascii=False).replace("</", "<\\/"))
-    at = html.rfind("</body>")
-    return html[:at] + script + html[at:] if at >= 0 else html + script
+    document = lxml.html.document_fromstring(html)
+    body = document.find("body")
+    elements = list(body.iter()) if body is not None else []
+    for snippet in snippets:
+        for element in elements:
+            if not isinstance(element.tag, str) or not _shows(element, snippet):
+                continue
+            if any(isinstance(child.tag, str) and _shows(child, snippet) for child in element):
+                continue
+            element.set("class", f"{element.get('class', '')} {HIGHLIGHT_CLASS}".strip())
+            element.set("title", "machine draft, not reviewed")
+    head = document.find("head")
+    if head is not None:
+        head.append(lxml.html.fragment_fromstring(HIGHLIGHT_STYLE))
+    return lxml.html.tostring(document, encoding="unicode", doctype="<!doctype html>")
 
 
 class Reloader:
@@ -254,6 +360,24 @@ def send_test(settings: Settings, loaded: Loaded, store: Store, slug: str, audie
     return result.reply
 
 
+def is_web_or_relative(url: str) -> bool:
+    """Links the archive preview may render: http(s), relative and fragment links (no javascript:, data:, …)."""
+    if web_url(url, ""):
+        return True
+    try:
+        return not urlsplit(url.strip()).scheme and not url.strip().startswith("//")
+    except ValueError:
+        return False
+
+
+class WebLinksMarkdown(MarkdownIt):
+    """markdown-it whose links and images are http(s), relative or fragments only (its default lets `data:` images
+    through)."""
+
+    def validateLink(self, url: str) -> bool:  # noqa: N802 (markdown-it's name)
+        return is_web_or_relative(url)
+
+
 def same_origin(request: Request) -> bool:
     """True when the browser says the request comes from this server's own pages (or says nothing: curl)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
@@ -269,19 +393,21 @@ class PreviewApp:
         self.settings = settings
         self.store = store
         self.reloader = Reloader()
-        self.markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+        self.markdown = WebLinksMarkdown("commonmark", {"html": False}).enable("table")
 
     # helpers ------------------------------------------------------------------------------------------
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(18)
         body = render.render_template(
             self.settings.templates_dir,
             f"preview/{name}",
             version=self.reloader.version,
             settings=self.settings,
+            nonce=nonce,
             **context,
         )
-        return HTMLResponse(body, status_code=status)
+        return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": PAGE_CSP.format(nonce=nonce)})
 
     def load(self) -> Loaded:
         return load_content(self.settings.content_dir)
@@ -343,12 +469,14 @@ class PreviewApp:
         if view.email is None:
             return PlainTextResponse(f"this email cannot be rendered: {view.error}\n", status_code=422)
         link = unsubscribe_url(self.settings, audience_id, PREVIEW_RECIPIENT)
+        headers = {"Content-Security-Policy": EMAIL_CSP}
         if kind == "html":
             html = with_highlights(view.email.html.replace(UNSUBSCRIBE_PLACEHOLDER, link), highlight_snippets(briefing))
-            return HTMLResponse(html)
+            return HTMLResponse(html, headers=headers)
         if kind == "txt":
-            return PlainTextResponse(view.email.text.replace(UNSUBSCRIBE_PLACEHOLDER, link))
-        return PlainTextResponse(view.email.markdown.replace(UNSUBSCRIBE_PLACEHOLDER, link), media_type="text/markdown")
+            return PlainTextResponse(view.email.text.replace(UNSUBSCRIBE_PLACEHOLDER, link), headers=headers)
+        markdown = view.email.markdown.replace(UNSUBSCRIBE_PLACEHOLDER, link)
+        return PlainTextResponse(markdown, media_type="text/markdown", headers=headers)
 
     async def archive(self, request: Request) -> Response:
         loaded = await run_in_threadpool(self.load)
@@ -492,15 +620,19 @@ class PreviewApp:
         ]
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+def create_app(
+    settings: Settings, store: Store | None = None, *, host: str = "127.0.0.1", port: int | None = None
+) -> Starlette:
+    """The preview app for a server listening on `host` (and `port`, when known): see HostRule."""
     handlers = PreviewApp(settings, store or open_store(settings.store_url))
-    return Starlette(routes=handlers.routes(), lifespan=handlers.lifespan)
+    guard = Middleware(PreviewGuard, rule=HostRule.listening_on(host, port))
+    return Starlette(routes=handlers.routes(), lifespan=handlers.lifespan, middleware=[guard])
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the preview server until interrupted (Ctrl-C)."""
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, host=host, port=port),
         host=host,
         port=port,
         log_level="warning",

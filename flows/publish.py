@@ -15,6 +15,7 @@ import logging
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -28,12 +29,14 @@ from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
 from sqlalchemy import insert, select, update
 
+from flows.briefing_format import dump_yaml
 from flows.collect.discussion import with_approved_entries
 from flows.errors import PublishError, RenderError
 from flows.identity import canonical_url, short_hash
 from flows.models import AlignedParagraph, Briefing, Content
 from flows.publish_git import commit_and_push, prepare_repository
 from flows.render import RenderedBriefing, labels_for, md_escape, md_url, render_briefing, template_environment
+from flows.safe_urls import web_url
 from flows.settings import Settings
 from flows.store import Store, published, utcnow
 from flows.transports import atomic_write_bytes
@@ -48,6 +51,11 @@ INDEX_STEM = "index"
 # backslashes, NUL and Unicode lookalikes (fullwidth solidus, one-dot leader, ...) can never reach the disk.
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FOOTNOTE_MARKER = re.compile(r"\[(\d{1,3})\]")
+# Front matter text is shown by MkDocs (page title, navigation) without HTML escaping, and by Hugo and Jekyll themes
+# with it: the characters that would be markup or a character reference for the one are written as look-alikes that
+# read the same in all three (docs/archive.md, "Front matter"). The page body keeps the exact text.
+FRONT_MATTER_LOOKALIKES = str.maketrans({"<": "＜", ">": "＞", '"': "＂", "'": "’"})
+REFERENCE_START = re.compile(r"&(?=[#A-Za-z])")
 VIEWS: tuple[tuple[str, str], ...] = (
     ("briefing", "view_briefing"),
     ("bilingual", "view_bilingual"),
@@ -428,15 +436,15 @@ def footnote_refs(text: str, view: str, count: int, base: str = "") -> Markup:
     return Markup(FOOTNOTE_MARKER.sub(link, str(escape(text))))
 
 
-def web_url(value: str) -> str:
-    """Only http(s) addresses become links; anything else (javascript:, data:, file:) becomes a dead '#'."""
-    return value if urlsplit(value).scheme in ("http", "https") else "#"
-
-
 @cache
 def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
     """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
-    filters = {"fnrefs": footnote_refs, "web_url": web_url, "md": md_escape, "mdurl": md_url}
+    filters: dict[str, Callable[..., Any]] = {
+        "fnrefs": footnote_refs,
+        "web_url": web_url,
+        "md": md_escape,
+        "mdurl": md_url,
+    }
     return template_environment(templates_dir, autoescape=markup == "html", filters=filters)
 
 
@@ -489,32 +497,45 @@ def page_context(
     )
 
 
+def front_matter_text(value: str) -> str:
+    """Curated text as front matter carries it: one line, and nothing a generator that shows it unescaped (MkDocs)
+    could read as a tag, an attribute boundary or a character reference (FRONT_MATTER_LOOKALIKES)."""
+    return REFERENCE_START.sub("＆", " ".join(value.split()).translate(FRONT_MATTER_LOOKALIKES))
+
+
 def front_matter(plan: PlannedPage, audience_names: list[str]) -> str:
     """YAML front matter read by Hugo (title, date, lastmod, slug, summary, tags, url), MkDocs (title, meta) and
-    Jekyll (title, date, tags, permalink); `slug` is the fixed URL slug, `briefing` the current content slug."""
+    Jekyll (title, date, tags, permalink); `slug` is the fixed URL slug, `briefing` the current content slug.
+    Text goes through `front_matter_text`; `source_url` is an http(s) address with its quotes and brackets
+    percent-encoded (or '#')."""
     briefing = plan.briefing
     stamp = plan.updated.replace(microsecond=0).isoformat() + "Z"
     web_path = "/" + plan.html_path
     meta: dict[str, Any] = {
-        "title": briefing.verdict,
+        "title": front_matter_text(briefing.verdict),
         "date": briefing.date,
         "updated": stamp,
         "lastmod": stamp,
         "slug": posixpath.basename(plan.path)[:-3],
         "briefing": briefing.slug,
-        "summary": briefing.judgement,
-        "source_url": web_url(briefing.source.url),
-        "source_title": briefing.source.title,
-        "tags": list(briefing.tags),
-        "audiences": audience_names,
+        "summary": front_matter_text(briefing.judgement),
+        "source_url": md_url(web_url(briefing.source.url)),
+        "source_title": front_matter_text(briefing.source.title),
+        "tags": [front_matter_text(tag) for tag in briefing.tags],
+        "audiences": [front_matter_text(name) for name in audience_names],
         "url": web_path,
         "permalink": web_path,
     }
-    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=1000) + "---\n\n"
+    return _yaml_block(meta)
+
+
+def _yaml_block(meta: dict[str, Any]) -> str:
+    # One line per value: no continuation line can look like a '---' or '...' delimiter to a generator.
+    return "---\n" + dump_yaml(meta) + "---\n\n"
 
 
 def _index_front_matter(title: str) -> str:
-    return "---\n" + yaml.safe_dump({"title": title}, allow_unicode=True) + "---\n\n"
+    return _yaml_block({"title": front_matter_text(title)})
 
 
 def render_pages(

@@ -18,23 +18,61 @@ import jinja2
 import yaml
 from mjml import mjml2html
 
+from flows import resources
 from flows.errors import RenderError
 from flows.models import Audience, Briefing, Content
+from flows.safe_urls import web_url
 from flows.textwrap_cjk import wrap
 
 logger = logging.getLogger(__name__)
 
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.invalid/__BRIEFING_UNSUBSCRIBE__"
-# Each Markdown/HTML special character gets a backslash (str.translate: one C-level pass).
-MD_SPECIALS = str.maketrans({ch: "\\" + ch for ch in "\\`*_{}[]<>()#+!|~&$^"})
+# Each Markdown/HTML special character is escaped in one C-level pass (str.translate): with a backslash where every
+# generator honours one (CommonMark, Python-Markdown of MkDocs with its tables extension, goldmark, kramdown), as a
+# character reference where Python-Markdown would show the backslash (`<`, `&`, `~`, `$`, `^`). A reference is
+# always text, never markup, in all of them.
+MD_SPECIALS = str.maketrans(
+    {
+        **{ch: "\\" + ch for ch in "\\`*_{}[]>()#+!|"},
+        "<": "&lt;",
+        "&": "&amp;",
+        "~": "&#126;",
+        "$": "&#36;",
+        "^": "&#94;",
+    }
+)
+# A line that starts with these is a list item, setext underline or kramdown definition.
+MD_LEADING = {"-": "\\-", "=": "&#61;", ":": "&#58;"}
 LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
+# In the plain-text part, a scheme no mail client may turn into a live link. It is written with an invisible
+# zero-width space before its colon (`javascript\u200b:`), which no linkifier reads as a scheme; a scheme inside a
+# URL (after "/", "=", "?", …) is left alone, since the linkifier takes the whole http(s) URL there.
+SCRIPT_SCHEME = re.compile(r"(?<![\w+.\-/?=&#%~@])(javascript|vbscript|livescript|data)(?=:)", re.IGNORECASE)
+ZERO_WIDTH_SPACE = "\u200b"
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
-TABLE_TAG = re.compile(r"<table\b(?![^>]*\brole=)", re.IGNORECASE)
-IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
 # Tables and images to check one by one: all but mjml-python's own layout tables, which start like this.
 MJML_TABLE_START = ' border="0" cellpadding="0" cellspacing="0" role="presentation"'
-LAYOUT_TAG = re.compile(rf"<(?:table(?!{re.escape(MJML_TABLE_START)})|img)\b[^>]*", re.IGNORECASE)
-LOWERCASE_LAYOUT_TAG = re.compile(LAYOUT_TAG.pattern)  # for html5ever's output: tag names are lowercase there
+_LAYOUT_START = rf"<(?:table(?!{re.escape(MJML_TABLE_START)})|img)(?=[\s/>])"
+# Cheap first look: no such tag name anywhere (not even inside an attribute value or a comment) = nothing to do.
+LAYOUT_CANDIDATE = re.compile(_LAYOUT_START, re.IGNORECASE)
+# The tokenizer the post-MJML steps edit through: every token from its "<" to its ">", so a "<img" inside an
+# attribute value (html5ever writes "<" there unescaped: a subject in mjml-python's aria-label) or a comment is
+# never taken for a tag. Groups: `layout` a table or image start tag, `start` any other start tag, `raw` the start
+# tag of an element whose content is text (style, script, …; taken whole up to its end tag). Outlook's conditional
+# comments are split into their markers, because Outlook parses the markup inside them. Possessive quantifiers:
+# no backtracking, whatever the input.
+_ATTRIBUTES = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+"""
+_RAW_TEXT = r"style|script|title|textarea|xmp|iframe|noembed|noframes|noscript"
+MARKUP_TOKEN = re.compile(
+    r"<!--\[if[^\]]*+\]>|<!\[endif\]-->|<!--(?:-?>|.*?-->)"
+    rf"|(?P<raw><(?P<raw_name>{_RAW_TEXT})(?=[\s/>]){_ATTRIBUTES}>).*?</(?P=raw_name)\s*>"
+    rf"|(?P<layout>{_LAYOUT_START}{_ATTRIBUTES}>)"
+    rf"|(?P<start><[A-Za-z]{_ATTRIBUTES}>)"
+    rf"|</?[A-Za-z!?]{_ATTRIBUTES}>",
+    re.DOTALL | re.IGNORECASE,
+)
+ATTRIBUTE_NAME = re.compile(r"""[\s/]([^\s"'>/=]+)(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]*))?""")
+QUOTED_VALUE = re.compile(r""""[^"]*"|'[^']*'""")
 PREHEADER_START = '<div style="display:none;font-size:1px;'
 PREHEADER_END = "</div>"
 # MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
@@ -50,7 +88,7 @@ TEXT_TEMPLATE = "text/briefing.txt.j2"
 HTML_TEMPLATE = "email/briefing.mjml.j2"
 MARKDOWN_TEMPLATE = "markdown/briefing.md.j2"
 INLINE_CSS = "partials/email_inline.css"
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_TEMPLATES = resources.templates_dir()
 CLIP_CHARS = 400
 
 
@@ -84,7 +122,8 @@ class EmailContext:
     - subject: the audience's subject prefix + the verdict; preheader: hidden preview text from the judgement
     - audience_id / audience_name: who the email is for
     - verdict / judgement / date (ISO): the briefing's headline
-    - source_title / source_site / original_url: the source article
+    - source_title / source_site / original_url: the source article (original_url: http(s) only, else empty and
+      the templates show no link)
     - own_note: this audience's note (NoteView), rendered first and marked "for you"; never shortened
     - other_notes: the other audiences' notes (only when Audience.show_other_notes)
     - core_points: PointView tuple, possibly fewer or clipped to fit the size budget
@@ -154,8 +193,8 @@ class RenderedBriefing:
 def md_escape(value: Any) -> str:
     """Escape text for Markdown inline use: no emphasis, link, HTML, entity or block marker can come out of it."""
     text = " ".join(str(value).split()).translate(MD_SPECIALS)
-    if text[:1] in ("-", "="):
-        return "\\" + text
+    if text[:1] in MD_LEADING:
+        return MD_LEADING[text[0]] + text[1:]
     return LEADING_NUMBER.sub(r"\1\\\2", text) if text[:1].isdecimal() else text
 
 
@@ -183,7 +222,9 @@ def template_environment(
 def environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
     """Two environments: HTML/MJML templates escape everything; text and Markdown templates use filters."""
     return template_environment(
-        templates_dir, autoescape=autoescape, filters={"wrap": wrap, "md": md_escape, "mdurl": md_url}
+        templates_dir,
+        autoescape=autoescape,
+        filters={"wrap": wrap, "md": md_escape, "mdurl": md_url, "web_url": web_url},
     )
 
 
@@ -279,7 +320,7 @@ def build_context(
         date=briefing.date.isoformat(),
         source_title=briefing.source.title,
         source_site=briefing.source.site,
-        original_url=briefing.source.url,
+        original_url=web_url(briefing.source.url, fallback=""),
         own_note=NoteView(audience.id, audience.name, own.meaning, own.next_step),
         other_notes=others if audience.show_other_notes else (),
         core_points=tuple(PointView(p.lead, p.explanation) for p in briefing.core_points),
@@ -302,7 +343,9 @@ def compile_mjml(source: str, templates_dir: Path | None = None) -> str:
         html = mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises a bare Exception subclass from Rust
         raise RenderError(f"MJML could not be compiled: {exc}", hint="check the email template's MJML") from exc
-    return postprocess_html(html, templates_dir or DEFAULT_TEMPLATES)
+    html = postprocess_html(html, templates_dir or DEFAULT_TEMPLATES)
+    # Curated "<" and ">" reach the MJML only as jinja2's &lt; and &gt;: without them no attribute can hold one.
+    return escape_attribute_brackets(html) if "&lt;" in source or "&gt;" in source else html
 
 
 def postprocess_html(html: str, templates_dir: Path) -> str:
@@ -314,9 +357,9 @@ def postprocess_html(html: str, templates_dir: Path) -> str:
     `<!--[if mso | IE]>…<![endif]-->` were a quarter of its work. So it gets the `<html>` start tag, an empty head
     and the body with each such comment folded to a placeholder; the comments go back in order afterwards
     (adjacent ones merged, as the reference MJML compiler merges them) and the head stays as mjml-python wrote
-    it. The role/alt check reads css-inline's output, where html5ever has lowercased every tag name, with a
-    case-sensitive pattern and only the head and comments case-insensitively. Anything unexpected (no body, an
-    unterminated comment, a placeholder already present or moved) falls back to the whole document.
+    it. The role/alt check reads css-inline's output and the untouched head and comments apart. Anything
+    unexpected (no body, an unterminated comment, a placeholder already present or moved) falls back to the
+    whole document.
     """
     inliner = css_inliner(templates_dir)
     head_at = html.find("<head")
@@ -337,9 +380,7 @@ def postprocess_html(html: str, templates_dir: Path) -> str:
     pieces = [head] * (2 * len(parts))
     pieces[1::2] = parts
     pieces[2::2] = [f"{MSO_OPEN}{comment}{MSO_CLOSE}" for comment in comments]
-    complete = _has_roles_and_alts(body, LOWERCASE_LAYOUT_TAG) and _has_roles_and_alts(
-        "".join((head, *comments)), LAYOUT_TAG
-    )
+    complete = _has_roles_and_alts(body) and _has_roles_and_alts("".join((head, *comments)))
     result = "".join(pieces) if complete else _add_roles_and_alts("".join(pieces))
     return result if preheader_first else _pad_preheader(result)
 
@@ -365,19 +406,59 @@ def _fold_conditionals(body: str) -> tuple[list[str], list[str]] | None:
 def finish_html(html: str) -> str:
     """Guarantees mjml-python does not give: every table is a layout table for screen readers, every image has
     alt text (empty = decorative), and the preheader is padded so body text does not leak into the preview."""
-    if not _has_roles_and_alts(html, LAYOUT_TAG):
+    if not _has_roles_and_alts(html):
         html = _add_roles_and_alts(html)
     return _pad_preheader(html)
 
 
-def _has_roles_and_alts(html: str, pattern: re.Pattern[str]) -> bool:
-    return all(
-        "role=" in tag if tag.startswith("<t") else "alt=" in tag for tag in map(str.lower, pattern.findall(html))
-    )
+def _missing_attribute(tag: str) -> tuple[str, int]:
+    """The attribute a table ("role") or image ("alt") start tag still needs ("" when it has it) and where its
+    tag name ends."""
+    wanted, name_end = ("alt", 4) if tag[1:4].lower() == "img" else ("role", 6)
+    names = {name.lower() for name in ATTRIBUTE_NAME.findall(tag, name_end)}
+    return ("" if wanted in names else wanted), name_end
+
+
+def _has_roles_and_alts(html: str) -> bool:
+    if LAYOUT_CANDIDATE.search(html) is None:
+        return True
+    tags = (match["layout"] for match in MARKUP_TOKEN.finditer(html))
+    return not any(_missing_attribute(tag)[0] for tag in tags if tag)
 
 
 def _add_roles_and_alts(html: str) -> str:
-    return IMG_WITHOUT_ALT.sub('<img alt=""', TABLE_TAG.sub('<table role="presentation"', html))
+    """Add role="presentation" to tables and alt="" to images that lack them, right after the tag name of real
+    start tags only (MARKUP_TOKEN): an attribute value or a comment is never edited."""
+
+    def fix(match: re.Match[str]) -> str:
+        tag = match["layout"]
+        if not tag:
+            return match.group(0)
+        missing, name_end = _missing_attribute(tag)
+        if not missing:
+            return tag
+        value = "" if missing == "alt" else "presentation"
+        return f'{tag[:name_end]} {missing}="{value}"{tag[name_end:]}'
+
+    return MARKUP_TOKEN.sub(fix, html)
+
+
+def escape_attribute_brackets(html: str) -> str:
+    """Write "<" and ">" inside attribute values as character references.
+
+    html5ever (css-inline) serialises them raw, which is valid HTML: mjml-python's `aria-label` then carries a
+    subject such as `<img src=x onerror=…>` as plain text. A browser never reads it as a tag, but a mail client or
+    tracking proxy that rewrites HTML with patterns instead of a parser could, so it never leaves looking like
+    markup (browsers' own serialisers now escape them in attributes too)."""
+
+    def escape(match: re.Match[str]) -> str:
+        tag = match["start"] or match["layout"] or match["raw"]
+        if not tag or ("<" not in tag[1:-1] and ">" not in tag[1:-1]):
+            return match.group(0)
+        fixed = QUOTED_VALUE.sub(lambda value: value.group(0).replace("<", "&lt;").replace(">", "&gt;"), tag)
+        return fixed + match.group(0)[len(tag) :]
+
+    return MARKUP_TOKEN.sub(escape, html)
 
 
 def _pad_preheader(html: str) -> str:
@@ -406,7 +487,15 @@ def render_mjml(ctx: EmailContext, templates_dir: Path) -> str:
 
 
 def render_text(ctx: EmailContext, templates_dir: Path) -> str:
-    return _tidy(render_template(templates_dir, TEXT_TEMPLATE, ctx=ctx))
+    return defang_schemes(_tidy(render_template(templates_dir, TEXT_TEMPLATE, ctx=ctx)))
+
+
+def defang_schemes(text: str) -> str:
+    """Plain text in which no `javascript:`, `vbscript:` or `data:` can become a link (see SCRIPT_SCHEME)."""
+    lowered = text.lower()  # two substring searches in C instead of the pattern at every position (usual case)
+    if "script:" not in lowered and "data:" not in lowered:
+        return text
+    return SCRIPT_SCHEME.sub(rf"\1{ZERO_WIDTH_SPACE}", text)
 
 
 def render_markdown(ctx: EmailContext, templates_dir: Path) -> str:

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from flows.content import load_content
-from flows.deliver import deliver_briefing, make_transport
+from flows.deliver import deliver_briefing, make_transport, warn_if_unsubscribe_url_is_not_https
 from flows.errors import BriefingError, DeliveryError
 from flows.messages import Envelope
 from flows.publish import assign_paths, render_for_archive
@@ -120,6 +120,7 @@ def deliver_slug(
     settings = settings or load_settings()
     store = open_store(settings.store_url)
     rendered, content = render_for_delivery(slug, settings, store)
+    warn_if_unsubscribe_url_is_not_https(settings)
     transport: Transport = make_transport(settings)
     limit = ensure_send_rate_limit(settings)
     if limit:

@@ -163,7 +163,7 @@ def build_deployments(settings: Settings) -> list[Any]:
 
     from flows import pipeline
 
-    common = {"tags": ["briefing"], "entrypoint_type": EntrypointType.MODULE_PATH}
+    common: dict[str, Any] = {"tags": ["briefing"], "entrypoint_type": EntrypointType.MODULE_PATH}
     return [
         pipeline.ingest.to_deployment(
             DEPLOYMENT, cron=settings.ingest_schedule, description="Fetch the feeds on a schedule.", **common

@@ -8,10 +8,12 @@ generated from this class and a test fails when the two drift apart.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -25,11 +27,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from flows.errors import SettingsError
+from flows import resources
+from flows.errors import POSTGRES_DRIVER_MISSING, SettingsError
 
 logger = logging.getLogger(__name__)
 
 FeedParserName = Literal["feedparser", "feedparser-rs", "auto"]
+SmtpTls = Literal["auto", "starttls", "tls", "none"]
+HOST_NAME = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$")
 DEFAULT_SECRET = "dev-only-secret-change-me"
 MIN_SECRET_BYTES = 32
 SECRET_HOWTO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
@@ -51,8 +56,8 @@ class Settings(BaseSettings):
         Path("outputs"), description="Folder for everything generated: outbox, archive, store, previews."
     )
     templates_dir: Path = Field(
-        Path(__file__).resolve().parent.parent / "templates",
-        description="Folder of jinja2 templates (email/, text/, markdown/, html/, partials/).",
+        resources.templates_dir(),
+        description="Folder of jinja2 templates (email/, text/, markdown/, html/, partials/); the default is the set shipped with the package.",
     )
     database_url: str = Field(
         "",
@@ -69,7 +74,18 @@ class Settings(BaseSettings):
         "",
         description="SMTP server, e.g. `smtp://user:pass@host:587` (STARTTLS) or `smtps://host:465`. Empty: emails are written to the outbox folder.",
     )
-    smtp_starttls: bool = Field(True, description="Use STARTTLS on `smtp://` URLs when the server offers it.")
+    smtp_tls: SmtpTls = Field(
+        "auto",
+        description="How SMTP is encrypted. `auto`: TLS from the start for `smtps://`; for `smtp://` STARTTLS when the server offers it, and a server without it is refused when the URL carries a password. `starttls`: always STARTTLS (a server without it is refused). `tls`: TLS from the start (port 465 unless the URL names one). `none`: plain text, never STARTTLS, the password too (only on a network you trust).",
+    )
+    smtp_starttls: bool | None = Field(
+        None,
+        description="Deprecated: use BRIEFING_SMTP_TLS. `true` means `auto`, `false` means `none`; setting both is an error.",
+    )
+    smtp_ehlo_name: str = Field(
+        "",
+        description="Name this machine gives in the SMTP EHLO greeting, which receiving servers check. Empty: the machine's fully qualified name when it has a dot and is not localhost, else the domain of the From address.",
+    )
     smtp_connections: int = Field(1, ge=1, le=32, description="How many SMTP connections send in parallel.")
     smtp_rate: float = Field(0.0, ge=0, description="Messages per second across all connections (0 = unlimited).")
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server on each command.")
@@ -370,6 +386,8 @@ class Settings(BaseSettings):
     def _database_url_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL (or empty for the default)")
+        if value.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
+            raise ValueError(POSTGRES_DRIVER_MISSING)
         return value
 
     @field_validator("ingest_parse_processes")
@@ -419,6 +437,27 @@ class Settings(BaseSettings):
             raise ValueError("BRIEFING_DRAFT_NEW_STUBS needs BRIEFING_LLM_URL and BRIEFING_LLM_MODEL")
         return self
 
+    @field_validator("smtp_ehlo_name")
+    @classmethod
+    def _ehlo_name_is_a_host(cls, value: str) -> str:
+        if value and not HOST_NAME.match(value):
+            raise ValueError("must be a host name such as mail.example.org, or an address literal such as [192.0.2.1]")
+        return value
+
+    @model_validator(mode="after")
+    def _one_smtp_tls_setting(self) -> Settings:
+        if self.smtp_starttls is not None:
+            if "smtp_tls" in self.model_fields_set:
+                raise ValueError("BRIEFING_SMTP_STARTTLS is deprecated and conflicts with BRIEFING_SMTP_TLS: remove it")
+            self.smtp_tls = "auto" if self.smtp_starttls else "none"
+            _deprecated(f"BRIEFING_SMTP_STARTTLS is deprecated: set BRIEFING_SMTP_TLS={self.smtp_tls} instead")
+        if urlparse(self.smtp_url).scheme == "smtps" and self.smtp_tls in ("starttls", "none"):
+            raise ValueError(
+                f"BRIEFING_SMTP_TLS={self.smtp_tls} contradicts an smtps:// URL (TLS from the start): "
+                "use smtp:// for STARTTLS or plain text, or BRIEFING_SMTP_TLS=tls"
+            )
+        return self
+
     @model_validator(mode="after")
     def _secret_is_strong_for_smtp(self) -> Settings:
         if not self.smtp_url:
@@ -452,6 +491,16 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.output_dir / "outbox"
+
+
+_DEPRECATIONS_REPORTED: set[str] = set()
+
+
+def _deprecated(message: str) -> None:
+    """Log a deprecation once per process (settings are loaded more than once per command)."""
+    if message not in _DEPRECATIONS_REPORTED:
+        _DEPRECATIONS_REPORTED.add(message)
+        logger.warning(message)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -59,7 +59,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
-from flows.errors import StoreError
+from flows.errors import POSTGRES_DRIVER_MISSING, SettingsError, StoreError
 from flows.models import Article, Paragraph
 
 logger = logging.getLogger(__name__)
@@ -295,7 +295,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=20)
+    try:
+        return create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=20)
+    except ModuleNotFoundError as exc:  # settings check this too; a Store built directly gets the same message
+        if exc.name != "psycopg":
+            raise
+        raise SettingsError(POSTGRES_DRIVER_MISSING, where="BRIEFING_DATABASE_URL") from None
 
 
 def make_read_only_engine(url: str) -> Engine:
@@ -303,7 +308,9 @@ def make_read_only_engine(url: str) -> Engine:
     WAL database needs its -shm file otherwise), PostgreSQL sessions in read-only transactions. Nothing is created."""
     if not url.startswith("sqlite"):
         parsed = make_url(normalise_url(url))
-        options = " ".join(x for x in (parsed.query.get("options", ""), "-c default_transaction_read_only=on") if x)
+        given = parsed.query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        options = " ".join(x for x in (given, "-c default_transaction_read_only=on") if x)
         return create_engine(parsed, pool_pre_ping=True, connect_args={"options": options})  # keeps a search_path
     path = url.split("///", 1)[-1]
 
@@ -541,8 +548,8 @@ class Store:
     def _save_articles(self, conn: Connection, items: list[tuple[Article, str, str]]) -> list[str]:
         stored: dict[str, tuple[str, int, str]] = {}
         for chunk in _chunks(sorted({a.id for a, _c, _g in items})):
-            rows = conn.execute(_STORED_VERSIONS, {"values": chunk})
-            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in rows})
+            found = conn.execute(_STORED_VERSIONS, {"values": chunk})
+            stored.update({r.id: (r.fingerprint, r.version, r.feed_id or "") for r in found})
         results: list[str] = []
         inserts: list[int] = []
         now = utcnow()

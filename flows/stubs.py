@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from flows.briefing_format import dump_front_matter
+from flows.briefing_format import dump_front_matter, write_image
 from flows.content import BRIEFINGS_DIR
 from flows.identity import canonical_url
 from flows.models import Article, Audience, Briefing, ParagraphKind
@@ -94,7 +94,7 @@ def render_stub(article: Article, slug: str, audiences: tuple[Audience, ...], to
     for paragraph in article.paragraphs:
         parts.append(f"### {paragraph.id}")
         if paragraph.kind is ParagraphKind.IMAGE:
-            parts.append(f"> ![{paragraph.image_alt}]({paragraph.image_src})")
+            parts.append(f"> {write_image(paragraph.image_alt, paragraph.image_src)}")
             if paragraph.text:
                 parts.append(f"> {paragraph.text}")
         else:

@@ -9,11 +9,14 @@ again ("not sent"): nothing reached the server, so it is safe to send on a fresh
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import ipaddress
 import logging
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
 import threading
@@ -26,6 +29,7 @@ from urllib.parse import unquote, urlparse
 from flows.errors import DeliveryError
 from flows.ledger import DEFERRED, FAILED, QUEUED, SENT, UNCERTAIN
 from flows.messages import Envelope
+from flows.settings import SmtpTls
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +120,44 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
-def describe_smtp_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+def smtp_port(url: str, tls: SmtpTls = "auto") -> int:
+    """The URL's port, else 465 for TLS from the start (smtps:// or BRIEFING_SMTP_TLS=tls), else 25."""
+    parsed = urlparse(url)
+    return parsed.port or (465 if parsed.scheme == "smtps" or tls == "tls" else 25)
+
+
+def describe_smtp_url(url: str, tls: SmtpTls = "auto") -> str:
+    """The URL without its password, with the port actually used, for messages and logs."""
     parsed = urlparse(url)
     user = f"{unquote(parsed.username)}@" if parsed.username else ""
-    return f"{parsed.scheme}://{user}{parsed.hostname}:{parsed.port or (465 if parsed.scheme == 'smtps' else 25)}"
+    return f"{parsed.scheme}://{user}{parsed.hostname}:{smtp_port(url, tls)}"
+
+
+LOCALHOST_NAMES = {"localhost", "localhost6", "ip6-localhost", "ip6-loopback"}
+
+
+@functools.cache
+def default_ehlo_name(from_address: str) -> str:
+    """This machine's fully qualified name when it has a dot and is not localhost, else the From domain.
+
+    Python's own fallback, `[127.0.0.1]`, is what it sends when the host name resolves to localhost, and
+    receiving servers count a loopback greeting against the sender."""
+    fqdn = socket.getfqdn().rstrip(".")
+    if "." in fqdn and fqdn.split(".", 1)[0].lower() not in LOCALHOST_NAMES and not _is_address(fqdn):
+        return fqdn
+    domain = from_address.rpartition("@")[2]
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class _RefusedError(Exception):
@@ -129,11 +166,21 @@ class _RefusedError(Exception):
         self.code = code
 
 
-class SmtpTransport:
-    """One reused SMTP connection (STARTTLS when offered, or implicit TLS for smtps://, optional AUTH).
+class InsecureSmtpError(smtplib.SMTPException):
+    """The server cannot give the encryption the settings ask for; nothing, the password least, was sent."""
 
-    Not thread-safe: each sending thread owns one transport. Reconnects after a drop; a server that closes
-    with 421 gets the message again on a fresh connection.
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class SmtpTransport:
+    """One reused SMTP connection: TLS per `tls` (see BRIEFING_SMTP_TLS), then AUTH when the URL has a user.
+
+    `tls`: "auto" (implicit TLS for smtps://; STARTTLS when offered, and never a password without it),
+    "starttls" (required), "tls" (implicit TLS) or "none" (plain text). Not thread-safe: each sending thread
+    owns one transport. Reconnects after a drop; a server that closes with 421 gets the message again on a
+    fresh connection.
     """
 
     name = "smtp"
@@ -142,33 +189,37 @@ class SmtpTransport:
         self,
         url: str,
         *,
-        starttls: bool = True,
+        tls: SmtpTls = "auto",
+        ehlo_name: str | None = None,
         timeout: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         parsed = urlparse(url)
-        self.url = describe_smtp_url(url)
+        self.implicit_tls = parsed.scheme == "smtps" or tls == "tls"
+        self.tls = tls
         self.host = parsed.hostname or "localhost"
-        self.secure = parsed.scheme == "smtps"
-        self.port = parsed.port or (465 if self.secure else 25)
+        self.port = smtp_port(url, tls)
+        self.url = describe_smtp_url(url, tls)
         self.username = unquote(parsed.username) if parsed.username else ""
         self.password = unquote(parsed.password) if parsed.password else ""
-        self.starttls = starttls
+        self.ehlo_name = ehlo_name
         self.timeout = timeout
         self.tls_context = tls_context or ssl.create_default_context()
         self._conn: smtplib.SMTP | None = None
         self.connections_opened = 0
 
     def _connect(self) -> smtplib.SMTP:
-        if self.secure:
-            conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.tls_context)
+        conn: smtplib.SMTP
+        if self.implicit_tls:
+            conn = smtplib.SMTP_SSL(
+                self.host, self.port, local_hostname=self.ehlo_name, timeout=self.timeout, context=self.tls_context
+            )
         else:
-            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            conn = smtplib.SMTP(self.host, self.port, local_hostname=self.ehlo_name, timeout=self.timeout)
         try:
             conn.ehlo()
-            if not self.secure and self.starttls and conn.has_extn("starttls"):
-                conn.starttls(context=self.tls_context)
-                conn.ehlo()
+            if not self.implicit_tls:
+                self._secure_plain_connection(conn)
             if self.username:
                 conn.login(self.username, self.password)
         except BaseException:
@@ -178,12 +229,35 @@ class SmtpTransport:
         self.connections_opened += 1
         return conn
 
+    def _secure_plain_connection(self, conn: smtplib.SMTP) -> None:
+        """STARTTLS as `tls` asks; refuse before AUTH when the server cannot give it."""
+        if self.tls == "none":
+            return
+        if conn.has_extn("starttls"):
+            conn.starttls(context=self.tls_context)
+            conn.ehlo()
+            return
+        if self.tls == "starttls":
+            raise InsecureSmtpError(
+                "the server does not offer STARTTLS, which BRIEFING_SMTP_TLS=starttls requires",
+                hint="use a server or port that offers STARTTLS, or an smtps:// URL",
+            )
+        if self.username:
+            raise InsecureSmtpError(
+                "the server does not offer STARTTLS: refusing to send the SMTP password unencrypted",
+                hint="use an smtps:// URL or a port with STARTTLS (often 587); only on a network you trust, "
+                "set BRIEFING_SMTP_TLS=none to send it in plain text",
+            )
+        logger.info("%s offers no STARTTLS and needs no login: sending unencrypted", self.url)
+
     def open(self) -> None:
         """Connect now, so a wrong URL or password stops the send before any row is leased."""
         if self._conn is not None:
             return
         try:
             self._conn = self._connect()
+        except InsecureSmtpError as exc:
+            raise DeliveryError(str(exc), where=self.url, hint=exc.hint) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
                 f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -20,12 +20,16 @@ STARTUP_TIMEOUT_S = 30.0
 
 
 @contextmanager
-def serve_asgi(app: object) -> Iterator[httpx.Client]:
-    """Start `app` on 127.0.0.1 (a free port, lifespan on); yield an httpx client for it; stop it after."""
+def serve_asgi(app: object, *, app_for_port: Callable[[int], object] | None = None) -> Iterator[httpx.Client]:
+    """Start `app` on 127.0.0.1 (a free port, lifespan on); yield an httpx client for it; stop it after.
+
+    `app_for_port` builds the app instead, once the port is known (an app that checks the port it serves on)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    if app_for_port is not None:
+        app = app_for_port(port)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="test-uvicorn", daemon=True)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiosmtpd.controller import Controller
+
+from tests.tool_support import tool_missing
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
@@ -39,10 +40,7 @@ def require_dovecot() -> None:
     """Fail under CI (the mailbox tests are part of the contract there); skip on a developer machine."""
     if Path(DOVECOT).is_file() and Path(LDA).is_file():
         return
-    message = "Dovecot is not installed (Debian: apt-get install dovecot-imapd); scripts/test.sh installs it"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(message)
-    pytest.skip(message)
+    tool_missing("Dovecot is not installed", "Debian: apt-get install dovecot-imapd (scripts/test.sh installs it)")
 
 
 def free_port() -> int:

@@ -43,9 +43,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from tests.tool_support import tool_missing
 
 HTTP_SERVER_SCRIPT = Path(__file__).resolve().parent / "netns_http_server.py"
 TOOLS = ("unshare", "nsenter", "mount", "ip")
@@ -67,15 +69,13 @@ while pending:
 """
 
 
-def namespace_unavailable(reason: str) -> None:
+def namespace_unavailable(reason: str) -> NoReturn:
     """Fail under CI (the namespace tests are part of the contract there); skip on a developer machine."""
-    message = (
-        f"network-namespace tests cannot run: {reason}. They need unshare, nsenter and mount (Debian: util-linux, "
-        "mount), ip (iproute2) and root, or CAP_SYS_ADMIN and CAP_NET_ADMIN; scripts/test.sh installs the tools."
+    tool_missing(
+        f"network-namespace tests cannot run: {reason}",
+        "they need unshare, nsenter and mount (Debian: util-linux, mount), ip (iproute2) and root, or "
+        "CAP_SYS_ADMIN and CAP_NET_ADMIN; scripts/test.sh installs the tools",
     )
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def briefing_executable() -> str:

@@ -22,10 +22,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import pytest
 from sqlalchemy.engine import make_url
+
+from tests.tool_support import tool_missing
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +53,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Fail under CI (the PostgreSQL tests are part of the contract there); skip on a developer machine."""
-    message = (
-        f"PostgreSQL tests cannot run: {reason}. Install Debian's `postgresql` package "
-        f"(binaries in /usr/lib/postgresql/<major>/bin) or set {ENV_URL}=postgresql+psycopg://user@host:port/db"
+    tool_missing(
+        f"PostgreSQL tests cannot run: {reason}",
+        f"install Debian's `postgresql` package (binaries in /usr/lib/postgresql/<major>/bin) "
+        f"or set {ENV_URL}=postgresql+psycopg://user@host:port/db",
     )
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 class PostgresServer:
@@ -254,7 +253,7 @@ def deliver_env(project: Path, database_url: str, smtp_port: int, **extra: str) 
             "BRIEFING_OUTPUT_DIR": str(project / "outputs"),
             "BRIEFING_DATABASE_URL": database_url,
             "BRIEFING_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "BRIEFING_SMTP_STARTTLS": "false",
+            "BRIEFING_SMTP_TLS": "none",
             "BRIEFING_SECRET": "scale-test-secret-0123456789-abcdefghijkl",
             **extra,
         }

@@ -73,3 +73,14 @@ def test_a_briefing_that_cannot_render_is_held_and_the_others_are_sent(project: 
     assert data["briefings"][0]["sent_now"] > 0
     (held,) = data["held"]
     assert held.startswith("github-commit-flood:") and "neta" in held
+
+
+def test_send_warns_once_per_run_about_an_http_unsubscribe_link(smtp_env: FaultyMailbox, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="flows.deliver"):
+        result = CliRunner().invoke(app, ["--json", "send"])
+    sent = json.loads(result.output)
+    assert sum(b["sent_now"] for b in sent["briefings"]) == len(smtp_env.received) > 0
+    assert len(sent["briefings"]) > 1, "two briefings: the warning was once per briefing before"
+    assert sum("RFC 8058" in m for m in caplog.messages) == 1

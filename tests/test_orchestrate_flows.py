@@ -292,3 +292,83 @@ def test_render_task_renders_one_audience_without_an_engine(project: Path, setti
     assert list(rendered.emails) == ["uota"]
     email = rendered.emails["uota"]
     assert f"{SLUG}.html" in email.html and briefing.note_for("uota").meaning[:20] in email.html
+
+
+def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_http(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from rich.console import Console
+
+    from flows.cli import _summary_table
+    from flows.pipeline import pipeline
+    from tests.delivery_support import SmtpServer
+
+    content = load_content(project / "content").content
+    messages: list[str] = []
+    catcher = logging.Handler(logging.WARNING)  # on the logger itself: Prefect's logging config keeps caplog out
+    catcher.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("flows.deliver").addHandler(catcher)
+    try:
+        with SmtpServer() as server:
+            monkeypatch.setenv("BRIEFING_SMTP_URL", server.url)
+            monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789-abcdefghijkl")  # BRIEFING_BASE_URL stays http://
+            result = pipeline()
+    finally:
+        logging.getLogger("flows.deliver").removeHandler(catcher)
+    expected = len(content.ready) * _expected(project, SLUG)
+    assert result["emails_sent"] == expected == server.handler.count()
+    assert len(content.ready) * len(content.audiences) > 1, "several emails: the warning could repeat"
+    assert sum("RFC 8058" in m for m in messages) == 1, messages
+
+    outbox = str(project / "outputs" / "outbox")
+    assert result["outbox"] is None and result["smtp"] == server.url
+    assert outbox not in json.dumps(result)
+    console = Console(record=True, width=300)
+    console.print(_summary_table(result))
+    table = console.export_text()
+    assert "outbox" not in table and f"over SMTP to {server.url}" in table
+
+
+def test_a_run_whose_smtp_server_is_refused_reports_it_and_exits_6(project: Path, monkeypatch) -> None:
+    """A server without STARTTLS and a URL with a password: nothing is sent, every row stays queued, and the
+    run says so (not "0 emails sent" and exit 0)."""
+    import typer
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from flows import ledger
+    from flows.cli_orchestrate import _finish
+    from flows.pipeline import brief
+    from flows.store import open_store
+    from tests.delivery_support import FaultyMailbox, free_port
+
+    logins: list[object] = []
+    handler = FaultyMailbox()
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        auth_require_tls=False,
+        authenticator=lambda *args: logins.append(args) or AuthResult(success=True),
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("BRIEFING_SMTP_URL", f"smtp://sender:secret-pw@127.0.0.1:{port}")
+        monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789-abcdefghijkl")
+        result = brief(slug=SLUG)
+    finally:
+        controller.stop()
+    assert logins == [] and handler.received == []
+    content = load_content(project / "content").content
+    assert len(result["delivery_errors"]) == len(content.audiences)
+    assert all("refusing to send the SMTP password unencrypted" in e for e in result["delivery_errors"])
+    assert all(f"smtp://sender@127.0.0.1:{port}" in e and "secret-pw" not in e for e in result["delivery_errors"])
+    store = open_store(f"sqlite:///{project / 'outputs' / 'store.db'}")
+    queued = sum(n for (_slug, _aud, state), n in ledger.counts(store, SLUG).items() if state == ledger.QUEUED)
+    assert queued == _expected(project, SLUG)
+    with pytest.raises(typer.Exit) as exit_info:
+        _finish(result)
+    assert exit_info.value.exit_code == 6

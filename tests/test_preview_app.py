@@ -102,9 +102,10 @@ def test_send_test_refuses_cross_site_posts(settings: Settings, client: Client) 
     form = {"slug": "github-commit-flood", "audience": "atou", "address": "victim@example.org"}
     refused = client.post("/send-test", data=form, headers={"Origin": "https://evil.example"}, follow_redirects=False)
     assert refused.status_code == 403
-    assert not (settings.outbox_path / "test").exists()
+    assert not (settings.outbox_path / "_test").exists()
     same = client.post("/send-test", data=form, headers={"Origin": str(client.base_url)}, follow_redirects=False)
     assert same.status_code == 303 and "sent=" in same.headers["location"]
+    assert list((settings.outbox_path / "_test").rglob("*.eml")), "the same-origin test send reaches the outbox"
 
 
 def test_list_shows_what_the_ledger_holds(store: Store, client: Client) -> None:

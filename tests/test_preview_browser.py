@@ -11,22 +11,26 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from flows.content import load_content
 from flows.models import Content
 from flows.tokens import make_token
 from tests.preview_support import briefing_exe, free_port, make_project, project_env
+from tests.tool_support import CHROMIUM, require_playwright
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
+sync_api = require_playwright(module_level=True)
+expect = sync_api.expect
 
 SECRET = "preview-test-secret-0123456789-abcdefghijkl"
-CHROMIUM = "/usr/bin/chromium"
 
 
 class Sink:
@@ -55,7 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: tuple[Sink, int]) -> 
     root = make_project(tmp_path_factory.mktemp("preview"))
     port = free_port()
     env = project_env(
-        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_STARTTLS="false"
+        root, BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{smtp[1]}", BRIEFING_SECRET=SECRET, BRIEFING_SMTP_TLS="none"
     )
     log = (root / "preview.log").open("w")
     proc = subprocess.Popen(
@@ -90,7 +94,7 @@ def _wait_until_up(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
+    with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-background-networking"]
         )
@@ -249,3 +253,37 @@ def test_editing_content_reloads_the_page(server: tuple[str, Path], page: Page) 
     row = page.locator('tr[data-slug="github-commit-flood"] .verdict')
     expect(row).to_have_text(new, timeout=20_000)
     assert page.evaluate("window.__before_edit") is None, "the browser reloaded the page"
+
+
+def test_hostile_content_runs_no_script_in_the_browser(server: tuple[str, Path], page: Page) -> None:
+    """Issue 18's probe in a real browser: a verdict and a note with markup reach the preview page, the sandboxed
+    email frames and the email opened alone as text, and nothing in them runs (no dialog, no marker set, no
+    request for the image), while the page's own scripts still do."""
+    base, root = server
+    path = root / "content" / "briefings" / "metr-task-horizons.md"
+    original = path.read_text("utf-8")
+    briefing = next(b for b in content_of(root).briefings if b.slug == "metr-task-horizons")
+    payload = "<img src=/x-probe onerror=document.body.dataset.xss=1;alert(1)><script>alert(2)</script>"
+    meaning = briefing.note_for("atou").meaning  # type: ignore[union-attr]
+    hostile = original.replace(briefing.verdict, payload).replace(meaning, f"\" onmouseover='alert(3)' {payload}")
+    dialogs: list[str] = []
+    requests: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: requests.append(request.url))
+    path.write_text(hostile, "utf-8")
+    try:
+        page.goto(f"{base}/b/{briefing.slug}")
+        expect(page.locator("h1")).to_have_text(payload, timeout=20_000)
+        expect(page.locator("#live")).to_have_text("live reload: on")  # the page's own script runs
+        for audience in ("atou", "investors"):
+            frame = page.frame_locator(f"#frame-{audience}")
+            expect(frame.locator("h1")).to_have_text(payload)
+            expect(frame.locator("body[data-xss]")).to_have_count(0)
+        page.goto(f"{base}/email/{briefing.slug}/atou.html")  # opened alone
+        expect(page.locator("h1")).to_have_text(payload)
+        page.locator("h1").hover()
+        assert page.locator("body[data-xss]").count() == 0
+        assert page.evaluate("typeof window.alert") == "function"  # the checks above ran in a live page
+    finally:
+        path.write_text(original, "utf-8")
+    assert dialogs == [] and not [url for url in requests if "x-probe" in url], (dialogs, requests)

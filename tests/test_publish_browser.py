@@ -6,14 +6,13 @@ import functools
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from tests.publish_support import publish, sample_content
+from tests.tool_support import CHROMIUM, require_playwright
 
 pytestmark = pytest.mark.slow
-CHROMIUM = Path("/usr/bin/chromium")
 VIEWS = {
     "briefing": "阅读简报",
     "bilingual": "双语对照",
@@ -45,13 +44,10 @@ def archive_server(settings, store) -> Iterator[str]:
 
 @pytest.fixture
 def browser_page():
-    if not CHROMIUM.exists():
-        pytest.skip("needs /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
+    sync_api = require_playwright()
+    with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-background-networking"]
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-background-networking"]
         )
         context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 900})
         try:

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.render_support import REPO, hostile_briefing, huge_briefing, render, sample_content
+from tests.tool_support import CHROMIUM, require_playwright
 
 pytestmark = pytest.mark.slow
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 375, "height": 667}
 DESKTOP = {"width": 600, "height": 900}
 READY = sample_content().ready
@@ -24,8 +23,7 @@ READY = sample_content().ready
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+    sync_api = require_playwright()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-background-networking"]

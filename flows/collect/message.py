@@ -33,7 +33,7 @@ def parse(raw: bytes) -> EmailMessage:
         raise UnreadableMessageError(f"cannot parse the message: {exc!r}") from exc
     if not any(message.keys()):
         raise UnreadableMessageError("no header fields")
-    return message  # type: ignore[return-value]
+    return message
 
 
 def header(message: Message, name: str) -> str:
