@@ -472,7 +472,7 @@ def parse_briefing_file(path: Path) -> tuple[Briefing | None, Briefing | None, l
 
 def control_character_problems(path: Path, text: str) -> list[ContentError]:
     """Every control character (NUL, ESC, DEL, C1, U+2028 …) with its line and the field it sits in."""
-    lines = text.split("\n")
+    lines = LINE_END.split(text)
     found = list(forbidden_characters(text))
     problems = [
         ContentError(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ LINE_BREAKS = ("\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85
 
 # C0 controls except tab and newline, DEL, the C1 controls, and the Unicode line and paragraph separators:
 # XML (the Atom feed, the archive) refuses most of them, MJML cannot parse some, and in a subject or a name
-# they break the header. A carriage return is allowed only as part of a CRLF line end.
+# they break the header. Line ends (CRLF, CR or LF) are not characters of a line.
 _FORBIDDEN = {chr(c) for c in range(0x20) if chr(c) not in "\t\n"} | {"\x7f"} | {chr(c) for c in range(0x80, 0xA0)}
 _FORBIDDEN |= {"\u2028", "\u2029"}
 
@@ -28,11 +29,12 @@ _CONTROL_NAMES = {"\x00": "NUL", "\x08": "BACKSPACE", "\x0b": "VERTICAL TAB", "\
 _CONTROL_NAMES.update({"\x7f": "DELETE", "\x85": "NEXT LINE"})
 
 
+LINE_END = re.compile(r"\r\n|\r|\n")  # as CommonMark and the briefing parser count lines
+
+
 def forbidden_characters(text: str) -> Iterator[tuple[int, int, str]]:
-    """(line number from 1, column from 1, character) of every forbidden character; lines split on "\\n" only."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.endswith("\r"):
-            line = line[:-1]  # CRLF line end
+    """(line number from 1, column from 1, character) of every forbidden character in `text`."""
+    for number, line in enumerate(LINE_END.split(text), start=1):
         for column, char in enumerate(line, start=1):
             if char in _FORBIDDEN:
                 yield number, column, char
