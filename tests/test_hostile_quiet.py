@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from flows.store import Store
 from tests.ingest_support import LoopbackServer
 from tests.preview_support import briefing_exe, make_project, project_env, run_briefing
+from tests.tool_support import tool_missing
 
 
 @pytest.fixture
@@ -48,9 +48,11 @@ def read_only_mount_works() -> bool:
 def run_read_only(root: Path, folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     """`briefing ARGS` with `folder` bind-mounted read-only in a mount namespace of its own (root ignores chmod)."""
     if not read_only_mount_works():
-        if os.environ.get("CI") == "true":
-            pytest.fail("unshare --mount is needed for the read-only folder tests in CI")
-        pytest.skip("needs unshare --mount and mount (run as root): a read-only folder cannot be made otherwise")
+        tool_missing(
+            "unshare --mount and mount, run as root (root ignores chmod: only a read-only mount makes a folder "
+            "read-only)",
+            "run the tests as root on Linux with util-linux installed (CI does)",
+        )
     script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
     return subprocess.run(
         ["unshare", "--mount", "sh", "-c", script, "sh", str(folder), briefing_exe(), *args],
