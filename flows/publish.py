@@ -506,7 +506,7 @@ def front_matter_text(value: str) -> str:
 def front_matter(plan: PlannedPage, audience_names: list[str]) -> str:
     """YAML front matter read by Hugo (title, date, lastmod, slug, summary, tags, url), MkDocs (title, meta) and
     Jekyll (title, date, tags, permalink); `slug` is the fixed URL slug, `briefing` the current content slug.
-    Text goes through `front_matter_text`; `source_url` is an http(s) address with its quotes and brackets
+    Text goes through `front_matter_text`; the `source_url:` key is an http(s) address with its quotes and brackets
     percent-encoded (or '#')."""
     briefing = plan.briefing
     stamp = plan.updated.replace(microsecond=0).isoformat() + "Z"
