@@ -21,11 +21,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
-from pathlib import Path
 from urllib.parse import quote
 
-import dkim
-
+from flows.dkim import DkimSigner, make_dkim_signer
 from flows.errors import DeliveryError
 from flows.models import Subscriber
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
@@ -35,19 +33,6 @@ from flows.tokens import make_token
 
 logger = logging.getLogger(__name__)
 
-DKIM_HEADERS = (
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"mime-version",
-    b"content-type",
-)
 B64_LINE = 57  # bytes of input per 76-character base64 line
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -92,61 +77,8 @@ class Envelope:
     data: bytes
 
 
-class DkimSigner:
-    """Signs finished messages with dkimpy (relaxed/relaxed) over DKIM_HEADERS."""
-
-    def __init__(self, key_path: Path, selector: str, domain: str) -> None:
-        self.selector = selector.encode("ascii")
-        self.domain = domain.encode("ascii")
-        self.key = load_dkim_key(key_path)
-
-    def sign(self, data: bytes) -> bytes:
-        try:
-            signature = dkim.sign(
-                data,
-                self.selector,
-                self.domain,
-                self.key,
-                include_headers=list(DKIM_HEADERS),
-                canonicalize=(b"relaxed", b"relaxed"),
-            )
-        except dkim.DKIMException as exc:
-            raise DeliveryError(f"DKIM signing failed: {exc}", hint="check BRIEFING_DKIM_KEY_PATH") from exc
-        return signature + data
-
-
-def load_dkim_key(path: Path) -> bytes:
-    """The PEM key as dkimpy wants it (PKCS#1); a PKCS#8 key is converted with `cryptography`."""
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise DeliveryError(
-            f"cannot read the DKIM key: {exc.strerror}", where=str(path), hint="fix BRIEFING_DKIM_KEY_PATH"
-        ) from None
-    if b"BEGIN RSA PRIVATE KEY" in pem:
-        return pem
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise DeliveryError(
-            f"not a readable PEM private key: {exc}",
-            where=str(path),
-            hint="create one with `openssl genrsa -traditional -out dkim.pem 2048`",
-        ) from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise DeliveryError("the DKIM key must be an RSA key", where=str(path), hint="use `openssl genrsa`")
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-
-
 def make_signer(settings: Settings) -> DkimSigner | None:
-    if not settings.dkim_key_path:
-        return None
-    return DkimSigner(settings.dkim_key_path, settings.dkim_selector, settings.dkim_domain or sender_domain(settings))
+    return make_dkim_signer(settings, default_domain=sender_domain(settings))
 
 
 class Base64Body:

@@ -103,7 +103,10 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str = Field(
         "", description="Mailbox for mailto unsubscribe requests; empty = `unsubscribe@<from domain>`."
     )
-    dkim_key_path: Path | None = Field(None, description="PEM private key for DKIM signing; empty = no signature.")
+    dkim_key_path: Path | None = Field(
+        None,
+        description="PEM private key for DKIM signing: RSA (rsa-sha256) or Ed25519 (ed25519-sha256); empty = no signature.",
+    )
     dkim_selector: str = Field("briefing", description="DKIM selector (the `s=` tag).")
     user_agent: str = Field(
         "briefing-pipeline/0.1 (+https://example.org/briefing; feed reader)",
@@ -180,6 +183,13 @@ class Settings(BaseSettings):
     # --- delivery ---
     dkim_domain: str = Field(
         "", description="DKIM signing domain (the `d=` tag); empty = the domain of the From address."
+    )
+    dkim_ed25519_key_path: Path | None = Field(
+        None,
+        description="PEM Ed25519 private key for a second DKIM signature (ed25519-sha256, RFC 8463) next to the RSA one of `dkim_key_path`; empty = RSA only.",
+    )
+    dkim_ed25519_selector: str = Field(
+        "briefing-ed25519", description="DKIM selector of the Ed25519 signature (must differ from `dkim_selector`)."
     )
     delivery_max_attempts: int = Field(
         6,
@@ -436,6 +446,12 @@ class Settings(BaseSettings):
         if self.draft_new_stubs and not (self.llm_url and self.llm_model):
             raise ValueError("BRIEFING_DRAFT_NEW_STUBS needs BRIEFING_LLM_URL and BRIEFING_LLM_MODEL")
         return self
+
+    @field_validator("dkim_key_path", "dkim_ed25519_key_path", mode="before")
+    @classmethod
+    def _empty_key_path_is_none(cls, value: object) -> object:
+        # `BRIEFING_DKIM_KEY_PATH=` means "no signature", not the current directory (Path("") is ".")
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("smtp_ehlo_name")
     @classmethod

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run it.
 # System packages (Chromium for screenshots/preview tests, PostgreSQL for store tests, CJK fonts, Dovecot for the
-# mailbox tests) come from Debian when we are root; Python packages go into .venv.
+# mailbox tests, OpenDKIM's tools for the DKIM tests) come from Debian when we are root; Python packages go into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v git >/dev/null || need_apt+=(git)
 # Dovecot: the collect tests run a real IMAP server (tests/mailbox_support.py); Debian's package tries to start
 # a system service, which policy-rc.d or the lack of an init system stops: the tests start their own.
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/dovecot-lda ] || need_apt+=(dovecot-imapd)
+# OpenDKIM's opendkim-testmsg: the second, independent verifier of our DKIM signatures (tests/dkim_support.py)
+[ -x /usr/sbin/opendkim-testmsg ] || command -v opendkim-testmsg >/dev/null || need_apt+=(opendkim-tools)
 # the simulated internet of tests/netns_support.py: network namespaces (unshare, nsenter, mount) and `ip`
 { command -v unshare && command -v nsenter; } >/dev/null || need_apt+=(util-linux)
 command -v mount >/dev/null || need_apt+=(mount)
