@@ -240,7 +240,7 @@ def _settings(project: Path, **overrides: Any) -> Any:
     return load_settings(
         content_dir=project / "content",
         output_dir=project / "outputs",
-        secret="benchmark-secret-0123456789",
+        secret="benchmark-secret-0123456789-abcdefghijkl",
         base_url="https://briefing.example.org",
         **overrides,
     )

@@ -203,7 +203,7 @@ def measure_latency(root: Path, api: str, rounds: int, name: str = "serve") -> l
         PREFECT_API_URL=api,
         BRIEFING_SMTP_URL=f"smtp://127.0.0.1:{port}",
         BRIEFING_SMTP_TLS="none",
-        BRIEFING_SECRET="benchmark-secret-0123456789",
+        BRIEFING_SECRET="benchmark-secret-0123456789-abcdefghijkl",
     )
     log = (root / f"{name}.log").open("w")
     serve = subprocess.Popen([sys.executable, "-m", "flows", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)

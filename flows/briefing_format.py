@@ -28,6 +28,7 @@ from flows.models import (
     ParagraphKind,
     Source,
 )
+from flows.text_safety import describe, forbidden_characters
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ WHITESPACE = re.compile(r"\s")
 LINE_END = re.compile(r"\r\n|\r|\n")
 NO_LINE_WIDTH = 1 << 30  # YAML folds nothing: a long value stays on its key's line
 YAML_BREAKS = re.compile("[\r\n\x85\u2028\u2029\ufeff]")
+FRONT_MATTER_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
+MAX_CHARACTER_PROBLEMS = 20  # per file: a pasted binary blob must not drown the other messages
 # A machine-draft marker: an HTML comment on a line of its own, under the heading of what the model wrote.
 MACHINE_DRAFT_LINE = re.compile(r"^\s*<!--\s*machine-draft\b(?P<attrs>.*?)-->\s*$", re.IGNORECASE)
 MARKER_MODEL = re.compile(r"\bmodel=(\S+)")
@@ -463,6 +466,56 @@ def parse_briefing_file(path: Path) -> tuple[Briefing | None, Briefing | None, l
             None,
             [ContentError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save the file as UTF-8")],
         )
+    briefing, partial, problems = _parse_text(path, text)
+    return briefing, partial, control_character_problems(path, text) + problems
+
+
+def control_character_problems(path: Path, text: str) -> list[ContentError]:
+    """Every control character (NUL, ESC, DEL, C1, U+2028 …) with its line and the field it sits in."""
+    lines = LINE_END.split(text)
+    found = list(forbidden_characters(text))
+    problems = [
+        ContentError(
+            path,
+            f"{describe(char)} at column {column}: emails, headers and the archive cannot carry control characters",
+            field=_field_at(lines, number),
+            line=number,
+            hint="delete it (most editors do not show it); a ready briefing that has one is held back",
+        )
+        for number, column, char in found[:MAX_CHARACTER_PROBLEMS]
+    ]
+    if len(found) > MAX_CHARACTER_PROBLEMS:
+        problems.append(
+            ContentError(path, f"… and {len(found) - MAX_CHARACTER_PROBLEMS} more control characters", line=None)
+        )
+    return problems
+
+
+def _field_at(lines: list[str], number: int) -> str:
+    """The front matter key or the section (`notes.atou` for an audience note) that line `number` belongs to."""
+    closing = 0
+    if lines[0].strip() == "---":
+        closing = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), 0)
+    index = number - 1
+    if index <= closing:
+        for line in reversed(lines[1 : index + 1]):
+            match = FRONT_MATTER_KEY.match(line)
+            if match:
+                return match.group(1)
+        return "front matter"
+    section, sub = "", ""
+    for line in lines[closing + 1 : index + 1]:
+        if line.startswith("## "):
+            title = line[3:].strip()
+            section, sub = SECTION_ALIASES.get(title.lower(), title), ""
+        elif line.startswith("### "):
+            sub = line[4:].strip()
+    if section == "notes" and sub:
+        return f"notes.{sub.lower()}"
+    return section or "body"
+
+
+def _parse_text(path: Path, text: str) -> tuple[Briefing | None, Briefing | None, list[ContentError]]:
     try:
         meta, body = split_front_matter(path, text)
     except ContentError as err:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 unexpected error; 2 bad settings; 3 content problems; 4 fetch error; 5 render error;
 6 delivery error (or emails left uncertain/failed); 7 publish error; 8 bad unsubscribe token; 9 store;
-10 the mailbox (BRIEFING_IMAP_URL) cannot be read.
+10 the mailbox (BRIEFING_IMAP_URL) cannot be read. A command that runs to its end but falls short somewhere
+exits with the highest code that applies (`flows.errors.partial_failure_code`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rich.table import Table
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
-from flows.content import load_content
+from flows.content import file_feed_problems, load_content
 from flows.errors import BriefingError, Problem
 from flows.settings import load_settings
 
@@ -113,6 +114,14 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
         yield advance
 
 
+def refuse_strict_early(settings: Any) -> None:
+    """Strict mode checks the content before a flow starts: exit 3 at once, no Prefect server, no traceback."""
+    if settings.strict:
+        from flows.readiness import refuse_if_strict
+
+        refuse_if_strict(True, load_content(settings.content_dir))
+
+
 def fail(err: BriefingError) -> typer.Exit:
     """Print one clear error line (JSON on stdout with --json) and return the exit to raise."""
     if Output.json:
@@ -138,6 +147,7 @@ def check(
         raise fail(err) from None
     loaded = load_content(settings.content_dir)
     problems = list(loaded.problems)
+    problems.extend(file_feed_problems(loaded.content.feeds, settings.content_dir, settings.file_feed_dirs))
     problems.extend(_alignment_problems(settings, loaded))
     problems.extend(_suppression_problems(settings, loaded))
     errors = [p for p in problems if p.severity == "error"]
@@ -216,23 +226,27 @@ def run(
     """Run the whole pipeline once as a Prefect flow (embedded API; no server to start).
 
     Ingest feeds → draft stubs → join ready briefings → render per audience → deliver → publish the archive.
-    Running it twice sends nothing twice and leaves the archive unchanged.
+    Running it twice sends nothing twice and leaves the archive unchanged. A ready briefing that `briefing
+    check` rejects is held back and the others still go out. Exit status 0, or the code of what fell short:
+    3 a briefing held back (or other content errors), 4 a feed failed, 5 a briefing not rendered, 6 emails
+    failed or uncertain; the highest when several apply.
 
     Example: briefing run
     """
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import pipeline
+        from flows.prefect_session import embedded_session
 
-        with progress("running the pipeline (ingest → render → deliver → publish)"):
+        with progress("running the pipeline (ingest → render → deliver → publish)"), embedded_session():
             result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
     except BriefingError as err:
         raise fail(err) from None
     emit(result, _summary_table(result), _summary_text(result))
     if result["delivery"] and not Output.json:
         emit(None, _delivery_table(result["delivery"]))
-    if result["emails_uncertain"] or result["emails_failed"] or result["delivery_errors"]:
-        raise typer.Exit(6)
+    if result["exit_code"]:
+        raise typer.Exit(result["exit_code"])
 
 
 def _summary_table(result: dict[str, Any]) -> Table:
@@ -243,12 +257,16 @@ def _summary_table(result: dict[str, Any]) -> Table:
     table.add_row("articles new", str(result["articles_new"]), f"{result['articles_updated']} updated")
     table.add_row("feeds failed", str(len(result["feeds_failed"])), "; ".join(result["feeds_failed"]))
     table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
+    if result.get("stubs_skipped"):
+        table.add_row("stored without stubs", "", "\n".join(result["stubs_skipped"]))
     if result.get("drafts"):
         drafted = [f"{d['path']}: {', '.join(d['filled']) or 'nothing'}" for d in result["drafts"]]
         filled = sum(bool(d["filled"]) for d in result["drafts"])
         table.add_row("machine-drafted stubs", str(filled), "\n".join(drafted))
     table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
     table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
+    if result.get("render_failed"):
+        table.add_row("briefings not rendered", str(len(result["render_failed"])), "\n".join(result["render_failed"]))
     destination = f"over SMTP to {result['smtp']}" if result.get("smtp") else result["outbox"]
     table.add_row("emails sent", str(result["emails_sent"]), destination)
     table.add_row("emails uncertain/failed", f"{result['emails_uncertain']}/{result['emails_failed']}", "")
@@ -265,8 +283,9 @@ def _summary_table(result: dict[str, Any]) -> Table:
 def status() -> None:
     """Show what is draft, ready, sent (per audience) and failed, and the last ingest per feed.
 
-    Reads the content folder and the store; creates nothing. The exit status is 0 even when something
-    failed: read the attention lines (or `--json`) to act on them.
+    Reads the content folder and the store, which it opens read-only: it works on a read-only store and
+    never creates or migrates it. The exit status is 0 even when something failed: read the attention
+    lines (or `--json`) to act on them.
 
     Example: briefing --json status
     """
@@ -301,7 +320,7 @@ def _suppressed(settings: Any) -> list[Any]:
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return []
-    return list_suppressions(open_store(settings.store_url))
+    return list_suppressions(open_store(settings.store_url, read_only=True))  # status changes nothing
 
 
 def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
@@ -311,7 +330,7 @@ def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[d
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return {}, [], []
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, read_only=True)  # status works on a read-only store, changes nothing
     failures = [
         {"slug": r.slug, "audience": r.audience, "recipient": r.recipient, "state": r.state, "reply": r.last_reply}
         for state in (FAILED, UNCERTAIN)

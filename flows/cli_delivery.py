@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.content import load_content
-from flows.errors import BriefingError, DeliveryError
+from flows.content import Loaded, load_content
+from flows.errors import BriefingError, DeliveryError, partial_failure_code
 from flows.models import Content
 from flows.settings import Settings, load_settings
 
@@ -27,18 +27,30 @@ FAILURES_SHOWN = 50
 @dataclass
 class SendOutcome:
     reports: list[Any] = field(default_factory=list)  # DeliveryReport
-    held: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # ready briefings `briefing check` rejects: not sent
+    not_rendered: list[str] = field(default_factory=list)  # ready briefings whose rendering failed: not sent
 
     @property
     def needs_attention(self) -> bool:
-        """Exit 6: a delivery needs the editor, or a ready briefing could not be sent at all."""
-        return bool(self.held) or any(r.needs_attention for r in self.reports)
+        """A delivery needs the editor, or a ready briefing could not be sent at all."""
+        return bool(self.held or self.not_rendered) or any(r.needs_attention for r in self.reports)
+
+    @property
+    def exit_code(self) -> int:
+        """3 held back, 5 not rendered, 6 failed, uncertain or pending; the highest wins (partial_failure_code)."""
+        return partial_failure_code(
+            content=bool(self.held),
+            render=bool(self.not_rendered),
+            delivery=any(r.needs_attention for r in self.reports),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "briefings": [r.to_dict() for r in self.reports],
             "held": self.held,
+            "not_rendered": self.not_rendered,
             "needs_attention": self.needs_attention,
+            "exit_code": self.exit_code,
         }
 
 
@@ -75,28 +87,30 @@ def _check_choice(content: Content, slug: str | None, audiences: list[str]) -> N
 def send_briefings(
     settings: Settings,
     store: Store,
-    content: Content,
+    loaded: Loaded,
     *,
     slug: str | None,
     audiences: list[str],
     resend_uncertain: bool,
     resend_updated: bool,
 ) -> SendOutcome:
-    """Render and deliver every ready briefing (or one); a briefing whose translation drifted is held back."""
+    """Render and deliver every ready briefing (or one); one that `briefing check` rejects (or whose translation
+    drifted from its article) is held back, and the others are still sent."""
     from flows.deliver import deliver_briefing, warn_if_unsubscribe_url_is_not_https
-    from flows.join import join_briefings
+    from flows.readiness import errors_in, gate
 
+    content = loaded.content
     _check_choice(content, slug, audiences)
     warn_if_unsubscribe_url_is_not_https(settings)
     outcome = SendOutcome()
-    for joined in join_briefings(content, store, [slug] if slug else None):
-        if not joined.ok:
-            outcome.held.extend(f"{joined.briefing.slug}: {p}" for p in joined.problems if p.severity == "error")
-            continue
+    checked = gate(loaded, store, [slug] if slug else None)
+    for joined in checked.held:
+        outcome.held.extend(f"{joined.briefing.slug}: {p}" for p in errors_in(joined.problems))
+    for joined in checked.passed:
         try:
             rendered = render_for_send(settings, store, content, joined.briefing.slug, audiences=audiences or None)
         except BriefingError as err:  # one briefing that cannot render does not stop the others
-            outcome.held.append(f"{joined.briefing.slug}: {err}")
+            outcome.not_rendered.append(f"{joined.briefing.slug}: {err}")
             continue
         outcome.reports.append(
             deliver_briefing(
@@ -140,6 +154,7 @@ def _failure_lines(outcome: SendOutcome) -> list[str]:
 
 def _report_text(outcome: SendOutcome) -> str:
     parts = [f"[yellow]held back: {escape(h)}[/]" for h in outcome.held]
+    parts += [f"[red]not rendered: {escape(h)}[/]" for h in outcome.not_rendered]
     failures = _failure_lines(outcome)
     if failures:
         parts.append("[bold]not delivered:[/]")
@@ -150,7 +165,7 @@ def _report_text(outcome: SendOutcome) -> str:
             f"[red]{uncertain} uncertain[/]: the server may or may not have them; "
             "`briefing send --resend-uncertain` sends them again with the same Message-ID"
         )
-    if not outcome.reports and not outcome.held:
+    if not outcome.reports and not outcome.held and not outcome.not_rendered:
         parts.append("no ready briefings to send")
     return "\n".join(parts)
 
@@ -175,28 +190,29 @@ def register(app: typer.Typer) -> None:
         """Render ready briefings and send each audience's email to its subscribers, exactly once.
 
         Prints, per briefing and audience, what was sent now and how many ledger rows are in each state, then
-        every recipient not delivered with the reason. Exit status 6 when anything failed in this run, is
-        uncertain, or is still pending (deferred by the server), or when a ready briefing was held back (its
-        translation no longer matches the source, or it cannot be rendered); the other briefings are still
-        sent. With --test, sends one message marked as a test to one address and touches no ledger.
+        every recipient not delivered with the reason. A ready briefing that `briefing check` rejects (or whose
+        translation no longer matches the source) is held back and the others are still sent. Exit status 6 when
+        anything failed in this run, is uncertain, or is still pending (deferred by the server); else 5 when a
+        ready briefing could not be rendered; else 3 when one was held back. With --test, sends one message
+        marked as a test to one address and touches no ledger.
 
         Example: briefing send --slug anthropic-ai-builds-ai --audience investors
         """
+        from flows.readiness import refuse_if_strict
         from flows.store import open_store
 
         try:
             settings = load_settings()
             store = open_store(settings.store_url)
             loaded = load_content(settings.content_dir)
-            if settings.strict and loaded.errors:
-                raise BriefingError(f"{len(loaded.errors)} content problems (strict mode): {loaded.errors[0]}")
+            refuse_if_strict(settings.strict, loaded)
             if test is not None:
-                _send_test(settings, store, loaded.content, test, slug, audience, emit)
+                _send_test(settings, store, loaded, test, slug, audience, emit)
                 return
             outcome = send_briefings(
                 settings,
                 store,
-                loaded.content,
+                loaded,
                 slug=slug,
                 audiences=audience,
                 resend_uncertain=resend_uncertain,
@@ -205,8 +221,8 @@ def register(app: typer.Typer) -> None:
         except BriefingError as err:
             raise fail(err) from None
         emit(outcome.to_dict(), _report_table(outcome) if outcome.reports else None, _report_text(outcome))
-        if outcome.needs_attention:
-            raise typer.Exit(6)
+        if outcome.exit_code:
+            raise typer.Exit(outcome.exit_code)
 
     @app.command("unsubscribe")
     def unsubscribe(
@@ -231,7 +247,7 @@ def register(app: typer.Typer) -> None:
 def _send_test(
     settings: Settings,
     store: Store,
-    content: Content,
+    loaded: Loaded,
     address: str,
     slug: str | None,
     audiences: list[str],
@@ -239,13 +255,18 @@ def _send_test(
 ) -> None:
     from flows import ledger
     from flows.deliver import send_test
+    from flows.readiness import ContentProblemsError, gate
 
+    content = loaded.content
     if len(audiences) != 1:
         raise DeliveryError("--test needs exactly one --audience", hint="e.g. --test me@example.org --audience atou")
     _check_choice(content, slug, audiences)
     if not content.ready:
         raise DeliveryError("no ready briefing to send a test of", hint="set `status: ready` in a briefing")
     chosen = slug or content.ready[0].slug
+    held = gate(loaded, store, [chosen]).held_lines()
+    if held:
+        raise ContentProblemsError(f"not sending a test of a briefing `briefing check` rejects: {held[0]}")
     rendered = render_for_send(settings, store, content, chosen, audiences=audiences, is_test=True)
     email = rendered.emails[audiences[0]]
     message_id, result = send_test(email, content.audience(audiences[0]), address, settings)

@@ -28,6 +28,7 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
     """
     from flows.cli import emit, fail
     from flows.ingest import ingest_url
+    from flows.readiness import refuse_if_strict
     from flows.settings import load_settings
     from flows.store import open_store
     from flows.stubs import find_briefing, write_stub
@@ -35,6 +36,7 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
     try:
         settings = load_settings()
         loaded = load_content(settings.content_dir)
+        refuse_if_strict(settings.strict, loaded)
         added = ingest_url(url, open_store(settings.store_url), settings)
         existing = find_briefing(added.article, loaded.content.briefings)
         if existing is not None:

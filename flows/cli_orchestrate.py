@@ -26,8 +26,8 @@ def _finish(result: dict[str, Any]) -> None:
     from flows.cli import _summary_table, _summary_text, emit
 
     emit(result, _summary_table(result), _summary_text(result))
-    if result["emails_uncertain"] or result["emails_failed"] or result["delivery_errors"]:
-        raise typer.Exit(6)
+    if result["exit_code"]:
+        raise typer.Exit(result["exit_code"])
 
 
 def serve(
@@ -62,15 +62,21 @@ def ingest(
 ) -> None:
     """Fetch every feed once, store new articles and write draft stubs (the `ingest` flow).
 
+    One failing feed stops no other; the exit status is then 4 (3 when content files have errors, and no
+    fetch failed). A new feed's back catalogue gets at most BRIEFING_NEW_FEED_STUBS stubs and a run at
+    most BRIEFING_MAX_STUBS_PER_RUN; the summary says how many articles were stored without one.
+
     Example: briefing ingest --feed frontier-notes
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import ingest as ingest_flow
+        from flows.prefect_session import embedded_session
 
-        result = ingest_flow(feed=feed)
+        with embedded_session():
+            result = ingest_flow(feed=feed)
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
@@ -87,19 +93,21 @@ def brief(
 
     Example: briefing brief anthropic-ai-builds-ai --audience atou
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import brief as brief_flow
+        from flows.prefect_session import embedded_session
 
-        result = brief_flow(
-            slug=slug,
-            audience=audience,
-            dry_run=dry_run,
-            resend_updated=resend_updated,
-            resend_uncertain=resend_uncertain,
-        )
+        with embedded_session():
+            result = brief_flow(
+                slug=slug,
+                audience=audience,
+                dry_run=dry_run,
+                resend_updated=resend_updated,
+                resend_uncertain=resend_uncertain,
+            )
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
@@ -115,15 +123,17 @@ def deliver(
 
     Example: briefing deliver --slug anthropic-ai-builds-ai
     """
-    from flows.cli import fail
+    from flows.cli import fail, refuse_strict_early
 
     try:
-        load_settings()
+        refuse_strict_early(load_settings())
         from flows.pipeline import deliver as deliver_flow
+        from flows.prefect_session import embedded_session
 
-        result = deliver_flow(
-            slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
-        )
+        with embedded_session():
+            result = deliver_flow(
+                slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+            )
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)

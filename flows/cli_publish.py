@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from flows.errors import BriefingError
+from flows.errors import BriefingError, partial_failure_code
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ def publish(
     """Publish every ready briefing to the archive: Markdown pages, the static HTML version, indexes and the feed.
 
     Only files whose bytes changed are written; with BRIEFING_ARCHIVE_GIT_REMOTE set, the changes are committed
-    and pushed. Prints how many files were written and left unchanged, and every written path.
+    and pushed. Prints how many files were written and left unchanged, and every written path. A ready briefing
+    that `briefing check` rejects is left out (its page already on disk stays as it was) and the exit status is 3.
 
     Example: briefing publish --mkdocs-config mkdocs.yml && mkdocs build --strict -f mkdocs.yml
     """
@@ -29,6 +31,7 @@ def publish(
     from flows.content import load_content
     from flows.publish import mkdocs_config as make_mkdocs_config
     from flows.publish import publish_archive
+    from flows.readiness import gate, refuse_if_strict
     from flows.settings import load_settings
     from flows.store import open_store
     from flows.transports import atomic_write_bytes
@@ -36,8 +39,11 @@ def publish(
     try:
         settings = load_settings()
         loaded = load_content(settings.content_dir)
+        refuse_if_strict(settings.strict, loaded)
         store = open_store(settings.store_url)
-        report = publish_archive(loaded.content, store, settings)
+        checked = gate(loaded, store)
+        report = publish_archive(loaded.content, store, settings, checked.publishable)
+        report.held = checked.held_lines()
         if mkdocs_config is not None:
             site = settings.output_dir / "site"
             atomic_write_bytes(mkdocs_config, make_mkdocs_config(settings, site).encode("utf-8"))
@@ -47,6 +53,8 @@ def publish(
     if mkdocs_config is not None:
         data["mkdocs_config"] = str(mkdocs_config)
     emit(data, _table(data), _text(data))
+    if report.held:
+        raise typer.Exit(partial_failure_code(content=True))
 
 
 def _table(data: dict) -> Table:
@@ -63,7 +71,10 @@ def _table(data: dict) -> Table:
 
 
 def _text(data: dict) -> str:
-    return f"mkdocs config: {data['mkdocs_config']}" if data.get("mkdocs_config") else ""
+    lines = [f"[yellow]held back (not published): {escape(line)}[/]" for line in data["held"]]
+    if data.get("mkdocs_config"):
+        lines.append(f"mkdocs config: {data['mkdocs_config']}")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
+from urllib.request import url2pathname
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -24,12 +25,16 @@ from flows.briefing_format import file_lines, parse_briefing_file
 from flows.errors import Problem
 from flows.models import Article, Audience, Briefing, Content, Feed, MachineDraft, Subscriber
 from flows.safe_urls import web_url
+from flows.text_safety import describe, first_forbidden
 
 logger = logging.getLogger(__name__)
 
 AUDIENCES_FILE = "audiences.yaml"
 FEEDS_FILE = "feeds.yaml"
 BRIEFINGS_DIR = "briefings"
+FILE_FEED_HINT = (
+    "move the file under the content folder (file:samples/x.xml) or list its folder in BRIEFING_FILE_FEED_DIRS"
+)
 
 
 @dataclass
@@ -42,12 +47,36 @@ class Loaded:
         return [p for p in self.problems if p.severity == "error"]
 
 
+class LineDict(dict[Any, Any]):
+    """A YAML mapping that remembers the line it starts on, so a bad row's problem can point at it."""
+
+    line: int | None = None
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Safe YAML whose mappings are LineDicts."""
+
+
+def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> Any:
+    data = LineDict()
+    data.line = node.start_mark.line + 1
+    yield data
+    data.update(loader.construct_mapping(node))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _mapping_with_line)
+
+
+def line_of(item: Any) -> int | None:
+    return item.line if isinstance(item, LineDict) else None
+
+
 def _read_yaml(path: Path, problems: list[Problem]) -> Any:
     if not path.exists():
         problems.append(Problem(str(path), "file is missing", hint=_missing_file_hint(path)))
         return None
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # _LineLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problems.append(
@@ -87,7 +116,9 @@ def _entries(data: Any, key: str, path: Path, problems: list[Problem]) -> list[d
         if isinstance(item, dict):
             good.append(item)
         else:
-            problems.append(Problem(str(path), f"entry {index + 1} is not a mapping", field=f"{key}[{index}]"))
+            problems.append(
+                Problem(str(path), f"entry {index + 1} is not a mapping", field=f"{key}[{index}]", line=line_of(items))
+            )
     return good
 
 
@@ -124,10 +155,13 @@ def read_subscribers(path: Path, problems: list[Problem]) -> tuple[Subscriber, .
             if not reader.fieldnames or "email" not in reader.fieldnames:
                 problems.append(Problem(str(path), "CSV needs a header row with an 'email' column", line=1))
                 return ()
-            rows = [(reader.line_num, row) for row in reader]
+            start = reader.line_num + 1  # a quoted field may span lines: report the line a row starts on
+            for row in reader:
+                rows.append((start, row))
+                start = reader.line_num + 1
     else:
         data = _read_yaml(path, problems)
-        rows = [(0, row) for row in _entries(data, "subscribers", path, problems)]
+        rows = [(line_of(row) or 0, row) for row in _entries(data, "subscribers", path, problems)]
     return _valid_subscribers(path, rows, problems)
 
 
@@ -153,29 +187,52 @@ def _valid_subscribers(
             continue
         if email.lower() in seen:
             continue
+        name = str(row.get("name") or "").strip()
+        if not _header_safe(path, line, "name", name, problems):
+            continue
         seen.add(email.lower())
         result.append(
             Subscriber(
                 email=email,
-                name=str(row.get("name") or "").strip(),
+                name=name,
                 locale=(str(row["locale"]).strip() or None) if row.get("locale") else None,
             )
         )
     return tuple(result)
 
 
+def _header_safe(path: Path, line: int, field: str, value: str, problems: list[Problem]) -> bool:
+    """A subscriber's name goes into the To header: a line break or control character in it is reported and the
+    row is left out (never sent half-built, never skipped silently)."""
+    char = first_forbidden(value)
+    if char is None:
+        return True
+    problems.append(
+        Problem(
+            str(path),
+            f"subscriber {field} {value[:60]!r} contains {describe(char)}, which cannot go into an email header; "
+            "this subscriber is not sent anything",
+            field=field,
+            line=line or None,
+            hint="remove the line break or control character from the row",
+        )
+    )
+    return False
+
+
 def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience, ...]:
     path = content_dir / AUDIENCES_FILE
     audiences: list[Audience] = []
-    for index, item in enumerate(_entries(_read_yaml(path, problems), "audiences", path, problems)):
-        item = dict(item)
+    for index, entry in enumerate(_entries(_read_yaml(path, problems), "audiences", path, problems)):
+        item = dict(entry)
         subscribers: tuple[Subscriber, ...] = ()
         spec = item.pop("subscribers", None)
         if isinstance(spec, str):
             item["subscribers_file"] = spec
             subscribers = read_subscribers(content_dir / spec, problems)
         elif isinstance(spec, list):
-            subscribers = _valid_subscribers(path, [(0, s) for s in spec if isinstance(s, dict)], problems)
+            rows = [(line_of(s) or 0, s) for s in spec if isinstance(s, dict)]
+            subscribers = _valid_subscribers(path, rows, problems)
         try:
             audience = Audience(**item, subscribers=subscribers)
         except ValidationError as exc:
@@ -186,6 +243,18 @@ def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience
                 Problem(str(path), f"audience id '{audience.id}' is defined twice", field=f"audiences[{index}].id")
             )
             continue
+        for field_name in ("name", "subject_prefix"):  # both go into headers (List-Id, Subject)
+            char = first_forbidden(getattr(audience, field_name))
+            if char is not None:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"{field_name} contains {describe(char)}, which cannot go into an email header",
+                        field=f"audiences[{index}].{field_name}",
+                        line=line_of(entry),
+                        hint="remove the line break or control character",
+                    )
+                )
         audiences.append(audience)
     return tuple(audiences)
 
@@ -195,7 +264,7 @@ def load_feeds(content_dir: Path, problems: list[Problem]) -> tuple[Feed, ...]:
     feeds: list[Feed] = []
     for index, item in enumerate(_entries(_read_yaml(path, problems), "feeds", path, problems)):
         try:
-            feed = Feed(**item)
+            feed = Feed(**item, line=line_of(item))
         except ValidationError as exc:
             problems.extend(_validation_problems(path, f"feeds[{index}]", exc))
             continue
@@ -221,6 +290,39 @@ def resolve_feed_url(feed: Feed, content_dir: Path) -> str:
         path = Path(raw) if Path(raw).is_absolute() else (content_dir / raw)
         return path.resolve().as_uri()
     return feed.url
+
+
+def file_feed_refusal(feed: Feed, content_dir: Path, allowed_dirs: Sequence[Path] = ()) -> str | None:
+    """Why a `file:` feed may not be read (None when it may): its file, symlinks followed, must be inside the
+    content folder or a folder of BRIEFING_FILE_FEED_DIRS."""
+    if not feed.url.startswith("file:"):
+        return None
+    target = Path(url2pathname(urlsplit(resolve_feed_url(feed, content_dir)).path))
+    roots = [content_dir.resolve(), *(Path(d).expanduser().resolve() for d in allowed_dirs)]
+    if any(target.is_relative_to(root) for root in roots):
+        return None
+    return (
+        f"feed '{feed.id}': {feed.url} reads {target}, outside the content folder {roots[0]}; file: feeds may "
+        "only read the content folder and the folders listed in BRIEFING_FILE_FEED_DIRS"
+    )
+
+
+def file_feed_problems(feeds: Iterable[Feed], content_dir: Path, allowed_dirs: Sequence[Path] = ()) -> list[Problem]:
+    """`briefing check`'s report of `file:` feeds that ingest would refuse (see `file_feed_refusal`)."""
+    problems = []
+    for index, feed in enumerate(feeds):
+        refusal = file_feed_refusal(feed, content_dir, allowed_dirs)
+        if refusal:
+            problems.append(
+                Problem(
+                    str(content_dir / FEEDS_FILE),
+                    refusal,
+                    field=f"feeds[{index}].url",
+                    line=feed.line,
+                    hint=FILE_FEED_HINT,
+                )
+            )
+    return problems
 
 
 def briefing_files(content_dir: Path) -> list[Path]:

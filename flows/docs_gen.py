@@ -165,7 +165,14 @@ def cli_markdown() -> str:
         "| --- | --- | --- |",
     ]
     lines += [_param_row(p) for p in root.params if p.name != "help"]
-    lines += ["", "Exit codes are listed in the [README](../README.md#exit-codes).", ""]
+    lines += [
+        "",
+        "Exit codes are listed in the [README](../README.md#exit-codes). A command that runs to its end but falls",
+        "short somewhere exits with the code of what fell short (3 a ready briefing held back or other content",
+        "errors, 4 a feed failed, 5 a briefing not rendered, 6 emails failed, uncertain or pending, 7 the archive",
+        "not written), the highest when several apply; `--json` prints it as `exit_code`.",
+        "",
+    ]
     lines += ["| command | what it does |", "| --- | --- |"]
     commands = list(walk_commands(root))
     for path, command in commands:

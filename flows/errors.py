@@ -112,3 +112,18 @@ class StoreError(BriefingError):
     """The database cannot be opened or migrated."""
 
     exit_code = 9
+
+
+def partial_failure_code(
+    *, content: bool = False, fetch: bool = False, render: bool = False, delivery: bool = False, publish: bool = False
+) -> int:
+    """The one exit-code rule for a command that ran to its end but fell short somewhere.
+
+    Each shortfall has the code of the error class it stands for: 3 content problems (a ready briefing held
+    back, a row or file skipped), 4 a feed or page could not be fetched, 5 a briefing could not be rendered,
+    6 emails failed, are uncertain or still pending, 7 the archive could not be written. When several apply,
+    the highest wins: it is the one nearest the readers. 0 when nothing fell short."""
+    for applies, code in ((publish, 7), (delivery, 6), (render, 5), (fetch, 4), (content, 3)):
+        if applies:
+            return code
+    return 0

@@ -55,6 +55,7 @@ class FeedOutcome:
     warnings: list[str] = field(default_factory=list)
     pages_fetched: int = 0
     attempts: int = 0
+    first_sight: bool = False  # no earlier run read this feed successfully: its entries are its back catalogue
 
 
 @dataclass
@@ -317,15 +318,41 @@ class ReadFeed:
 
 
 def read_feed(
-    body: bytes, headers: dict[str, str], url: str, feed: Feed, parser: FeedParserName = "feedparser"
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    feed: Feed,
+    parser: FeedParserName = "feedparser",
+    max_entries: int | None = None,
 ) -> ReadFeed:
-    """Parse the bytes and read every entry (the CPU-heavy half of ingesting a feed)."""
+    """Parse the bytes and read every entry, or the newest `max_entries` (the CPU-heavy half of ingesting a feed)."""
     parsed = parse_feed(body, headers, url, parser)
     bozo = _bozo_text(parsed) if parsed.get("bozo") else ""
     if not parsed.entries and not parsed.get("version"):
         return ReadFeed(is_feed=False, bozo=bozo)
+    cut = newest_entries(parsed, max_entries)
     entries, warnings = read_entries(parsed, feed)
+    if cut:
+        warnings.insert(0, f"the feed lists {cut + len(parsed.entries):,} entries; only the newest "
+                        f"{len(parsed.entries):,} were read (BRIEFING_MAX_ENTRIES_PER_FEED)")
     return ReadFeed(is_feed=True, bozo=bozo, entries=entries, warnings=warnings)
+
+
+def newest_entries(parsed: feedparser.FeedParserDict, limit: int | None) -> int:
+    """Keep only the newest `limit` entries (dated ones by date, undated ones after them in the feed's order),
+    in the feed's order; returns how many were left out."""
+    entries = list(parsed.entries)
+    if limit is None or len(entries) <= limit:
+        return 0
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def age(position: int) -> tuple[bool, datetime, int]:
+        when = _entry_datetime(entries[position])
+        return (when is not None, when or oldest, -position)
+
+    keep = sorted(sorted(range(len(entries)), key=age, reverse=True)[:limit])
+    parsed["entries"] = [entries[i] for i in keep]
+    return len(entries) - limit
 
 
 @dataclass(frozen=True)
@@ -338,6 +365,7 @@ class FeedJob:
     fulltext_threshold: int
     final_url: str  # after redirects: the base for relative links
     headers: dict[str, str]  # the response's, lower-case names: charset, ETag, Last-Modified
+    max_entries: int | None = None  # BRIEFING_MAX_ENTRIES_PER_FEED
 
 
 def read_and_store(body: bytes, job: FeedJob, store: Store | str) -> ReadFeed:
@@ -345,7 +373,7 @@ def read_and_store(body: bytes, job: FeedJob, store: Store | str) -> ReadFeed:
     store them with the feed's state. In a parser process this keeps the articles out of the ingest
     process (no pickling back, no storing there). A feed with teaser-only entries comes back matched and
     unsaved: the ingest process fetches the pages and stores it. `store`: the Store, or its URL."""
-    read = read_feed(body, job.headers, job.final_url, job.feed, job.parser)
+    read = read_feed(body, job.headers, job.final_url, job.feed, job.parser, job.max_entries)
     if not read.is_feed:
         return read
     db = open_store(store) if isinstance(store, str) else store

@@ -7,7 +7,9 @@
   by `flows.address_policy` (public addresses only, unless the settings allow more), the connection pinned
   to a checked address so a second DNS answer cannot point elsewhere; redirects are followed by hand, each
   hop checked;
-- streams the body and stops at `max_body_bytes` (after gzip/deflate decoding, so bombs are cut too);
+- streams the raw body and decodes it itself (gzip, deflate, br, stacked in any order), counting decoded bytes
+  as they are produced, a bounded piece at a time: it stops at `max_body_bytes`, so a compression bomb is cut
+  after reading one piece past the limit, never after inflating a whole network chunk (see `BodyDecoder`);
 - is retried with exponential backoff and jitter on timeouts, connection errors, 429 (Retry-After
   honoured) and 5xx, never on other 4xx;
 - sends If-None-Match / If-Modified-Since when given; a 304 comes back with an empty body;
@@ -25,7 +27,9 @@ import logging
 import random
 import socket
 import ssl
+import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +37,7 @@ from types import TracebackType
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
+import brotli
 import certifi
 import httpx
 
@@ -45,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 CHUNK_BYTES = 64 * 1024
+DECODE_PIECE_BYTES = 64 * 1024  # most a decoding stage produces at once: memory per stage stays this small
+ACCEPT_ENCODING = "gzip, deflate, br"
 DRAIN_BYTES = 64 * 1024  # a body we do not keep is read up to this size so its connection can be reused
 
 
@@ -139,6 +146,149 @@ class CookielessClient(httpx.AsyncClient):
         return await self._send_single_request(request)
 
 
+class BodyDecodeError(Exception):
+    """The body is not valid data in its declared Content-Encoding."""
+
+
+class _Stage:
+    """One Content-Encoding being undone: input goes in with `feed`, `read(n)` gives at most about n bytes."""
+
+    def feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, max_length: int) -> bytes:
+        raise NotImplementedError
+
+
+class _Identity(_Stage):
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+
+    def read(self, max_length: int) -> bytes:
+        piece, self._pending = self._pending[:max_length], self._pending[max_length:]
+        return piece
+
+
+class _Zlib(_Stage):
+    """gzip (members in a row, as RFC 1952 allows) or deflate (zlib-wrapped, or raw as some servers send it)."""
+
+    RAW_DEFLATE_PROBE = 1024  # input kept until the zlib wrapper is confirmed, to retry it as raw deflate
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._wbits = zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS
+        self._decompressor = zlib.decompressobj(self._wbits)
+        self._pending = b""
+        self._head: bytes | None = None if gzip else b""  # deflate input seen while the wrapper is unconfirmed
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+
+    def read(self, max_length: int) -> bytes:
+        while True:
+            if self._decompressor.eof:
+                rest = self._decompressor.unused_data + self._pending
+                if not self._gzip or not rest.strip(b"\0"):
+                    self._pending = b""  # trailing bytes after the stream (zero padding) are ignored, as by httpx
+                    return b""
+                self._decompressor, self._pending = zlib.decompressobj(self._wbits), rest  # the next gzip member
+            data, self._pending = self._pending, b""
+            if self._head is not None:
+                self._head += data
+            try:
+                out = self._decompressor.decompress(data, max_length)
+            except zlib.error as exc:
+                if self._head is None:
+                    raise BodyDecodeError(str(exc)) from None
+                # "deflate" sent without the zlib wrapper: start again on everything read so far
+                self._wbits, self._pending, self._head = -zlib.MAX_WBITS, self._head, None
+                self._decompressor = zlib.decompressobj(self._wbits)
+                continue
+            if self._head is not None and (out or len(self._head) > self.RAW_DEFLATE_PROBE):
+                self._head = None
+            self._pending = self._decompressor.unconsumed_tail + self._pending
+            if out or not self._decompressor.eof:
+                return out
+
+
+class _Brotli(_Stage):
+    def __init__(self) -> None:
+        self._decompressor = brotli.Decompressor()
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+
+    def read(self, max_length: int) -> bytes:
+        try:
+            if self._decompressor.is_finished():
+                self._pending = b""  # bytes after the end of the stream are ignored
+                return b""
+            data = b""
+            if self._decompressor.can_accept_more_data():
+                data, self._pending = self._pending, b""
+            # with empty input this hands out what an earlier call held back at the limit
+            return bytes(self._decompressor.process(data, output_buffer_limit=max_length))
+        except brotli.error as exc:
+            raise BodyDecodeError(f"brotli: {exc}") from None
+
+
+_STAGES: dict[str, Callable[[], _Stage]] = {
+    "gzip": lambda: _Zlib(gzip=True),
+    "x-gzip": lambda: _Zlib(gzip=True),
+    "deflate": lambda: _Zlib(gzip=False),
+    "br": _Brotli,
+}
+
+
+class BodyDecoder:
+    """Undoes a Content-Encoding list (`gzip, gzip`, `br, gzip`, …) a bounded piece at a time.
+
+    Encodings are listed in the order they were applied, so they are undone from the last. Each stage hands
+    the next at most DECODE_PIECE_BYTES at once, and the caller counts the final output as it comes: a
+    512 MiB bomb costs a few pieces of memory before the body limit stops the read, instead of the whole
+    inflated network chunk that httpx's own decoders produce before anyone can count it."""
+
+    def __init__(self, header: str) -> None:
+        names = [name.strip().lower() for name in header.split(",") if name.strip()]
+        self.encodings = [name for name in names if name not in {"identity", "none"}]
+        unknown = [name for name in self.encodings if name not in _STAGES]
+        if unknown:
+            accepted = f"this reader accepts {ACCEPT_ENCODING}"
+            raise ValueError(f"unsupported Content-Encoding {', '.join(unknown)} ({accepted})")
+        self.stages: list[_Stage] = [_STAGES[name]() for name in reversed(self.encodings)] or [_Identity()]
+
+    @property
+    def encodings_text(self) -> str:
+        return "Content-Encoding: " + (", ".join(self.encodings) or "identity")
+
+    def decode(self, raw: bytes) -> Iterator[bytes]:
+        """The decoded pieces that `raw` (the next bytes off the wire) completes."""
+        self.stages[0].feed(raw)
+        return self._pull(0)
+
+    def finish(self) -> Iterator[bytes]:
+        """Whatever the stages still hold once the body has ended."""
+        return self._pull(0)
+
+    def _pull(self, index: int) -> Iterator[bytes]:
+        stage, last = self.stages[index], index == len(self.stages) - 1
+        while piece := stage.read(DECODE_PIECE_BYTES):
+            if last:
+                yield piece
+            else:
+                self.stages[index + 1].feed(piece)
+                yield from self._pull(index + 1)
+
+
+def _cut_message(limit: int, decoder: BodyDecoder) -> str:
+    how = f" after decoding ({decoder.encodings_text})" if decoder.encodings else ""
+    return f"body cut off: more than {limit:,} bytes{how}"
+
+
 class Fetcher:
     """One shared client for a whole run. Use as `async with Fetcher(settings) as fetcher:`."""
 
@@ -168,7 +318,7 @@ class Fetcher:
         self.transport = FetchTransport(self._tls, settings.fetch_per_host)
         self._headers = {
             "Accept": "*/*",
-            "Accept-Encoding": "gzip, deflate",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Connection": "keep-alive",
             "User-Agent": settings.user_agent,
         }
@@ -317,17 +467,35 @@ class Fetcher:
             logger.debug("%s: unread body left with its connection: %s", response.request.url, exc)
 
     async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+        """The body, decoded and counted as it is produced: over `max_body_bytes` on the wire or decoded, the
+        read stops with a FetchError naming the URL (the connection is closed by the caller)."""
         limit = self.settings.max_body_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
             raise FetchError(url, f"body of {int(declared):,} bytes exceeds the limit of {limit:,}", hint=_SIZE_HINT)
+        try:
+            decoder = BodyDecoder(response.headers.get("content-encoding", ""))
+        except ValueError as exc:
+            raise FetchError(url, str(exc), hint="the server sent an encoding this reader cannot decode") from None
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes(CHUNK_BYTES):
-            size += len(chunk)
-            if size > limit:
-                raise FetchError(url, f"body cut off: more than {limit:,} bytes", hint=_SIZE_HINT)
-            chunks.append(chunk)
+        size = wire = 0
+        try:
+            async for raw in response.aiter_raw(CHUNK_BYTES):
+                wire += len(raw)
+                if wire > limit:
+                    raise FetchError(url, f"body cut off: more than {limit:,} bytes on the wire", hint=_SIZE_HINT)
+                for piece in decoder.decode(raw):
+                    size += len(piece)
+                    if size > limit:
+                        raise FetchError(url, _cut_message(limit, decoder), hint=_SIZE_HINT)
+                    chunks.append(piece)
+            for piece in decoder.finish():
+                size += len(piece)
+                if size > limit:
+                    raise FetchError(url, _cut_message(limit, decoder), hint=_SIZE_HINT)
+                chunks.append(piece)
+        except BodyDecodeError as exc:
+            raise FetchError(url, f"the body could not be decoded ({decoder.encodings_text}): {exc}") from None
         return b"".join(chunks)
 
     # address checks -----------------------------------------------------------------------------------
@@ -429,7 +597,11 @@ class Fetcher:
     # local feeds --------------------------------------------------------------------------------------
 
     def _read_file(self, url: str, etag: str | None) -> FetchResult:
-        path = Path(url2pathname(urlsplit(url).path))
+        path = Path(url2pathname(urlsplit(url).path)).resolve()
+        allowed = self.settings.file_feed_dirs
+        roots = [self.settings.content_dir.resolve(), *(Path(d).expanduser().resolve() for d in allowed)]
+        if not any(path.is_relative_to(root) for root in roots):  # ingest refuses these earlier, naming feeds.yaml
+            raise UnsafeURLError(url, f"{path} is outside the content folder", hint="see BRIEFING_FILE_FEED_DIRS")
         try:
             stat = path.stat()
             tag = f'"file-{stat.st_mtime_ns}-{stat.st_size}"'

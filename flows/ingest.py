@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flows.collector import relaxed_collection
-from flows.content import resolve_feed_url
+from flows.content import FEEDS_FILE, FILE_FEED_HINT, file_feed_refusal, resolve_feed_url
 from flows.errors import FetchError
 from flows.extract import ExtractedPage, extract_article
 from flows.feed_reading import (
@@ -148,13 +148,22 @@ async def ingest_one(
     settings: Settings,
     state: dict[str, Any] | None = None,
     parsers: ParserPool | None = None,
+    first_sight: bool | None = None,
 ) -> FeedOutcome:
     """One feed, start to end. `state` holds its stored validators (etag, last_modified) when the caller
-    loaded them already; `parsers` is a process pool for parsing when the run uses one."""
+    loaded them already; `parsers` is a process pool for parsing when the run uses one; `first_sight` says
+    whether any earlier run read the feed (looked up when not given)."""
     url = resolve_feed_url(feed, settings.content_dir)
     outcome = FeedOutcome(feed_id=feed.id, url=url, status="ok")
-    if state is None:
-        state = await asyncio.to_thread(store.feed_state, url)
+    refusal = file_feed_refusal(feed, settings.content_dir, settings.file_feed_dirs)
+    if refusal:
+        feeds_file = settings.content_dir / FEEDS_FILE
+        return await _record_error(store, outcome, f"{feeds_file}: {refusal}", hint=FILE_FEED_HINT)
+    if state is None or first_sight is None:
+        stored = await asyncio.to_thread(store.feed_state, url)
+        state = state if state is not None else stored
+        first_sight = not stored.get("last_ok_at")
+    outcome.first_sight = first_sight
     try:
         fetched = await fetcher.fetch(
             url, etag=state.get("etag"), last_modified=state.get("last_modified"), accept=FEED_ACCEPT, allow_file=True
@@ -167,7 +176,15 @@ async def ingest_one(
         return outcome
     # a parser process opens the store itself (by URL) and sends back only the outcome
     where = store if parsers is None else store.url
-    job = FeedJob(feed, url, settings.ingest_parser, settings.fulltext_threshold, fetched.url, fetched.headers)
+    job = FeedJob(
+        feed,
+        url,
+        settings.ingest_parser,
+        settings.fulltext_threshold,
+        fetched.url,
+        fetched.headers,
+        settings.max_entries_per_feed,
+    )
     read = await _run_cpu(parsers, read_and_store, fetched.body, job, where)
     outcome.bozo = read.bozo
     if not read.is_feed:
@@ -273,6 +290,7 @@ async def ingest_feeds_async(feeds: list[Feed], store: Store, settings: Settings
 
 async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> IngestReport:
     validators = await asyncio.to_thread(store.feed_validators)
+    read_before = await asyncio.to_thread(store.feeds_read_before)
     urls = [resolve_feed_url(feed, settings.content_dir) for feed in feeds]
     states = [validators.get(url, {}) for url in urls]
     parsers = _parser_pool(settings, states)
@@ -280,8 +298,8 @@ async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> In
         async with Fetcher(settings) as fetcher:
             results = await asyncio.gather(
                 *(
-                    ingest_one(fetcher, store, feed, settings, state, parsers)
-                    for feed, state in zip(feeds, states, strict=True)
+                    ingest_one(fetcher, store, feed, settings, state, parsers, url not in read_before)
+                    for feed, url, state in zip(feeds, urls, states, strict=True)
                 ),
                 return_exceptions=True,
             )

@@ -28,12 +28,11 @@ from flows.errors import DeliveryError
 from flows.models import Subscriber
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 from flows.settings import Settings
+from flows.text_safety import LINE_BREAKS
 from flows.tokens import make_token
 
 logger = logging.getLogger(__name__)
 
-# Characters that end a header line somewhere (SMTP, the email package's splitlines, or a mail client).
-LINE_BREAKS = ("\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 B64_LINE = 57  # bytes of input per 76-character base64 line
 TEST_SUBJECT_PREFIX = "[TEST] "
 

@@ -27,6 +27,7 @@ class Feed(Frozen):
     url: str
     title: str = ""
     fulltext: bool | None = None  # None: decide per entry by the teaser threshold
+    line: int | None = Field(None, exclude=True)  # where it is in feeds.yaml, for messages
 
 
 class Subscriber(Frozen):

@@ -30,16 +30,17 @@ from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.content import Loaded, load_content
 from flows.deliver import DeliveryReport, deliver_briefing
-from flows.errors import BriefingError, ContentError
+from flows.errors import BriefingError, ContentError, partial_failure_code
 from flows.events import announce_ready, emit_article_ingested
-from flows.join import Joined, join_briefings
+from flows.join import Joined
 from flows.models import Briefing, Feed
 from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
+from flows.readiness import gate, refuse_if_strict
 from flows.render import RenderedBriefing, md_escape
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
-from flows.stubs import write_stubs
+from flows.stubs import plan_stubs, write_stubs
 from flows.transports import describe_smtp_url
 
 if TYPE_CHECKING:
@@ -59,9 +60,12 @@ class RunSummary:
     articles_updated: int = 0
     feeds_failed: list[str] = field(default_factory=list)
     stubs: list[str] = field(default_factory=list)
+    stubs_skipped: list[str] = field(default_factory=list)  # why some new articles got no stub (caps)
     drafts: list[dict[str, Any]] = field(default_factory=list)  # machine drafts of new stubs (draft_new_stubs)
     briefings_rendered: list[str] = field(default_factory=list)
     briefings_held: list[str] = field(default_factory=list)
+    briefings_not_ready: list[str] = field(default_factory=list)  # `brief SLUG` of a draft: held, but no problem
+    render_failed: list[str] = field(default_factory=list)
     briefings_announced: list[str] = field(default_factory=list)
     emails_sent: int = 0
     emails_uncertain: int = 0
@@ -71,12 +75,27 @@ class RunSummary:
     pages_written: list[str] = field(default_factory=list)
     pages_unchanged: int = 0
     problems: list[str] = field(default_factory=list)
+    content_errors: int = 0
     outbox: str | None = None  # where emails are written; None when they go to an SMTP server
     smtp: str | None = None  # the SMTP server (URL without password); None when they go to the outbox
     archive: str = ""
 
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with: `flows.errors.partial_failure_code` over what fell short in this run."""
+        return partial_failure_code(
+            content=bool(self.content_errors or self.briefings_held_for_problems),
+            fetch=bool(self.feeds_failed),
+            render=bool(self.render_failed),
+            delivery=bool(self.emails_uncertain or self.emails_failed or self.delivery_errors),
+        )
+
+    @property
+    def briefings_held_for_problems(self) -> list[str]:
+        return [slug for slug in self.briefings_held if slug not in self.briefings_not_ready]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "exit_code": self.exit_code}
 
 
 @dataclass
@@ -93,8 +112,7 @@ def _context() -> Context:
     settings = load_settings()
     store = open_store(settings.store_url)
     loaded = load_content(settings.content_dir)
-    if settings.strict and loaded.errors:
-        raise BriefingError(f"{len(loaded.errors)} content problems (strict mode): {loaded.errors[0]}")
+    refuse_if_strict(settings.strict, loaded)
     return Context(settings, store, loaded)
 
 
@@ -105,6 +123,7 @@ def _summary(ctx: Context) -> RunSummary:
         smtp=describe_smtp_url(settings.smtp_url, settings.smtp_tls) if settings.smtp_url else None,
         archive=str(settings.archive_path),
         problems=[str(p) for p in ctx.loaded.problems],
+        content_errors=len(ctx.loaded.errors),
     )
 
 
@@ -206,10 +225,20 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
 
 
 @task(name="write-stubs", cache_policy=NO_CACHE)
-def stubs_task(settings: Settings, store: Store, loaded: Loaded, article_ids: list[str]) -> list[str]:
-    articles = [a for a in (store.get_article(i) for i in article_ids) if a is not None]
-    paths = write_stubs(articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences)
-    return [str(p) for p in paths]
+def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
+    """Draft stubs for the run's new articles within the caps (`flows.stubs.plan_stubs`); returns the paths
+    written and the summary lines for the articles left without one."""
+    found = (store.get_article(i) for o in outcomes for i in _ids(o.new))
+    articles = {a.id: a for a in found if a is not None}
+    plan = plan_stubs(
+        outcomes,
+        articles,
+        loaded.content.briefings,
+        new_feed_stubs=settings.new_feed_stubs,
+        max_per_run=settings.max_stubs_per_run,
+    )
+    paths = write_stubs(plan.articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences)
+    return [str(p) for p in paths], plan.quiet
 
 
 @task(name="draft-stubs", cache_policy=NO_CACHE)
@@ -261,7 +290,10 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
     summary.articles_new = len(new)
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)
     summary.feeds_failed = [f"{o.feed_id}: {o.error}" for o in outcomes if o.status == "error"]
-    summary.stubs = stubs_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), new) if new else []
+    if new:
+        summary.stubs, summary.stubs_skipped = stubs_task(
+            quote(ctx.settings), quote(ctx.store), quote(ctx.loaded), quote(outcomes)
+        )
     if summary.stubs and ctx.settings.draft_new_stubs:
         summary.drafts = draft_stubs_task(quote(ctx.settings), quote(ctx.store), summary.stubs)
         summary.problems += [f"{d['path']}: {f}" for d in summary.drafts for f in d["failures"]]
@@ -505,6 +537,9 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
 
 def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
     report = publish_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded))
+    for slug in report.held:
+        if slug not in summary.briefings_held:
+            summary.briefings_held.append(slug)
     summary.pages_written = [str(p) for p in report.written]
     summary.pages_unchanged = len(report.unchanged)
     return report
@@ -512,7 +547,10 @@ def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
 
 @task(name="publish-archive", cache_policy=NO_CACHE)
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
-    report = publish_archive(loaded.content, store, settings)
+    """Publish the ready briefings `flows.readiness.gate` lets through; the held ones are left out of it."""
+    checked = gate(loaded, store)
+    report = publish_archive(loaded.content, store, settings, checked.publishable)
+    report.held = [j.briefing.slug for j in checked.held]
     get_run_logger().info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))
     return report
 
@@ -528,25 +566,39 @@ def _join_and_brief(
     resend_uncertain: bool,
 ) -> None:
     paths = assign_paths(ctx.store, ctx.loaded.content.ready)
+    checked = gate(ctx.loaded, ctx.store, slugs)
+    listed = set(summary.problems)
+    for joined in checked.held:  # never rendered, sent or published; its problems are in the summary
+        summary.briefings_held.append(joined.briefing.slug)
+        summary.problems.extend(str(p) for p in joined.problems if str(p) not in listed)
+        brief_artifacts(ctx, joined.briefing, None, [str(p) for p in joined.problems])
     with smtp_slot(ctx.settings) as slot:
-        for joined in join_briefings(ctx.loaded.content, ctx.store, slugs):
+        for joined in checked.passed:
             problems = [str(p) for p in joined.problems]
-            summary.problems.extend(problems)
-            if not joined.ok:
-                summary.briefings_held.append(joined.briefing.slug)
-                brief_artifacts(ctx, joined.briefing, None, problems)
+            summary.problems.extend(p for p in problems if p not in listed)
+            try:
+                outcome = _brief_one(
+                    ctx,
+                    joined,
+                    summary,
+                    audiences=audiences,
+                    page=paths[joined.briefing.slug],
+                    slot=slot if send else None,
+                    resend_updated=resend_updated,
+                    resend_uncertain=resend_uncertain,
+                )
+            except BriefingError as err:  # one briefing that cannot render does not stop the others
+                _render_failed(ctx, summary, joined.briefing, err)
                 continue
-            outcome = _brief_one(
-                ctx,
-                joined,
-                summary,
-                audiences=audiences,
-                page=paths[joined.briefing.slug],
-                slot=slot if send else None,
-                resend_updated=resend_updated,
-                resend_uncertain=resend_uncertain,
-            )
             brief_artifacts(ctx, joined.briefing, outcome, problems)
+
+
+def _render_failed(ctx: Context, summary: RunSummary, briefing: Briefing, err: BriefingError) -> None:
+    get_run_logger().error("%s: not sent: %s", briefing.slug, err)
+    if briefing.slug in summary.briefings_rendered:
+        summary.briefings_rendered.remove(briefing.slug)
+    summary.render_failed.append(f"{briefing.slug}: {err}")
+    brief_artifacts(ctx, briefing, None, [str(err)])
 
 
 def _find_briefing(ctx: Context, slug: str) -> Briefing:
@@ -587,6 +639,7 @@ def brief(
     if briefing.status != "ready":
         run_logger.warning("%s is %s, not ready: nothing to send", slug, briefing.status)
         summary.briefings_held.append(slug)
+        summary.briefings_not_ready.append(slug)
         brief_artifacts(ctx, briefing, None, [f"status is {briefing.status}; set `status: ready` to deliver"])
         return summary.to_dict()
     if not dry_run:

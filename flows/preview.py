@@ -49,6 +49,7 @@ from flows.join import join_briefing
 from flows.messages import unsubscribe_url
 from flows.models import Briefing, Content, MachineDraft
 from flows.publish import assign_paths, html_link, preview_page, render_for_archive
+from flows.readiness import ContentProblemsError, errors_in, problems_for
 from flows.render import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 from flows.safe_urls import web_url
 from flows.settings import Settings
@@ -332,8 +333,10 @@ def render_audiences(
     return views
 
 
-def send_test(settings: Settings, content: Content, store: Store, slug: str, audience_id: str, address: str) -> str:
-    """Send one message marked as a test to one address; the ledger of real recipients is not touched."""
+def send_test(settings: Settings, loaded: Loaded, store: Store, slug: str, audience_id: str, address: str) -> str:
+    """Send one message marked as a test to one address; the ledger of real recipients is not touched. A briefing
+    that `briefing check` rejects is not sent (`flows.readiness`), draft or ready."""
+    content = loaded.content
     briefing = next((b for b in content.briefings if b.slug == slug), None)
     if briefing is None:
         raise DeliveryError(f"no briefing with slug '{slug}'", hint="pick one from the list")
@@ -341,6 +344,12 @@ def send_test(settings: Settings, content: Content, store: Store, slug: str, aud
         audience = content.audience(audience_id)
     except KeyError:
         raise DeliveryError(f"unknown audience '{audience_id}'", where=slug) from None
+    held = errors_in(problems_for(briefing, loaded, store))
+    if held:
+        raise ContentProblemsError(
+            f"not sending a test of a briefing with {len(held)} problems: {held[0]}",
+            hint="fix what the list shows (or `briefing check` reports) first",
+        )
     view = render_audiences(briefing, content, settings, store, is_test=True, only=audience.id)[0]
     if view.email is None:
         raise RenderError(view.error, slug=slug, audience=audience.id)
@@ -501,7 +510,7 @@ class PreviewApp:
         loaded = await run_in_threadpool(self.load)
         try:
             reply = await run_in_threadpool(
-                send_test, self.settings, loaded.content, self.store, slug, audience_id, address
+                send_test, self.settings, loaded, self.store, slug, audience_id, address
             )
         except BriefingError as err:
             logger.warning("test send failed: %s", err)

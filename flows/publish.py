@@ -180,6 +180,7 @@ class PublishReport:
     unchanged: list[Path] = field(default_factory=list)
     pages: dict[str, str] = field(default_factory=dict)  # slug → archive-relative Markdown path
     commit: str = ""  # git commit made by git publishing, empty when none
+    held: list[str] = field(default_factory=list)  # ready briefings left out: `briefing check` rejects them
 
     def to_dict(self, root: Path) -> dict[str, Any]:
         return {
@@ -188,6 +189,7 @@ class PublishReport:
             "unchanged": len(self.unchanged),
             "pages": self.pages,
             "commit": self.commit,
+            "held": self.held,
         }
 
 
@@ -698,11 +700,18 @@ def publish_archive(
     files = render_archive(plans, content, settings)
     targets = {path: safe_join(root, path) for path in files}
     report = PublishReport(pages={p.slug: p.path for p in plans})
-    root.mkdir(parents=True, exist_ok=True)
-    if settings.archive_git_remote:
-        prepare_repository(root, settings)
-    for path in sorted(files, key=_write_order):
-        write_if_changed(targets[path], files[path], report)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if settings.archive_git_remote:
+            prepare_repository(root, settings)
+        for path in sorted(files, key=_write_order):
+            write_if_changed(targets[path], files[path], report)
+    except OSError as exc:
+        raise PublishError(
+            f"cannot write the archive: {exc.strerror or exc}",
+            where=str(exc.filename or root),
+            hint="make the folder writable by this user, or point BRIEFING_ARCHIVE_DIR somewhere writable",
+        ) from None
     record_publications(store, plans)
     if settings.archive_git_remote:
         report.commit = commit_and_push(root, settings)

@@ -22,9 +22,9 @@ from typing import Any
 from flows.content import load_content
 from flows.deliver import deliver_briefing, make_transport, warn_if_unsubscribe_url_is_not_https
 from flows.errors import BriefingError, DeliveryError
-from flows.join import join_briefings
 from flows.messages import Envelope
 from flows.publish import assign_paths, render_for_archive
+from flows.readiness import ContentProblemsError, gate, refuse_if_strict
 from flows.render import RenderedBriefing
 from flows.settings import Settings, load_settings
 from flows.store import Store, open_store
@@ -97,13 +97,15 @@ class GlobalRateLimitedTransport:
 def render_for_delivery(slug: str, settings: Settings, store: Store) -> tuple[RenderedBriefing, Any]:
     """Render one ready briefing the way the pipeline does; every worker renders the same bytes."""
     loaded = load_content(settings.content_dir)
-    joined = join_briefings(loaded.content, store, [slug])
-    if not joined:
+    refuse_if_strict(settings.strict, loaded)
+    checked = gate(loaded, store, [slug])
+    if checked.held:  # exit 3, as every other command that holds a briefing back
+        held = checked.held_lines()[0]
+        raise ContentProblemsError(f"briefing {slug!r} is held back: {held}", hint="run `briefing check`")
+    if not checked.passed:
         raise DeliveryError(f"no ready briefing with slug {slug!r}", hint="check the slug and `status: ready`")
-    if not joined[0].ok:
-        raise DeliveryError(f"briefing {slug!r} is held back: {joined[0].problems[0]}", hint="run `briefing check`")
     page = assign_paths(store, loaded.content.ready)[slug]
-    rendered = render_for_archive(settings, loaded.content, joined[0].briefing, page)
+    rendered = render_for_archive(settings, loaded.content, checked.passed[0].briefing, page)
     return rendered, loaded.content
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import json
 import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,6 +36,8 @@ FeedParserName = Literal["feedparser", "feedparser-rs", "auto"]
 SmtpTls = Literal["auto", "starttls", "tls", "none"]
 HOST_NAME = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$")
 DEFAULT_SECRET = "dev-only-secret-change-me"
+MIN_SECRET_BYTES = 32
+SECRET_HOWTO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 def _toml_path() -> Path:
@@ -87,7 +91,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server on each command.")
     secret: str = Field(
         DEFAULT_SECRET,
-        description="Key for HMAC-signed links (unsubscribe tokens). Set a long random value in production.",
+        description="Key for HMAC-signed links (unsubscribe tokens). Sending over SMTP needs at least 32 bytes of it, and not this default; generate one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`.",
+    )
+    secret_previous: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Earlier values of `secret`, comma-separated (or a list in briefing.toml): links they signed still verify, new links are signed with `secret` only. Drop them once the grace period is over (docs/delivery.md, key rotation).",
     )
     from_address: str = Field("briefing@example.org", description="From address of every email.")
     from_name: str = Field("阿头学 Briefing", description="Display name in the From header.")
@@ -122,6 +130,21 @@ class Settings(BaseSettings):
         description="A response larger than this is cut off while streaming and recorded as an error.",
     )
     max_redirects: int = Field(5, ge=0, le=20, description="How many redirects a fetch follows.")
+    max_entries_per_feed: int = Field(
+        200,
+        ge=1,
+        description="A feed listing more entries than this has only its newest this many read (by date, then the feed's order); the rest are left out with a warning. A 10,000-entry feed would otherwise cost minutes and hundreds of MB per run.",
+    )
+    new_feed_stubs: int = Field(
+        5,
+        ge=0,
+        description="The first time a feed is read, only its newest this many new articles get draft stubs; the rest of its back catalogue is stored without stubs (`briefing add URL` writes one later). The run summary says how many.",
+    )
+    max_stubs_per_run: int = Field(
+        50,
+        ge=0,
+        description="Most draft stubs one run writes; the newest new articles get them and the others are stored without stubs, as the run summary says.",
+    )
     allow_private_addresses: bool = Field(
         False, description="Allow fetching from loopback, private and link-local addresses (tests and local feeds)."
     )
@@ -230,6 +253,10 @@ class Settings(BaseSettings):
     fetch_ca_file: Path | None = Field(
         None,
         description="PEM file of extra certificate authorities to trust for https feeds and pages (a private CA); the public ones (certifi) stay trusted.",
+    )
+    file_feed_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders besides the content folder that `file:` feeds may read (a JSON list, e.g. `[\"/srv/feeds\"]`). Any other `file:` URL (an absolute path, `..` or a symlink out of the content folder) is refused by `briefing check` and by ingest.",
     )
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
@@ -390,6 +417,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{network!r} is not a network such as 127.0.0.1/32 or 10.0.0.0/8") from None
         return value
 
+    @field_validator("secret_previous", mode="before")
+    @classmethod
+    def _split_previous_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)  # a JSON list, as other list settings take
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError(f"must not be empty: links signed with an empty key can be forged; {SECRET_HOWTO}")
+        return value
+
     @field_validator("llm_url")
     @classmethod
     def _llm_url_is_http(cls, value: str) -> str:
@@ -432,10 +475,26 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _secret_is_set_for_smtp(self) -> Settings:
-        if self.smtp_url and self.secret == DEFAULT_SECRET:
-            raise ValueError("BRIEFING_SECRET must be set to a private value before sending real email over SMTP")
+    def _secret_is_strong_for_smtp(self) -> Settings:
+        if not self.smtp_url:
+            return self
+        if self.secret == DEFAULT_SECRET or DEFAULT_SECRET in self.secret_previous:
+            raise ValueError(
+                f"BRIEFING_SECRET must be a private value (not the shipped default) to send real email over SMTP; "
+                f"{SECRET_HOWTO}"
+            )
+        size = len(self.secret.encode("utf-8"))
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"BRIEFING_SECRET is {size} bytes; sending real email over SMTP needs at least {MIN_SECRET_BYTES} "
+                f"(it signs every unsubscribe link); {SECRET_HOWTO}"
+            )
         return self
+
+    @property
+    def verification_secrets(self) -> list[str]:
+        """The keys an unsubscribe link may be signed with: `secret` first, then `secret_previous`."""
+        return [self.secret, *(key for key in self.secret_previous if key and key != self.secret)]
 
     @property
     def store_url(self) -> str:
@@ -467,6 +526,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"BRIEFING_{field.upper()}: {err['msg']}")
+            field = ".".join(str(p) for p in err["loc"])
+            # a check across settings (no field) names its variables in the message itself
+            problems.append(f"BRIEFING_{field.upper()}: {err['msg']}" if field else err["msg"].removeprefix("Value error, "))
         raise SettingsError("; ".join(problems), hint="fix the environment variable or briefing.toml") from None

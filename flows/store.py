@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from itertools import zip_longest
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
@@ -53,7 +55,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
@@ -301,6 +303,30 @@ def make_engine(url: str) -> Engine:
         raise SettingsError(POSTGRES_DRIVER_MISSING, where="BRIEFING_DATABASE_URL") from None
 
 
+def make_read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: SQLite opened `mode=ro` (and `immutable=1` when the folder is read-only, as a
+    WAL database needs its -shm file otherwise), PostgreSQL sessions in read-only transactions. Nothing is created."""
+    if not url.startswith("sqlite"):
+        parsed = make_url(normalise_url(url))
+        given = parsed.query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        options = " ".join(x for x in (given, "-c default_transaction_read_only=on") if x)
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"options": options})  # keeps a search_path
+    path = url.split("///", 1)[-1]
+
+    def connect() -> sqlite3.Connection:
+        target = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+        try:
+            conn = sqlite3.connect(target, uri=True, timeout=30, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opening is lazy: fail here, not later
+        except sqlite3.OperationalError:
+            conn = sqlite3.connect(target + "&immutable=1", uri=True, timeout=30, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return conn
+
+    return create_engine("sqlite://", creator=connect)
+
+
 # migrations ---------------------------------------------------------------------------------------
 
 
@@ -362,12 +388,43 @@ def reconcile_schema(conn: Connection) -> list[str]:
 class Store:
     """Typed access to the tables; one instance per process and database URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        """`read_only`: open without creating, migrating or writing anything (`briefing status`); a store this
+        code cannot read as it is (missing, or older than the code) is a StoreError."""
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        self.read_only = read_only
         self.is_sqlite = self.url.startswith("sqlite")
         self._upserts: dict[tuple[str, ...], Any] = {}
-        self.schema_changes = self.migrate()
+        if read_only:
+            self.engine = make_read_only_engine(self.url)
+            self.schema_changes: list[str] = []
+            self._check_readable()
+        else:
+            self.engine = make_engine(self.url)
+            self.schema_changes = self.migrate()
+
+    def _check_readable(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                inspector = inspect(conn)
+                tables = set(inspector.get_table_names())
+                missing = [t.name for t in metadata.sorted_tables if t.name not in tables]
+                for table in metadata.sorted_tables:
+                    if table.name in tables:
+                        present = {c["name"] for c in inspector.get_columns(table.name)}
+                        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
+        except (OperationalError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the store read-only: {getattr(exc, 'orig', None) or exc}",
+                where=self.where,
+                hint="check BRIEFING_DATABASE_URL (or BRIEFING_OUTPUT_DIR) and that the file is readable",
+            ) from None
+        if missing:
+            raise StoreError(
+                f"the store lacks {', '.join(missing[:5])}: it was made by an older version",
+                where=self.where,
+                hint="run a command that writes (briefing run, ingest or send) once to migrate it",
+            )
 
     @property
     def where(self) -> str:
@@ -568,6 +625,12 @@ class Store:
         query = select(feed_state.c.feed_url, feed_state.c.etag, feed_state.c.last_modified)
         with self.engine.connect() as conn:
             return {url: {"etag": etag, "last_modified": modified} for url, etag, modified in conn.execute(query)}
+
+    def feeds_read_before(self) -> set[str]:
+        """URLs of the feeds read successfully at least once (a feed missing here is seen for the first time)."""
+        query = select(feed_state.c.feed_url).where(feed_state.c.last_ok_at.is_not(None))
+        with self.engine.connect() as conn:
+            return {url for (url,) in conn.execute(query)}
 
     def record_feeds_not_modified(self, feeds: list[tuple[str, str]]) -> None:
         """Mark many (feed_url, feed_id) as answered 304, in one transaction.
@@ -788,14 +851,14 @@ def _article_from_row(row: Any) -> Article:
     )
 
 
-_STORES: dict[str, Store] = {}
+_STORES: dict[tuple[str, bool], Store] = {}
 
 
-def open_store(url: str) -> Store:
-    """One Store per URL per process (engines are pooled and thread-safe)."""
-    store = _STORES.get(url)
+def open_store(url: str, *, read_only: bool = False) -> Store:
+    """One Store per URL (and mode) per process (engines are pooled and thread-safe)."""
+    store = _STORES.get((url, read_only))
     if store is None:
-        store = _STORES[url] = Store(url)
+        store = _STORES[(url, read_only)] = Store(url, read_only=read_only)
     return store
 
 

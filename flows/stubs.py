@@ -6,8 +6,11 @@ import logging
 import os
 import re
 import unicodedata
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from flows.briefing_format import dump_front_matter, write_image
 from flows.content import BRIEFINGS_DIR
@@ -119,6 +122,64 @@ def write_stub(article: Article, content_dir: Path, audiences: tuple[Audience, .
         handle.write(text)
     logger.info("wrote draft stub %s for %s", path, article.url)
     return path
+
+
+@dataclass
+class StubPlan:
+    """Which new articles get a draft stub this run, and why the others do not (lines for the run summary)."""
+
+    articles: list[Article] = field(default_factory=list)
+    quiet: list[str] = field(default_factory=list)
+    left_out: int = 0
+
+
+def _published(article: Article) -> datetime:
+    if article.published is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return article.published if article.published.tzinfo else article.published.replace(tzinfo=UTC)
+
+
+def _newest_first(articles: list[Article]) -> list[Article]:
+    """Newest first; undated articles last, in their feed's order (sorted() is stable)."""
+    return sorted(articles, key=_published, reverse=True)
+
+
+def plan_stubs(
+    outcomes: Iterable[Any],
+    articles: dict[str, Article],
+    briefings: tuple[Briefing, ...],
+    *,
+    new_feed_stubs: int,
+    max_per_run: int,
+) -> StubPlan:
+    """The new articles of a run (`outcomes`: FeedOutcomes, each with `new` ids and `first_sight`) that get stubs.
+
+    A feed read for the first time brings its back catalogue: only its newest `new_feed_stubs` get stubs. Then at
+    most `max_per_run` stubs in all, newest first. The rest stay stored (`briefing add URL` writes a stub later);
+    articles that already have a briefing get none, as before."""
+    plan = StubPlan()
+    wanted: list[Article] = []
+    for outcome in outcomes:
+        fresh = [articles[i] for i in outcome.new if i in articles and not has_briefing(articles[i], briefings)]
+        if outcome.first_sight and len(fresh) > new_feed_stubs:
+            quiet = len(fresh) - new_feed_stubs
+            fresh = _newest_first(fresh)[:new_feed_stubs]
+            plan.left_out += quiet
+            plan.quiet.append(
+                f"{outcome.feed_id}: first read of this feed; its {quiet} older new articles are stored without "
+                f"draft stubs (BRIEFING_NEW_FEED_STUBS={new_feed_stubs})"
+            )
+        wanted.extend(fresh)
+    if len(wanted) > max_per_run:
+        over = len(wanted) - max_per_run
+        wanted = _newest_first(wanted)[:max_per_run]
+        plan.left_out += over
+        plan.quiet.append(
+            f"{over} more new articles are stored without draft stubs: at most {max_per_run} per run "
+            "(BRIEFING_MAX_STUBS_PER_RUN); `briefing add URL` writes one for any of them"
+        )
+    plan.articles = wanted
+    return plan
 
 
 def write_stubs(

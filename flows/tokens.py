@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 
 from flows.errors import BriefingError
 
@@ -34,12 +35,18 @@ def _signature(secret: str, payload: str) -> str:
 
 
 def make_token(secret: str, audience: str, email: str) -> str:
+    if not secret:
+        raise ValueError("refusing to sign with an empty key: anyone could forge the link")
     payload = _b64(json.dumps({"a": audience, "e": email.lower()}, separators=(",", ":")).encode("utf-8"))
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def verify_token(secret: str, token: str) -> tuple[str, str]:
-    """Return (audience, email) of a valid token; raise TokenError otherwise."""
+def verify_token(secrets: str | Sequence[str], token: str) -> tuple[str, str]:
+    """Return (audience, email) of a token signed with any of the keys (the current one first, then earlier ones
+    kept for a grace period after a rotation); raise TokenError otherwise. An empty key never verifies anything."""
+    keys = [key for key in ([secrets] if isinstance(secrets, str) else secrets) if key]
+    if not keys:
+        raise TokenError("no key to verify unsubscribe links with", hint="set BRIEFING_SECRET")
     token = token.strip()
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         raise TokenError("malformed unsubscribe token", hint="use the whole link from the email")
@@ -47,7 +54,7 @@ def verify_token(secret: str, token: str) -> tuple[str, str]:
         payload, signature = token.split(".", 1)
     except ValueError:
         raise TokenError("malformed unsubscribe token", hint="use the whole link from the email") from None
-    if not hmac.compare_digest(signature.encode("ascii"), _signature(secret, payload).encode("ascii")):
+    if not any(hmac.compare_digest(signature.encode("ascii"), _signature(k, payload).encode("ascii")) for k in keys):
         raise TokenError(
             "unsubscribe token signature does not match", hint="the link was altered or is from another installation"
         )

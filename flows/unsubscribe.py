@@ -51,7 +51,7 @@ def token_from(value: str) -> str:
 
 def unsubscribe_with_token(settings: Settings, store: Store, token: str, method: str) -> Unsubscribed:
     """Verify the token and record the unsubscribe; raises TokenError for a bad token."""
-    audience, email = verify_token(settings.secret, token_from(token))
+    audience, email = verify_token(settings.verification_secrets, token_from(token))
     newly = store.unsubscribe(audience, email, method)
     skipped = ledger.skip_unsubscribed(store, audience, email, method)
     logger.info("unsubscribed %s from %s via %s (%s)", email, audience, method, "new" if newly else "already")
@@ -92,7 +92,7 @@ def unsubscribe_routes(settings: Settings, store: Store, audience_names: dict[st
     async def confirm_page(request: Request) -> Response:
         token = request.query_params.get("t", "")
         try:
-            audience, email = verify_token(settings.secret, token)
+            audience, email = verify_token(settings.verification_secrets, token)
         except TokenError as err:
             return _invalid(err)
         name = html.escape(names.get(audience, audience))

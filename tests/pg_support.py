@@ -254,7 +254,7 @@ def deliver_env(project: Path, database_url: str, smtp_port: int, **extra: str) 
             "BRIEFING_DATABASE_URL": database_url,
             "BRIEFING_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "BRIEFING_SMTP_TLS": "none",
-            "BRIEFING_SECRET": "scale-test-secret-0123456789",
+            "BRIEFING_SECRET": "scale-test-secret-0123456789-abcdefghijkl",
             **extra,
         }
     )

@@ -17,7 +17,7 @@ from flows.store import Store
 from tests.delivery_support import FaultyMailbox, SmtpServer, load_sample, write_subscribers
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "crash-test-secret-0123456789"
+SECRET = "crash-test-secret-0123456789-abcdefghijkl"
 
 
 def _send(

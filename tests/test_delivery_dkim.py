@@ -225,7 +225,7 @@ def test_what_a_real_smtp_server_received_verifies(project: Path, keys, opendkim
         settings = load_settings(
             smtp_url=server.url,
             smtp_tls="none",
-            secret="test-secret-0123456789",
+            secret="test-secret-0123456789-abcdefghijkl",
             dkim_key_path=keys["rsa2048"],
             dkim_selector="rsa2048",
             dkim_ed25519_key_path=keys["ed"],

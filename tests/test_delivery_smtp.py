@@ -18,7 +18,11 @@ from tests.delivery_support import (
     write_subscribers,
 )
 
-FAST_RETRIES = {"delivery_retry_delay": 0.05, "delivery_retry_window": 20.0, "secret": "test-secret-0123456789"}
+FAST_RETRIES = {
+    "delivery_retry_delay": 0.05,
+    "delivery_retry_window": 20.0,
+    "secret": "test-secret-0123456789-abcdefghijkl",
+}
 
 
 def _emails(n: int, prefix: str = "reader") -> list[str]:

@@ -28,7 +28,7 @@ from tests.delivery_support import free_port, load_sample, render_sample, write_
 from tests.tls_support import tls_certificate
 
 USER, PASSWORD = "sender", "p@ss word"
-SECRET = "smtp-security-secret-0123456789"
+SECRET = "smtp-security-secret-0123456789-abcdefghijkl"
 RECIPIENTS = ["one@example.net", "two@example.net"]
 
 

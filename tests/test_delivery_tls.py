@@ -52,7 +52,7 @@ def test_tls_and_auth_deliver_over_one_reused_connection(project: Path, store: S
     try:
         scheme = "smtps" if implicit else "smtp"
         url = f"{scheme}://sender:p%40ss%20word@127.0.0.1:{port}"
-        settings = load_settings(smtp_url=url, secret="tls-test-secret-0123456789")
+        settings = load_settings(smtp_url=url, secret="tls-test-secret-0123456789-abcdefghijkl")
         rendered = render_sample(settings, store, content)
         transports: list[SmtpTransport] = []
 

@@ -20,7 +20,7 @@ from flows.tokens import make_token
 from tests.asgi_support import serve_asgi
 from tests.delivery_support import load_sample, render_sample
 
-SECRET = "unsubscribe-test-secret-0123"
+SECRET = "unsubscribe-test-secret-0123456789abcdef"
 
 
 @pytest.fixture

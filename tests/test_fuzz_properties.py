@@ -221,6 +221,12 @@ def test_parser_never_crashes_on_a_damaged_briefing(cut: int, insert: str) -> No
     assert all(isinstance(p, ContentError) for p in problems)
 
 
+def structural(problems: list[ContentError]) -> list[ContentError]:
+    """The problems other than control characters: `briefing check` reports those by design (flows/text_safety.py,
+    with their line and field), and hostile text is full of them; any other problem means the structure broke."""
+    return [p for p in problems if "control characters" not in p.message]
+
+
 def test_a_byte_order_mark_before_the_front_matter_is_ignored() -> None:
     """Windows editors save UTF-8 with a byte order mark; the file is still a briefing."""
     briefing, _partial, problems = _parse("\ufeff" + FIELD_TEMPLATE.replace("\n", "\r\n"))
@@ -269,7 +275,7 @@ def test_text_after_a_marker_stays_in_its_field(value: str, field: str) -> None:
     briefing, _partial, problems = _parse(FIELD_TEMPLATE.replace(field, value, 1))
     assert briefing is not None, problems
     assert _structure(briefing) == (2, 2, 2, 2, 1), problems
-    assert not [p for p in problems if p.severity == "error"], problems
+    assert not structural(problems), problems
     assert AFTER_MARKER[field](briefing) == value.strip()
 
 
@@ -285,7 +291,7 @@ def test_text_on_its_own_line_stays_in_its_field(value: str, field: str) -> None
     briefing, _partial, problems = _parse(FIELD_TEMPLATE.replace(field, value, 1))
     assert briefing is not None, problems
     assert _structure(briefing) == (2, 2, 2, 2, 1), problems
-    assert not [p for p in problems if p.severity == "error"], problems
+    assert not structural(problems), problems
     assert OWN_LINE[field](briefing) == value.strip()
 
 
@@ -332,7 +338,7 @@ def assert_stub_reads_back(article: Article) -> None:
     stub = render_stub(article, "fuzz", AUDIENCES, date(2026, 6, 2))
     briefing, _partial, problems = _parse(stub)
     assert briefing is not None, problems
-    assert not [p for p in problems if p.severity == "error"], problems
+    assert not structural(problems), problems
     source = briefing.source
     assert (source.title, source.author, source.site) == (article.title, article.author, article.site)
     assert source.url == article.url

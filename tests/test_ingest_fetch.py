@@ -266,7 +266,7 @@ def test_loopback_is_refused_by_default(server: LoopbackServer, project: Path) -
 
 
 def test_only_http_and_https(cfg: Settings, tmp_path: Path) -> None:
-    local = tmp_path / "feed.xml"
+    local = cfg.content_dir / "feed.xml"  # file: feeds read only the content folder (test_hostile_file_feeds.py)
     local.write_text(FEED, encoding="utf-8")
     with pytest.raises(UnsafeURLError, match="file: URLs are only allowed"):
         fetch(cfg, local.as_uri())

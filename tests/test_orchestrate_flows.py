@@ -313,7 +313,7 @@ def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_ht
     try:
         with SmtpServer() as server:
             monkeypatch.setenv("BRIEFING_SMTP_URL", server.url)
-            monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789")  # BRIEFING_BASE_URL stays http://
+            monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789-abcdefghijkl")  # BRIEFING_BASE_URL stays http://
             result = pipeline()
     finally:
         logging.getLogger("flows.deliver").removeHandler(catcher)
@@ -357,7 +357,7 @@ def test_a_run_whose_smtp_server_is_refused_reports_it_and_exits_6(project: Path
     controller.start()
     try:
         monkeypatch.setenv("BRIEFING_SMTP_URL", f"smtp://sender:secret-pw@127.0.0.1:{port}")
-        monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789")
+        monkeypatch.setenv("BRIEFING_SECRET", "smtp-run-secret-0123456789-abcdefghijkl")
         result = brief(slug=SLUG)
     finally:
         controller.stop()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 sync_api = require_playwright(module_level=True)
 expect = sync_api.expect
 
-SECRET = "preview-test-secret-0123456789"
+SECRET = "preview-test-secret-0123456789-abcdefghijkl"
 
 
 class Sink:
