@@ -35,9 +35,8 @@ from pg_support import (  # noqa: E402 (tests/ is put on the path just above)
     write_big_audience,
 )
 
-from flows import ledger  # noqa: E402
-from flows.content import load_content  # noqa: E402
-from flows.store import Store  # noqa: E402
+from flows.core.content import load_content  # noqa: E402
+from flows.core.store import Store, ledger  # noqa: E402
 
 BATCH = 200
 

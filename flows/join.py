@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flows.content import check_alignment, unreviewed_drafts
-from flows.errors import Problem
-from flows.identity import canonical_url
-from flows.models import Article, Briefing, Content
-from flows.store import Store
+from flows.core.content import check_alignment, unreviewed_drafts
+from flows.core.errors import Problem
+from flows.core.identity import canonical_url
+from flows.core.models import Article, Briefing, Content
+from flows.core.store import Store
 
 logger = logging.getLogger(__name__)
 

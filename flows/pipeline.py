@@ -28,23 +28,23 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote as prefect_quote
 
-from flows.content import Loaded, load_content
-from flows.deliver import DeliveryReport, deliver_briefing
-from flows.errors import BriefingError, ContentError, partial_failure_code
+from flows.core.content import Loaded, load_content
+from flows.core.errors import BriefingError, ContentError, partial_failure_code
+from flows.core.models import Briefing, Feed
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store, open_store
+from flows.deliver.send import DeliveryReport, deliver_briefing
+from flows.deliver.transports import describe_smtp_url
 from flows.events import announce_ready, emit_article_ingested
+from flows.ingest.stubs import plan_stubs, write_stubs
 from flows.join import Joined
-from flows.models import Briefing, Feed
-from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
+from flows.publish.archive import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
 from flows.readiness import gate, refuse_if_strict
-from flows.render import RenderedBriefing, md_escape
+from flows.render.email import RenderedBriefing, md_escape
 from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
-from flows.settings import Settings, load_settings
-from flows.store import Store, open_store
-from flows.stubs import plan_stubs, write_stubs
-from flows.transports import describe_smtp_url
 
 if TYPE_CHECKING:
-    from flows.ingest import IngestReport
+    from flows.ingest.run import IngestReport
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """What the command exits with: `flows.errors.partial_failure_code` over what fell short in this run."""
+        """What the command exits with: `flows.core.errors.partial_failure_code` over what fell short in this run."""
         return partial_failure_code(
             content=bool(self.content_errors or self.briefings_held_for_problems),
             fetch=bool(self.feeds_failed),
@@ -226,7 +226,7 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
 
 @task(name="write-stubs", cache_policy=NO_CACHE)
 def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
-    """Draft stubs for the run's new articles within the caps (`flows.stubs.plan_stubs`); returns the paths
+    """Draft stubs for the run's new articles within the caps (`flows.ingest.stubs.plan_stubs`); returns the paths
     written and the summary lines for the articles left without one."""
     found = (store.get_article(i) for o in outcomes for i in _ids(o.new))
     articles = {a.id: a for a in found if a is not None}
@@ -357,7 +357,7 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
-            from flows.deliver import make_transport, warn_if_unsubscribe_url_is_not_https
+            from flows.deliver.send import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
             warn_if_unsubscribe_url_is_not_https(self.settings)  # here: once per flow run that sends

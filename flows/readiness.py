@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.content import Loaded
-from flows.errors import BriefingError, Problem
+from flows.core.content import Loaded
+from flows.core.errors import BriefingError, Problem
+from flows.core.models import Briefing
+from flows.core.store import Store
 from flows.join import Joined, join_briefing
-from flows.models import Briefing
-from flows.store import Store
 
 logger = logging.getLogger(__name__)
 

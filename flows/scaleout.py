@@ -19,16 +19,16 @@ import os
 import sys
 from typing import Any
 
-from flows.content import load_content
-from flows.deliver import deliver_briefing, make_transport, warn_if_unsubscribe_url_is_not_https
-from flows.errors import BriefingError, DeliveryError
-from flows.messages import Envelope
-from flows.publish import assign_paths, render_for_archive
+from flows.core.content import load_content
+from flows.core.errors import BriefingError, DeliveryError
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store, open_store
+from flows.deliver.messages import Envelope
+from flows.deliver.send import deliver_briefing, make_transport, warn_if_unsubscribe_url_is_not_https
+from flows.deliver.transports import SendResult, Transport
+from flows.publish.archive import assign_paths, render_for_archive
 from flows.readiness import ContentProblemsError, gate, refuse_if_strict
-from flows.render import RenderedBriefing
-from flows.settings import Settings, load_settings
-from flows.store import Store, open_store
-from flows.transports import SendResult, Transport
+from flows.render.email import RenderedBriefing
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ mkdir -p "$work/src"
 "$python" -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
 wheel="$(ls "$work"/dist/briefing_pipeline-*.whl)"
 
-# Every file of templates/ and content/ is in the wheel, where flows/resources.py looks for it.
+# Every file of templates/ and content/ is in the wheel, where flows/core/resources.py looks for it.
 "$python" - "$wheel" "$repo" <<'EOF'
 import subprocess, sys, zipfile
 wheel, repo = sys.argv[1], sys.argv[2]

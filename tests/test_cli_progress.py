@@ -1,4 +1,4 @@
-"""`flows.cli.progress`: a bar with counts and ETA on stderr for humans, nothing at all for --json/--quiet."""
+"""`flows.app.cli.progress`: a bar with counts and ETA on stderr for humans, nothing at all for --json/--quiet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from flows import cli
+from flows.app import cli
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from flows.collect.classify import AUTO_REPLY, BOUNCE, OTHER, UNSUBSCRIBE, class
 from flows.collect.discussion import initials
 from flows.collect.message import UnreadableMessageError, parse
 from flows.collect.replies import extract_reply, strip_quotes
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.settings import Settings
+from flows.core.store import Store
 
 # file → (address, severity) per bounced address, as RFC 3464 Status or flufl.bounce's split says
 SAMPLES = {

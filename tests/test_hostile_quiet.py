@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.store import Store
+from flows.core.store import Store
 from tests.ingest_support import LoopbackServer
 from tests.preview_support import briefing_exe, make_project, project_env, run_briefing
 from tests.tool_support import tool_missing

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flows.content import load_content
+from flows.core.content import load_content
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -165,7 +165,7 @@ def test_brief_flow_delivers_publishes_and_leaves_artifacts(project: Path) -> No
 
 
 def test_brief_flow_one_audience_dry_run_draft_and_unknown(project: Path) -> None:
-    from flows.errors import ContentError
+    from flows.core.errors import ContentError
     from flows.pipeline import brief
 
     dry = brief(slug=SLUG, audience="neta", dry_run=True)
@@ -208,9 +208,9 @@ def test_deliver_and_publish_flows(project: Path) -> None:
 def test_limits_are_created_from_the_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client
 
+    from flows.core.settings import load_settings
     from flows.pipeline import SMTP_SLOTS, ensure_limits
     from flows.scaleout import permit_chunk
-    from flows.settings import load_settings
 
     settings = load_settings(smtp_connections=3, smtp_rate=45)
     ensure_limits(settings)
@@ -267,7 +267,7 @@ def test_ready_is_announced_once_per_content_version(project: Path, store) -> No
 
 
 def test_transient_errors_are_told_apart() -> None:
-    from flows.ingest import FeedOutcome
+    from flows.ingest.run import FeedOutcome
     from flows.pipeline import is_transient
 
     def outcome(status: str, error: str) -> FeedOutcome:
@@ -301,7 +301,7 @@ def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_ht
 
     from rich.console import Console
 
-    from flows.cli import _summary_table
+    from flows.app.cli import _summary_table
     from flows.pipeline import pipeline
     from tests.delivery_support import SmtpServer
 
@@ -338,10 +338,9 @@ def test_a_run_whose_smtp_server_is_refused_reports_it_and_exits_6(project: Path
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from flows import ledger
-    from flows.cli_orchestrate import _finish
+    from flows.app.commands.orchestrate import _finish
+    from flows.core.store import ledger, open_store
     from flows.pipeline import brief
-    from flows.store import open_store
     from tests.delivery_support import FaultyMailbox, free_port
 
     logins: list[object] = []

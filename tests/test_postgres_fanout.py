@@ -93,7 +93,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from flows.scaleout import ensure_send_rate_limit
-from flows.settings import load_settings
+from flows.core.settings import load_settings
 
 with get_client(sync_client=True) as client:
     client.create_work_pool(WorkPoolCreate(name=sys.argv[2], type="process"))
@@ -109,7 +109,7 @@ print(remote.to_deployment(name="scale", work_pool_name=sys.argv[2]).apply())
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Cluster]:
     from pg_support import CountingSmtp, deliver_env, free_port, fresh_schema, write_big_audience
 
-    from flows.content import load_content
+    from flows.core.content import load_content
 
     root = tmp_path_factory.mktemp("fanout")
     project = root / "project"
@@ -165,7 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
         finally:
             for proc in reversed(processes):
                 _stop(proc)
-            from flows.store import close_stores
+            from flows.core.store import close_stores
 
             close_stores()
 

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from pg_support import REPO, CountingSmtp, deliver_env, fresh_schema, write_big_audience
 
-from flows import ledger
-from flows.content import load_content
-from flows.store import Store
+from flows.core.content import load_content
+from flows.core.store import Store, ledger
 
 RECIPIENTS = int(os.environ.get("BRIEFING_SCALE_RECIPIENTS", "5000"))  # smaller only while developing
 AUDIENCE = "atou"

@@ -21,11 +21,19 @@ import pytest
 from pg_support import fresh_schema
 from sqlalchemy import func, insert, inspect, select, text, update
 
-from flows import ledger
+from flows.core.models import Article, Feed, ParagraphKind, make_paragraphs
+from flows.core.store import (
+    MATCH_CHUNK,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Store,
+    articles,
+    feed_state,
+    ledger,
+    schema_version,
+)
+from flows.core.store import send_ledger as ledger_table
 from flows.ingest import ingest_feeds
-from flows.models import Article, Feed, ParagraphKind, make_paragraphs
-from flows.store import MATCH_CHUNK, MIGRATIONS, SCHEMA_VERSION, Store, articles, feed_state, schema_version
-from flows.store import ledger as ledger_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +120,7 @@ from pathlib import Path
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.01)
-from flows.store import Store
+from flows.core.store import Store
 print(Store(sys.argv[1]).schema_version())
 """
 
@@ -164,8 +172,8 @@ def test_threads_claiming_never_share_a_row(store: Store) -> None:
 CLAIM_IN_PROCESS = """
 import json, sys, time
 from pathlib import Path
-from flows import ledger
-from flows.store import Store
+from flows.core.store import ledger
+from flows.core.store import Store
 store = Store(sys.argv[1])
 go = Path(sys.argv[2])
 while not go.exists():
@@ -433,7 +441,7 @@ def test_sqlite_write_transactions_take_the_write_lock_up_front(tmp_path: Path) 
 def test_unreachable_postgres_is_a_clear_error() -> None:
     from pg_support import free_port
 
-    from flows.errors import StoreError
+    from flows.core.errors import StoreError
 
     url = f"postgresql://briefing:secret@127.0.0.1:{free_port()}/briefing"
     with pytest.raises(StoreError) as caught:

@@ -26,8 +26,8 @@ from sqlalchemy import bindparam, select
 from flows.collect import message as msg
 from flows.collect.bounces import Bounce, Complaint, is_report, parse_bounce, parse_complaint
 from flows.collect.replies import ReplyText, extract_reply
-from flows.settings import Settings
-from flows.store import Store, ledger
+from flows.core.settings import Settings
+from flows.core.store import Store, send_ledger
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,9 @@ class LedgerLookup:
         return [match for i in wanted if (match := self._rows.get(i)) is not None]
 
 
-_LEDGER_ROWS = select(ledger.c.slug, ledger.c.audience, ledger.c.recipient, ledger.c.message_id).where(
-    ledger.c.message_id.in_(bindparam("ids", expanding=True))
-)
+_LEDGER_ROWS = select(
+    send_ledger.c.slug, send_ledger.c.audience, send_ledger.c.recipient, send_ledger.c.message_id
+).where(send_ledger.c.message_id.in_(bindparam("ids", expanding=True)))
 
 
 def ledger_matches(store: Store, ids: list[str]) -> list[LedgerMatch]:

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from flows.models import Briefing, Content, DiscussionEntry
-from flows.settings import Settings
-from flows.store import Store, discussion_entries, utcnow
+from flows.core.models import Briefing, Content, DiscussionEntry
+from flows.core.settings import Settings
+from flows.core.store import Store, discussion_entries, utcnow
 
 logger = logging.getLogger(__name__)
 

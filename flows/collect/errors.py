@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.errors import BriefingError
+from flows.core.errors import BriefingError
 
 
 class CollectError(BriefingError):

@@ -21,7 +21,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from flows.collect.errors import CollectError
-from flows.settings import Settings
+from flows.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -42,12 +42,12 @@ from flows.collect.classify import Classified, LedgerLookup, LedgerMatch, classi
 from flows.collect.errors import CollectError
 from flows.collect.imap import Fetched, Mailbox, UidSet, open_mailbox
 from flows.collect.message import UnreadableMessageError, parse
-from flows.content import load_content
-from flows.models import Content
-from flows.settings import Settings
-from flows.store import Store, mail_messages, mailbox_state, utcnow
-from flows.tokens import TokenError, verify_token
-from flows.unsubscribe import token_from
+from flows.core.content import load_content
+from flows.core.models import Content
+from flows.core.settings import Settings
+from flows.core.store import Store, mail_messages, mailbox_state, utcnow
+from flows.core.tokens import TokenError, verify_token
+from flows.deliver.unsubscribe import token_from
 
 logger = logging.getLogger(__name__)
 

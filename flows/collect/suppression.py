@@ -3,7 +3,7 @@
 A hard bounce (5.x.x) suppresses at once; soft bounces (4.x.x) suppress once `soft_bounce_limit` of them fall
 within `soft_bounce_window_days` (counted from the last lift, if any); a complaint suppresses and records an
 unsubscribe. Suppressing turns the address's ledger rows not yet handed to a server into `suppressed`, and the
-send path (flows/deliver.py) reads `Store.suppressed()` before queuing and before each batch. Every write here
+send path (flows/deliver/send.py) reads `Store.suppressed()` before queuing and before each batch. Every write here
 takes the caller's connection, so it commits with the record of the message that caused it.
 """
 
@@ -17,10 +17,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from flows import ledger
 from flows.collect.bounces import BouncedAddress
-from flows.settings import Settings
-from flows.store import Store, bounce_events, suppressions, unsubscribes, utcnow
+from flows.core.settings import Settings
+from flows.core.store import Store, bounce_events, ledger, suppressions, unsubscribes, utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from flows.models import normalise_text
-from flows.store import Store, draft_cache, utcnow
+from flows.core.models import normalise_text
+from flows.core.store import Store, draft_cache, utcnow
 
 logger = logging.getLogger(__name__)
 

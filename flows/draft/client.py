@@ -18,11 +18,11 @@ from typing import Any
 
 import openai
 
+from flows.core.errors import BriefingError
+from flows.core.settings import Settings
 from flows.draft.budget import MESSAGE_OVERHEAD, estimate_tokens
 from flows.draft.prompts import Ask
 from flows.draft.report import DraftStats
-from flows.errors import BriefingError
-from flows.settings import Settings
 
 logger = logging.getLogger(__name__)
 
