@@ -247,7 +247,8 @@ def _settings(project: Path, **overrides: Any) -> Any:
 
 
 def _render(settings: Any, store: Any, content: Any) -> Any:
-    from flows.publish.archive import assign_paths, render_for_archive
+    from flows.core.pages import assign_paths
+    from flows.edition import render_for_archive
 
     briefing = content.ready[0]
     page = assign_paths(store, content.ready)[briefing.slug]

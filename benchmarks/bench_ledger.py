@@ -3,7 +3,7 @@
     python -m benchmarks.bench_ledger [--small]
 
 Part 1 runs the ledger's per-message cycle without any transport: claim a batch of 200, then for each row
-`start_sending` + `finish(sent)`. Part 2 starts 1 or 2 `python -m flows.scaleout` deliverers on one
+`start_sending` + `finish(sent)`. Part 2 starts 1 or 2 `python -m flows.app.worker` deliverers on one
 PostgreSQL ledger against one loopback aiosmtpd and measures messages per second at the server (first to last
 arrival), next to the ceiling measured in the same run: pre-built bytes over one SMTP connection.
 
@@ -83,7 +83,7 @@ def deliver_throughput(project: Path, url: str, smtp: CountingSmtp, workers: int
     before = len(smtp.arrivals)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "flows.scaleout", slug, "--audience", "atou"],
+            [sys.executable, "-m", "flows.app.worker", slug, "--audience", "atou"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prefect import flow, task
@@ -29,19 +29,21 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.core.content import Loaded, load_content
-from flows.core.errors import BriefingError, ContentError, partial_failure_code
+from flows.core.errors import BriefingError, ContentError
 from flows.core.models import Briefing, Feed
+from flows.core.pages import archive_url
 from flows.core.settings import Settings, load_settings
 from flows.core.store import Store, open_store
-from flows.deliver.send import DeliveryReport, deliver_briefing
+from flows.deliver import DeliveryReport, deliver_briefing
+from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
 from flows.deliver.transports import describe_smtp_url
+from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
 from flows.events import announce_ready, emit_article_ingested
 from flows.ingest.stubs import plan_stubs, write_stubs
-from flows.join import Joined
-from flows.publish.archive import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
-from flows.readiness import gate, refuse_if_strict
-from flows.render.email import RenderedBriefing, md_escape
-from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
+from flows.publish import PublishReport, publish_archive
+from flows.render import RenderedBriefing
+from flows.render.email import md_escape
+from flows.status import RunSummary
 
 if TYPE_CHECKING:
     from flows.ingest.run import IngestReport
@@ -52,50 +54,6 @@ T = TypeVar("T")
 
 SMTP_SLOTS = "smtp-send"
 TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
-
-
-@dataclass
-class RunSummary:
-    articles_new: int = 0
-    articles_updated: int = 0
-    feeds_failed: list[str] = field(default_factory=list)
-    stubs: list[str] = field(default_factory=list)
-    stubs_skipped: list[str] = field(default_factory=list)  # why some new articles got no stub (caps)
-    drafts: list[dict[str, Any]] = field(default_factory=list)  # machine drafts of new stubs (draft_new_stubs)
-    briefings_rendered: list[str] = field(default_factory=list)
-    briefings_held: list[str] = field(default_factory=list)
-    briefings_not_ready: list[str] = field(default_factory=list)  # `brief SLUG` of a draft: held, but no problem
-    render_failed: list[str] = field(default_factory=list)
-    briefings_announced: list[str] = field(default_factory=list)
-    emails_sent: int = 0
-    emails_uncertain: int = 0
-    emails_failed: int = 0
-    delivery_errors: list[str] = field(default_factory=list)  # "slug/audience: why" when a send could not run
-    delivery: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    pages_written: list[str] = field(default_factory=list)
-    pages_unchanged: int = 0
-    problems: list[str] = field(default_factory=list)
-    content_errors: int = 0
-    outbox: str | None = None  # where emails are written; None when they go to an SMTP server
-    smtp: str | None = None  # the SMTP server (URL without password); None when they go to the outbox
-    archive: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """What the command exits with: `flows.core.errors.partial_failure_code` over what fell short in this run."""
-        return partial_failure_code(
-            content=bool(self.content_errors or self.briefings_held_for_problems),
-            fetch=bool(self.feeds_failed),
-            render=bool(self.render_failed),
-            delivery=bool(self.emails_uncertain or self.emails_failed or self.delivery_errors),
-        )
-
-    @property
-    def briefings_held_for_problems(self) -> list[str]:
-        return [slug for slug in self.briefings_held if slug not in self.briefings_not_ready]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "exit_code": self.exit_code}
 
 
 @dataclass
@@ -145,7 +103,7 @@ def ensure_limits(settings: Settings) -> None:
     """Create or update the SMTP limits on the Prefect server; they do nothing until they exist.
 
     `smtp-send` bounds parallel SMTP connections across flow runs; the rate limit named by
-    `settings.send_rate_limit` (shared with `flows.scaleout` deliverers) paces messages at `smtp_rate`/s."""
+    `settings.send_rate_limit` (shared with `flows.app.worker` deliverers) paces messages at `smtp_rate`/s."""
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
@@ -425,16 +383,27 @@ def _audience_ids(ctx: Context, audience: str) -> list[str]:
 
 @dataclass
 class BriefOutcome:
+    """One briefing's rendering and deliveries in this flow run, for its artifacts."""
+
     slug: str
     page: str
-    delivered: dict[str, Counter[str]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
+    reports: list[DeliveryReport] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> dict[str, Counter[str]]:
+        return {aid: Counter(result.states) for r in self.reports for aid, result in r.audiences.items()}
+
+    @property
+    def failures(self) -> list[str]:
+        return [
+            f"{aid} {who}: {why}" for r in self.reports for aid, result in r.audiences.items()
+            for who, why in result.failures
+        ]
 
 
 def _brief_one(
     ctx: Context,
     joined: Joined,
-    summary: RunSummary,
     *,
     audiences: list[str],
     page: str,
@@ -455,7 +424,6 @@ def _brief_one(
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
     rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
-    summary.briefings_rendered.append(briefing.slug)
     if slot is None:
         for future in rendered.values():
             future.result()
@@ -463,8 +431,7 @@ def _brief_one(
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    per_audience = summary.delivery.setdefault(briefing.slug, {})
-    reports = [
+    outcome.reports = [
         delivery(
             settings,
             quote(ctx.store),
@@ -477,17 +444,6 @@ def _brief_one(
         )
         for aid, future in rendered.items()
     ]
-    for report in reports:
-        for audience_id, audience_result in report.audiences.items():
-            states = Counter(audience_result.states)
-            outcome.delivered[audience_id] = states
-            per_audience[audience_id] = dict(states)
-            summary.emails_sent += states["sent"]
-            summary.emails_uncertain += states["uncertain"]
-            summary.emails_failed += states["failed"]
-            if audience_result.error:
-                summary.delivery_errors.append(f"{briefing.slug}/{audience_id}: {audience_result.error}")
-            outcome.failures.extend(f"{audience_id} {who}: {why}" for who, why in audience_result.failures)
     return outcome
 
 
@@ -537,9 +493,7 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
 
 def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
     report = publish_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded))
-    for slug in report.held:
-        if slug not in summary.briefings_held:
-            summary.briefings_held.append(slug)
+    summary.publish_held = list(report.held)
     summary.pages_written = [str(p) for p in report.written]
     summary.pages_unchanged = len(report.unchanged)
     return report
@@ -547,8 +501,8 @@ def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
 
 @task(name="publish-archive", cache_policy=NO_CACHE)
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
-    """Publish the ready briefings `flows.readiness.gate` lets through; the held ones are left out of it."""
-    checked = gate(loaded, store)
+    """Publish the ready briefings `flows.edition.gate` lets through; the held ones are left out of it."""
+    checked = gate(loaded, store, pages=False)
     report = publish_archive(loaded.content, store, settings, checked.publishable)
     report.held = [j.briefing.slug for j in checked.held]
     get_run_logger().info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))
@@ -565,40 +519,38 @@ def _join_and_brief(
     resend_updated: bool,
     resend_uncertain: bool,
 ) -> None:
-    paths = assign_paths(ctx.store, ctx.loaded.content.ready)
+    """The edition of every ready briefing (or the named ones) as tasks: `flows.edition.gate` decides what is held
+    back and places the pages; the passed ones are rendered per audience and, when sending, delivered."""
     checked = gate(ctx.loaded, ctx.store, slugs)
+    edition = summary.edition
+    edition.held.extend(checked.held)
     listed = set(summary.problems)
     for joined in checked.held:  # never rendered, sent or published; its problems are in the summary
-        summary.briefings_held.append(joined.briefing.slug)
         summary.problems.extend(str(p) for p in joined.problems if str(p) not in listed)
         brief_artifacts(ctx, joined.briefing, None, [str(p) for p in joined.problems])
     with smtp_slot(ctx.settings) as slot:
         for joined in checked.passed:
+            briefing = joined.briefing
             problems = [str(p) for p in joined.problems]
             summary.problems.extend(p for p in problems if p not in listed)
             try:
                 outcome = _brief_one(
                     ctx,
                     joined,
-                    summary,
                     audiences=audiences,
-                    page=paths[joined.briefing.slug],
+                    page=checked.pages[briefing.slug],
                     slot=slot if send else None,
                     resend_updated=resend_updated,
                     resend_uncertain=resend_uncertain,
                 )
             except BriefingError as err:  # one briefing that cannot render does not stop the others
-                _render_failed(ctx, summary, joined.briefing, err)
+                get_run_logger().error("%s: not sent: %s", briefing.slug, err)
+                edition.not_rendered.append(f"{briefing.slug}: {err}")
+                brief_artifacts(ctx, briefing, None, [str(err)])
                 continue
-            brief_artifacts(ctx, joined.briefing, outcome, problems)
-
-
-def _render_failed(ctx: Context, summary: RunSummary, briefing: Briefing, err: BriefingError) -> None:
-    get_run_logger().error("%s: not sent: %s", briefing.slug, err)
-    if briefing.slug in summary.briefings_rendered:
-        summary.briefings_rendered.remove(briefing.slug)
-    summary.render_failed.append(f"{briefing.slug}: {err}")
-    brief_artifacts(ctx, briefing, None, [str(err)])
+            summary.briefings_rendered.append(briefing.slug)
+            edition.deliveries.extend(outcome.reports)
+            brief_artifacts(ctx, briefing, outcome, problems)
 
 
 def _find_briefing(ctx: Context, slug: str) -> Briefing:
@@ -638,7 +590,6 @@ def brief(
     audiences = _audience_ids(ctx, audience)
     if briefing.status != "ready":
         run_logger.warning("%s is %s, not ready: nothing to send", slug, briefing.status)
-        summary.briefings_held.append(slug)
         summary.briefings_not_ready.append(slug)
         brief_artifacts(ctx, briefing, None, [f"status is {briefing.status}; set `status: ready` to deliver"])
         return summary.to_dict()

@@ -12,11 +12,12 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from flows.core.content import load_content
+from flows.core.pages import assign_paths
 from flows.core.settings import Settings
 from flows.core.store import Store, ledger
 from flows.deliver import deliver_briefing
 from flows.deliver.transports import OutboxTransport
-from flows.publish.archive import assign_paths, render_for_archive
+from flows.edition import render_for_archive
 
 REPO = Path(__file__).resolve().parent.parent
 BOUNCE_SAMPLES = REPO / "tests" / "data" / "bounces" / "flufl"

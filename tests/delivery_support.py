@@ -17,9 +17,10 @@ from aiosmtpd.controller import Controller
 
 from flows.core.content import load_content
 from flows.core.models import Content
+from flows.core.pages import assign_paths
 from flows.core.settings import Settings
 from flows.core.store import Store
-from flows.publish.archive import assign_paths, render_for_archive
+from flows.edition import render_for_archive
 from flows.render.email import RenderedBriefing
 
 

@@ -10,9 +10,9 @@ from collect_support import BOUNCE_SAMPLES
 
 from flows.collect.bounces import parse_bounce
 from flows.collect.classify import AUTO_REPLY, BOUNCE, OTHER, UNSUBSCRIBE, classify
-from flows.collect.discussion import initials
 from flows.collect.message import UnreadableMessageError, parse
 from flows.collect.replies import extract_reply, strip_quotes
+from flows.core.discussion import initials
 from flows.core.settings import Settings
 from flows.core.store import Store
 

@@ -17,15 +17,17 @@ from typer.testing import CliRunner
 
 from flows.app.cli import app
 from flows.collect import collect_mailbox
-from flows.collect.discussion import APPROVED, PENDING, decide, list_entries
 from flows.collect.imap import Fetched
 from flows.collect.suppression import list_suppressions
 from flows.core.content import load_content
+from flows.core.pages import assign_paths
 from flows.core.settings import Settings, load_settings
 from flows.core.store import Store, discussion_entries, ledger, mail_messages, unsubscribes
+from flows.core.store.discussion import APPROVED, PENDING, decide, list_entries
 from flows.deliver import deliver_briefing
 from flows.deliver.transports import OutboxTransport
-from flows.publish.archive import assign_paths, publish_archive, render_for_archive
+from flows.edition import render_for_archive
+from flows.publish.archive import publish_archive
 
 pytestmark = pytest.mark.slow
 PREFIX = "Briefing"

@@ -92,7 +92,7 @@ def test_untranslated_paragraph_in_ready_briefing(project: Path) -> None:
 
 
 def test_translation_ids_must_match_source(project: Path, store) -> None:
-    from flows.join import join_briefing
+    from flows.edition import join_briefing
 
     loaded = load_content(project / "content")
     from flows.core.settings import load_settings

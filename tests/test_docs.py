@@ -77,7 +77,7 @@ def test_readme_documents_every_exit_code() -> None:
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, errors.BriefingError)
     }
-    from flows.core.tokens import TokenError
+    from flows.core.errors import TokenError
 
     codes.add(TokenError.exit_code)
     assert codes <= documented, f"exit codes missing from the README: {sorted(codes - documented)}"

@@ -15,12 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.app.cli import app
-from flows.app.preview import send_test as preview_send_test
 from flows.core.content import load_content
+from flows.core.errors import ContentProblemsError
 from flows.core.settings import Settings
 from flows.core.store import Store
-from flows.readiness import ContentProblemsError, gate
-from flows.scaleout import render_for_delivery
+from flows.edition import gate, render_for_delivery
+from flows.edition import send_test as preview_send_test
 from tests.preview_support import make_project, run_briefing
 
 VALID = "anthropic-ai-builds-ai"

@@ -14,10 +14,10 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from flows.app.cli import app
-from flows.core.errors import SettingsError
+from flows.core.errors import SettingsError, TokenError
 from flows.core.settings import load_settings
 from flows.core.store import Store, unsubscribes
-from flows.core.tokens import TokenError, make_token, verify_token
+from flows.core.tokens import make_token, verify_token
 from flows.deliver.messages import unsubscribe_url
 from flows.deliver.unsubscribe import unsubscribe_routes, unsubscribe_with_token
 from tests.asgi_support import serve_asgi

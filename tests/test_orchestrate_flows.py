@@ -209,8 +209,8 @@ def test_limits_are_created_from_the_settings(project: Path, monkeypatch: pytest
     from prefect import get_client
 
     from flows.core.settings import load_settings
+    from flows.deliver.rate_limit import permit_chunk
     from flows.pipeline import SMTP_SLOTS, ensure_limits
-    from flows.scaleout import permit_chunk
 
     settings = load_settings(smtp_connections=3, smtp_rate=45)
     ensure_limits(settings)

@@ -1,6 +1,6 @@
 """Two deliverers, one PostgreSQL ledger, one loopback SMTP server, 5,000 recipients in one audience.
 
-Kill test: two plain deliverer processes (`python -m flows.scaleout`) send at the same time; one is killed
+Kill test: two plain deliverer processes (`python -m flows.app.worker`) send at the same time; one is killed
 with SIGKILL mid-send and a later run on the surviving side finishes the audience. Every recipient gets exactly
 one message, except a row the ledger reports `uncertain` (the message in flight when the process died).
 """
@@ -36,7 +36,7 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 
 def _deliverer(env: dict[str, str], slug: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.scaleout", slug, "--audience", AUDIENCE, *extra],
+        [sys.executable, "-m", "flows.app.worker", slug, "--audience", AUDIENCE, *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

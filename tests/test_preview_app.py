@@ -10,9 +10,9 @@ import pytest
 from httpx import Client
 
 from flows.app.preview import create_app
+from flows.core.pages import assign_paths, html_link
 from flows.core.settings import Settings
 from flows.core.store import Store
-from flows.publish.archive import assign_paths, html_link
 from tests.asgi_support import serve_asgi
 
 

@@ -13,9 +13,10 @@ from sqlalchemy import select
 
 from flows.core.errors import PublishError, RenderError
 from flows.core.models import Briefing, ParagraphKind
+from flows.core.pages import archive_url, assign_paths
 from flows.core.settings import load_settings
 from flows.core.store import Store, published
-from flows.publish.archive import archive_url, assign_paths, entry_id, safe_join
+from flows.publish.archive import entry_id, safe_join
 from tests.publish_support import (
     FIRST,
     LATER,

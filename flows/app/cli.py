@@ -117,7 +117,7 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
 def refuse_strict_early(settings: Any) -> None:
     """Strict mode checks the content before a flow starts: exit 3 at once, no Prefect server, no traceback."""
     if settings.strict:
-        from flows.readiness import refuse_if_strict
+        from flows.edition import refuse_if_strict
 
         refuse_if_strict(True, load_content(settings.content_dir))
 
@@ -180,20 +180,16 @@ def check(
 def _alignment_problems(settings: Any, loaded: Any) -> list[Any]:
     """Check translations against stored articles when a store exists (no store is created by checking)."""
     from flows.core.store import open_store
-    from flows.join import join_briefing
+    from flows.edition import errors_in, translation_problems
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return []
     store = open_store(settings.store_url)
-    problems: list[Problem] = []
-    for briefing in loaded.content.ready:
-        problems.extend(p for p in join_briefing(briefing, store).problems if p.severity == "error")
-    return problems
+    return [p for briefing in loaded.content.ready for p in errors_in(translation_problems(briefing, store))]
 
 
 def _suppression_problems(settings: Any, loaded: Any) -> list[Any]:
     """A warning per subscriber-file row whose address is suppressed (bounced or complained): it is not mailed."""
-    from flows.core.errors import Problem
     from flows.core.store import open_store
 
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
@@ -289,128 +285,24 @@ def status() -> None:
 
     Example: briefing --json status
     """
+    from flows.status import read_store, status_report
+
     try:
         settings = load_settings()
+        store = read_store(settings)
     except BriefingError as err:
         raise fail(err) from None
-    loaded = load_content(settings.content_dir)
-    counts, feeds, problems = _store_state(settings)
-    report = status_report(loaded, counts, feeds, problems)
-    suppressed = _suppressed(settings)
-    report["suppressed"] = [s.to_dict() for s in suppressed]
+    report = status_report(load_content(settings.content_dir), store)
     emit(report, _status_table(report))
     if not Output.json and not Output.quiet:
         if report["feeds"]:
             console.print(_feeds_table(report["feeds"]))
-        if suppressed:
+        if report["suppressed"]:
             from flows.app.commands.collect import suppression_table
 
-            console.print(suppression_table(suppressed))
+            console.print(suppression_table(report["suppressed"]))
         for line in report["attention"]:
             console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
-
-
-FAILURES_SHOWN = 20
-
-
-def _suppressed(settings: Any) -> list[Any]:
-    """Suppressed addresses with the reason; an absent SQLite store is not created."""
-    from flows.collect.suppression import list_suppressions
-    from flows.core.store import open_store
-
-    if not settings.database_url and not (settings.output_dir / "store.db").exists():
-        return []
-    return list_suppressions(open_store(settings.store_url, read_only=True))  # status changes nothing
-
-
-def _store_state(settings: Any) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]], list[dict[str, str]]]:
-    """Ledger counts, feed states and the failed/uncertain rows; an absent SQLite store is not created."""
-    from flows.core.store import open_store
-    from flows.core.store.ledger import FAILED, UNCERTAIN, counts, rows_in_state
-
-    if not settings.database_url and not (settings.output_dir / "store.db").exists():
-        return {}, [], []
-    store = open_store(settings.store_url, read_only=True)  # status works on a read-only store, changes nothing
-    failures = [
-        {"slug": r.slug, "audience": r.audience, "recipient": r.recipient, "state": r.state, "reply": r.last_reply}
-        for state in (FAILED, UNCERTAIN)
-        for r in rows_in_state(store, state)
-    ]
-    return counts(store), store.all_feed_states(), failures
-
-
-def briefing_stage(status: str, states: dict[str, dict[str, int]]) -> str:
-    """draft | ready (not sent yet) | sending (rows queued or deferred) | sent | attention (failed/uncertain)."""
-    totals: dict[str, int] = {}
-    for per_audience in states.values():
-        for state, rows in per_audience.items():
-            totals[state] = totals.get(state, 0) + rows
-    if totals.get("failed") or totals.get("uncertain"):
-        return "attention"
-    if totals.get("queued") or totals.get("deferred") or totals.get("sending"):
-        return "sending"
-    if totals.get("sent"):
-        return "sent"
-    return status
-
-
-def status_report(
-    loaded: Any,
-    counts: dict[tuple[str, str, str], int],
-    feeds: list[dict[str, Any]],
-    failures: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    sent: dict[str, dict[str, dict[str, int]]] = {}
-    for (slug, audience, state), rows in counts.items():
-        sent.setdefault(slug, {}).setdefault(audience, {})[state] = rows
-    problems: dict[str, list[Any]] = {}
-    for problem in loaded.problems:
-        problems.setdefault(str(Path(problem.path).resolve()), []).append(problem)
-    briefings, attention = [], []
-    for briefing in loaded.content.briefings:
-        own = problems.get(str(Path(briefing.path).resolve()), [])
-        states = sent.get(briefing.slug, {})
-        stage = briefing_stage(briefing.status, states)
-        errors = sum(1 for p in own if p.severity == "error")
-        briefings.append(
-            {
-                "slug": briefing.slug,
-                "date": briefing.date.isoformat(),
-                "status": briefing.status,
-                "stage": stage,
-                "errors": errors,
-                "warnings": len(own) - errors,
-                "audiences": states,
-                "path": briefing.path,
-            }
-        )
-        if stage == "attention":
-            attention.append(
-                f"{briefing.slug}: emails failed or uncertain — see `briefing run` output; "
-                "uncertain rows are resent only with --resend-uncertain"
-            )
-        if briefing.status == "ready" and errors:
-            attention.append(f"{briefing.path}: ready but has {errors} errors — run `briefing check`")
-    feed_rows = [
-        {
-            "feed": f.get("feed_id") or f.get("feed_url"),
-            "url": f.get("feed_url"),
-            "last_fetched_at": f.get("last_fetched_at"),
-            "last_status": f.get("last_status"),
-            "entries_new": f.get("entries_new"),
-            "last_error": f.get("last_error"),
-        }
-        for f in feeds
-    ]
-    attention += [f"feed {f['feed']}: {f['last_error']} ({f['url']})" for f in feed_rows if f["last_error"]]
-    failures = failures or []
-    attention += [
-        f"{f['slug']}/{f['audience']} {f['recipient']}: {f['state']} — {f['reply'] or 'no reply recorded'}"
-        for f in failures[:FAILURES_SHOWN]
-    ]
-    if len(failures) > FAILURES_SHOWN:
-        attention.append(f"… and {len(failures) - FAILURES_SHOWN} more failed/uncertain emails (see --json)")
-    return {"briefings": briefings, "feeds": feed_rows, "failures": failures, "attention": attention}
 
 
 def _status_table(report: dict[str, Any]) -> Table:

@@ -21,7 +21,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,19 +42,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from watchfiles import awatch
 
 from flows.core.content import DRAFT_PART_NAMES, Loaded, load_content
-from flows.core.errors import BriefingError, DeliveryError, Problem, RenderError
+from flows.core.errors import BriefingError
 from flows.core.models import Briefing, Content, MachineDraft
+from flows.core.pages import assign_paths, html_link
 from flows.core.safe_urls import web_url
 from flows.core.settings import Settings
-from flows.core.store import Store, ledger, open_store
-from flows.deliver import send_test as deliver_send_test
+from flows.core.store import Store, open_store
 from flows.deliver.messages import unsubscribe_url
 from flows.deliver.unsubscribe import unsubscribe_routes
-from flows.join import join_briefing
-from flows.publish.archive import assign_paths, html_link, preview_page, render_for_archive
-from flows.readiness import ContentProblemsError, errors_in, problems_for
+from flows.edition import render_for_archive, send_test
+from flows.publish.archive import preview_page
 from flows.render import email as render
 from flows.render.email import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from flows.status import briefing_statuses
 
 logger = logging.getLogger(__name__)
 
@@ -168,21 +168,6 @@ class AudienceView:
 
 
 @dataclass
-class BriefingView:
-    briefing: Briefing
-    problems: list[Problem] = field(default_factory=list)
-    sent: dict[str, dict[str, int]] = field(default_factory=dict)  # audience → state → rows
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity != "error"]
-
-
-@dataclass
 class DraftPart:
     """One unreviewed machine draft as the preview shows it: what it is, who wrote it, and its text."""
 
@@ -285,29 +270,6 @@ class Reloader:
         return True
 
 
-def problems_by_path(problems: list[Problem]) -> dict[str, list[Problem]]:
-    grouped: dict[str, list[Problem]] = {}
-    for problem in problems:
-        grouped.setdefault(str(Path(problem.path).resolve()), []).append(problem)
-    return grouped
-
-
-def briefing_views(loaded: Loaded, store: Store) -> tuple[list[BriefingView], list[Problem]]:
-    """One view per briefing with its own problems and send counts, plus the problems of other files."""
-    grouped = problems_by_path(loaded.problems)
-    sent: dict[str, dict[str, dict[str, int]]] = {}
-    for (slug, audience, state), rows in ledger.counts(store).items():
-        sent.setdefault(slug, {}).setdefault(audience, {})[state] = rows
-    views = []
-    for briefing in loaded.content.briefings:
-        own = grouped.pop(str(Path(briefing.path).resolve()), [])
-        if briefing.status == "ready":  # what `briefing run` would hold back: translation vs stored article
-            own += join_briefing(briefing, store).problems
-        views.append(BriefingView(briefing, own, sent.get(briefing.slug, {})))
-    general = [p for items in grouped.values() for p in items]
-    return views, general
-
-
 def render_audiences(
     briefing: Briefing,
     content: Content,
@@ -331,33 +293,6 @@ def render_audiences(
             view.error = str(err)
         views.append(view)
     return views
-
-
-def send_test(settings: Settings, loaded: Loaded, store: Store, slug: str, audience_id: str, address: str) -> str:
-    """Send one message marked as a test to one address; the ledger of real recipients is not touched. A briefing
-    that `briefing check` rejects is not sent (`flows.readiness`), draft or ready."""
-    content = loaded.content
-    briefing = next((b for b in content.briefings if b.slug == slug), None)
-    if briefing is None:
-        raise DeliveryError(f"no briefing with slug '{slug}'", hint="pick one from the list")
-    try:
-        audience = content.audience(audience_id)
-    except KeyError:
-        raise DeliveryError(f"unknown audience '{audience_id}'", where=slug) from None
-    held = errors_in(problems_for(briefing, loaded, store))
-    if held:
-        raise ContentProblemsError(
-            f"not sending a test of a briefing with {len(held)} problems: {held[0]}",
-            hint="fix what the list shows (or `briefing check` reports) first",
-        )
-    view = render_audiences(briefing, content, settings, store, is_test=True, only=audience.id)[0]
-    if view.email is None:
-        raise RenderError(view.error, slug=slug, audience=audience.id)
-    message_id, result = deliver_send_test(view.email, audience, address, settings)
-    if result.state != ledger.SENT:
-        raise DeliveryError(f"test send to {address} {result.state}: {result.reply}", where=f"{slug}/{audience.id}")
-    logger.info("test message %s for %s/%s sent to %s: %s", message_id, slug, audience.id, address, result.reply)
-    return result.reply
 
 
 def is_web_or_relative(url: str) -> bool:
@@ -426,7 +361,7 @@ class PreviewApp:
 
     async def index(self, request: Request) -> Response:
         loaded = await run_in_threadpool(self.load)
-        views, general = await run_in_threadpool(briefing_views, loaded, self.store)
+        views, general = await run_in_threadpool(briefing_statuses, loaded, self.store)
         return self.page("index.html.j2", views=views, general=general, audiences=loaded.content.audiences)
 
     async def briefing(self, request: Request) -> Response:
@@ -434,7 +369,7 @@ class PreviewApp:
         briefing = self.find(loaded, request.path_params["slug"])
         if briefing is None:
             return self.not_found(f"briefing '{request.path_params['slug']}'")
-        views, _ = await run_in_threadpool(briefing_views, loaded, self.store)
+        views, _ = await run_in_threadpool(briefing_statuses, loaded, self.store)
         view = next(v for v in views if v.briefing.slug == briefing.slug)
         audiences = await run_in_threadpool(render_audiences, briefing, loaded.content, self.settings, self.store)
         width = int(request.query_params.get("w", "600")) if request.query_params.get("w") in ("600", "375") else 600
@@ -509,19 +444,18 @@ class PreviewApp:
         slug, audience_id, address = form.get("slug", ""), form.get("audience", ""), form.get("address", "").strip()
         loaded = await run_in_threadpool(self.load)
         try:
-            reply = await run_in_threadpool(
-                send_test, self.settings, loaded, self.store, slug, audience_id, address
-            )
+            sent = await run_in_threadpool(send_test, self.settings, loaded, self.store, slug, audience_id, address)
         except BriefingError as err:
             logger.warning("test send failed: %s", err)
             return RedirectResponse(f"/b/{quote(slug)}?error={quote(str(err))}#{quote(audience_id)}", status_code=303)
-        sent = f"{audience_id} → {address} ({reply})"
-        return RedirectResponse(f"/b/{quote(slug)}?sent={quote(sent)}#{quote(audience_id)}", status_code=303)
+        done = f"{audience_id} → {address} ({sent.reply})"
+        return RedirectResponse(f"/b/{quote(slug)}?sent={quote(done)}#{quote(audience_id)}", status_code=303)
 
     # --- collect --- moderation of readers' replies and the suppression list (flows/collect)
 
     async def discussion(self, request: Request) -> Response:
-        from flows.collect.discussion import STATUSES, list_entries, shown_name
+        from flows.core.discussion import shown_name
+        from flows.core.store.discussion import STATUSES, list_entries
 
         loaded = await run_in_threadpool(self.load)
         names = {a.id: a.name for a in loaded.content.audiences}
@@ -540,7 +474,7 @@ class PreviewApp:
         )
 
     async def decide_entry(self, request: Request) -> Response:
-        from flows.collect.discussion import APPROVED, REJECTED, decide
+        from flows.core.store.discussion import APPROVED, REJECTED, decide
 
         if not same_origin(request):
             return PlainTextResponse("cross-site request refused\n", status_code=403)

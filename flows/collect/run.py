@@ -37,17 +37,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flows.collect import classify as kinds
-from flows.collect import discussion, suppression
+from flows.collect import suppression
 from flows.collect.classify import Classified, LedgerLookup, LedgerMatch, classify, ledger_ids
-from flows.collect.errors import CollectError
 from flows.collect.imap import Fetched, Mailbox, UidSet, open_mailbox
 from flows.collect.message import UnreadableMessageError, parse
 from flows.core.content import load_content
+from flows.core.errors import CollectError, TokenError
 from flows.core.models import Content
 from flows.core.settings import Settings
-from flows.core.store import Store, mail_messages, mailbox_state, utcnow
-from flows.core.tokens import TokenError, verify_token
-from flows.deliver.unsubscribe import token_from
+from flows.core.store import Store, discussion, mail_messages, mailbox_state, utcnow
+from flows.core.tokens import token_from, verify_token
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""One base exception; subclasses carry the context needed to fix the problem.
+"""One base exception; subclasses carry the context needed to fix the problem, and the exit status.
 
-The CLI turns any BriefingError into one line: where (file:line, field, URL), what, and how to fix it.
+The CLI turns any BriefingError into one line: where (file:line, field, URL), what, and how to fix it. Every
+exit status of the README's table is the `exit_code` of a class here, or `partial_failure_code`'s.
 """
 
 from __future__ import annotations
@@ -112,6 +113,30 @@ class StoreError(BriefingError):
     """The database cannot be opened or migrated."""
 
     exit_code = 9
+
+
+class ContentProblemsError(BriefingError):
+    """Content errors stopped a command (strict mode, a held briefing asked for by name, nothing valid to do)."""
+
+    exit_code = 3
+
+
+class TokenError(BriefingError):
+    """An unsubscribe token that is malformed, forged, or signed with a key no longer accepted."""
+
+    exit_code = 8
+
+
+class CollectError(BriefingError):
+    """The IMAP mailbox could not be reached, logged into or read (exit status 10)."""
+
+    exit_code = 10
+
+
+class DraftError(BriefingError):
+    """Drafting could not fill everything it was asked to (the report says what and why)."""
+
+    exit_code = 11
 
 
 def partial_failure_code(

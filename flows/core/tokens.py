@@ -9,16 +9,13 @@ import hmac
 import json
 import logging
 from collections.abc import Sequence
+from urllib.parse import parse_qs, urlparse
 
-from flows.core.errors import BriefingError
+from flows.core.errors import TokenError
 
 logger = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 2048
-
-
-class TokenError(BriefingError):
-    exit_code = 8
 
 
 def _b64(data: bytes) -> str:
@@ -63,3 +60,11 @@ def verify_token(secrets: str | Sequence[str], token: str) -> tuple[str, str]:
         return str(data["a"]), str(data["e"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise TokenError("unsubscribe token payload is unreadable") from None
+
+
+def token_from(value: str) -> str:
+    """Accept the bare token or the whole link from an email (`https://…/unsubscribe?t=TOKEN`)."""
+    value = value.strip()
+    if value.startswith(("http://", "https://")):
+        return parse_qs(urlparse(value).query).get("t", [""])[0]
+    return value

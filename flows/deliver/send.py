@@ -445,7 +445,7 @@ def deliver_briefing(
 ) -> DeliveryReport:
     """Send every (or the named) audience's email to its subscribers; rows already sent are skipped."""
     slug = rendered.briefing.slug
-    if rendered.briefing.machine_drafts:  # last line of the review gate; join_briefings holds these back first
+    if rendered.briefing.machine_drafts:  # last line of the review gate; `flows.edition.gate` holds these back first
         raise DeliveryError(
             f"{len(rendered.briefing.machine_drafts)} machine-drafted parts are not reviewed",
             where=slug,

@@ -13,12 +13,10 @@ import functools
 import hashlib
 import ipaddress
 import logging
-import os
 import re
 import smtplib
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from flows.core.errors import DeliveryError
+from flows.core.files import atomic_write_bytes
 from flows.core.settings import SmtpTls
 from flows.core.store.ledger import DEFERRED, FAILED, QUEUED, SENT, UNCERTAIN
 from flows.deliver.messages import Envelope
@@ -52,19 +51,6 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RateLimiter:

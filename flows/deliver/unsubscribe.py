@@ -14,16 +14,17 @@ import html
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from flows.core.errors import TokenError
 from flows.core.settings import Settings
 from flows.core.store import Store, ledger
-from flows.core.tokens import TokenError, verify_token
+from flows.core.tokens import token_from, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +39,6 @@ class Unsubscribed:
     email: str
     newly: bool  # False: it was recorded before
     skipped_rows: int  # queued or deferred emails of this audience that will now not be sent
-
-
-def token_from(value: str) -> str:
-    """Accept the bare token or the whole link from an email (`https://…/unsubscribe?t=TOKEN`)."""
-    value = value.strip()
-    if value.startswith(("http://", "https://")):
-        return parse_qs(urlparse(value).query).get("t", [""])[0]
-    return value
 
 
 def unsubscribe_with_token(settings: Settings, store: Store, token: str, method: str) -> Unsubscribed:

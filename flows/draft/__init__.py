@@ -4,7 +4,7 @@ Entry points: `draft_briefing` (fill the empty parts, marked as machine drafts) 
 (the editor's review: remove the markers). The review gate itself is a content rule (`flows.core.content`).
 """
 
-from flows.draft.client import DraftError
+from flows.core.errors import DraftError
 from flows.draft.drafting import draft_briefing, resolve_briefing
 from flows.draft.report import DraftReport, DraftStats, Failure
 from flows.draft.review import Approval, approve_sections

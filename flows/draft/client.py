@@ -18,7 +18,6 @@ from typing import Any
 
 import openai
 
-from flows.core.errors import BriefingError
 from flows.core.settings import Settings
 from flows.draft.budget import MESSAGE_OVERHEAD, estimate_tokens
 from flows.draft.prompts import Ask
@@ -27,12 +26,6 @@ from flows.draft.report import DraftStats
 logger = logging.getLogger(__name__)
 
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
-
-
-class DraftError(BriefingError):
-    """Drafting could not fill everything it was asked to (the report says what and why)."""
-
-    exit_code = 11
 
 
 class NoAnswerError(Exception):

@@ -85,7 +85,7 @@ def discussion_list(
     Example: briefing discussion list --status all --slug github-commit-flood
     """
     from flows.app.cli import emit, fail
-    from flows.collect.discussion import STATUSES, list_entries
+    from flows.core.store.discussion import STATUSES, list_entries
 
     if status not in (*STATUSES, "all"):
         raise fail(BriefingError(f"unknown status {status!r}", hint="use pending, approved, rejected or all"))
@@ -111,7 +111,7 @@ def discussion_list(
 
 def _decide(entry_ids: list[int], status: str) -> None:
     from flows.app.cli import emit, fail
-    from flows.collect.discussion import decide
+    from flows.core.store.discussion import decide
 
     try:
         _settings, store = _open()
@@ -164,15 +164,15 @@ def suppression_list(
         rows = list_suppressions(store, include_lifted=lifted)
     except BriefingError as err:
         raise fail(err) from None
-    emit({"suppressed": [r.to_dict() for r in rows]}, suppression_table(rows), f"{len(rows)} addresses")
+    items = [r.to_dict() for r in rows]
+    emit({"suppressed": items}, suppression_table(items), f"{len(rows)} addresses")
 
 
-def suppression_table(rows: list[Any]) -> Table:
+def suppression_table(items: list[dict[str, str]]) -> Table:
     table = Table(title="suppressed addresses (never mailed)")
     for column in ("address", "since (UTC)", "source", "reason", "lifted"):
         table.add_column(column, overflow="fold")
-    for row in rows:
-        item = row.to_dict()
+    for item in items:
         table.add_row(item["email"], item["at"], item["source"], item["reason"], item["lifted_at"])
     return table
 

@@ -3,130 +3,26 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from flows.core.content import Loaded, load_content
-from flows.core.errors import BriefingError, DeliveryError, partial_failure_code
-from flows.core.models import Content
+from flows.core.errors import BriefingError, DeliveryError
 from flows.core.settings import Settings, load_settings
 
-if TYPE_CHECKING:  # the store, ledger and renderer load SQLAlchemy and MJML: only when a command needs them
+if TYPE_CHECKING:  # the store, the edition and the renderer load SQLAlchemy and MJML: only when a command runs
     from flows.core.store import Store
-    from flows.render.email import RenderedBriefing
+    from flows.edition import EditionReport, TestSend
 
 logger = logging.getLogger(__name__)
 
 FAILURES_SHOWN = 50
 
 
-@dataclass
-class SendOutcome:
-    reports: list[Any] = field(default_factory=list)  # DeliveryReport
-    held: list[str] = field(default_factory=list)  # ready briefings `briefing check` rejects: not sent
-    not_rendered: list[str] = field(default_factory=list)  # ready briefings whose rendering failed: not sent
-
-    @property
-    def needs_attention(self) -> bool:
-        """A delivery needs the editor, or a ready briefing could not be sent at all."""
-        return bool(self.held or self.not_rendered) or any(r.needs_attention for r in self.reports)
-
-    @property
-    def exit_code(self) -> int:
-        """3 held back, 5 not rendered, 6 failed, uncertain or pending; the highest wins (partial_failure_code)."""
-        return partial_failure_code(
-            content=bool(self.held),
-            render=bool(self.not_rendered),
-            delivery=any(r.needs_attention for r in self.reports),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "briefings": [r.to_dict() for r in self.reports],
-            "held": self.held,
-            "not_rendered": self.not_rendered,
-            "needs_attention": self.needs_attention,
-            "exit_code": self.exit_code,
-        }
-
-
-def render_for_send(
-    settings: Settings,
-    store: Store,
-    content: Content,
-    slug: str,
-    *,
-    audiences: list[str] | None = None,
-    is_test: bool = False,
-) -> RenderedBriefing:
-    """Render one ready briefing as the pipeline's render task does (same archive URL, same budget)."""
-    from flows.publish.archive import assign_paths, render_for_archive
-
-    briefing = next(b for b in content.ready if b.slug == slug)
-    page = assign_paths(store, content.ready)[slug]
-    return render_for_archive(settings, content, briefing, page, audiences=audiences, is_test=is_test)
-
-
-def _check_choice(content: Content, slug: str | None, audiences: list[str]) -> None:
-    ready = [b.slug for b in content.ready]
-    if slug and slug not in ready:
-        raise DeliveryError(
-            f"no ready briefing with slug '{slug}'",
-            hint=f"ready: {', '.join(ready) or 'none'} (set `status: ready` in the briefing file)",
-        )
-    known = [a.id for a in content.audiences]
-    unknown = [a for a in audiences if a not in known]
-    if unknown:
-        raise DeliveryError(f"unknown audience {', '.join(unknown)}", hint=f"use one of: {', '.join(known)}")
-
-
-def send_briefings(
-    settings: Settings,
-    store: Store,
-    loaded: Loaded,
-    *,
-    slug: str | None,
-    audiences: list[str],
-    resend_uncertain: bool,
-    resend_updated: bool,
-) -> SendOutcome:
-    """Render and deliver every ready briefing (or one); one that `briefing check` rejects (or whose translation
-    drifted from its article) is held back, and the others are still sent."""
-    from flows.deliver.send import deliver_briefing, warn_if_unsubscribe_url_is_not_https
-    from flows.readiness import errors_in, gate
-
-    content = loaded.content
-    _check_choice(content, slug, audiences)
-    warn_if_unsubscribe_url_is_not_https(settings)
-    outcome = SendOutcome()
-    checked = gate(loaded, store, [slug] if slug else None)
-    for joined in checked.held:
-        outcome.held.extend(f"{joined.briefing.slug}: {p}" for p in errors_in(joined.problems))
-    for joined in checked.passed:
-        try:
-            rendered = render_for_send(settings, store, content, joined.briefing.slug, audiences=audiences or None)
-        except BriefingError as err:  # one briefing that cannot render does not stop the others
-            outcome.not_rendered.append(f"{joined.briefing.slug}: {err}")
-            continue
-        outcome.reports.append(
-            deliver_briefing(
-                rendered,
-                content,
-                store,
-                settings,
-                audiences=audiences or None,
-                resend_updated=resend_updated,
-                resend_uncertain=resend_uncertain,
-            )
-        )
-    return outcome
-
-
-def _report_table(outcome: SendOutcome) -> Table:
+def _report_table(outcome: EditionReport) -> Table:
     from flows.core.store import ledger
 
     table = Table(title="briefing send", show_header=True)
@@ -134,7 +30,7 @@ def _report_table(outcome: SendOutcome) -> Table:
     table.add_column("sent now", justify="right")
     table.add_column("ledger rows by state", overflow="fold")
     table.add_column("status", overflow="fold")
-    for report in outcome.reports:
+    for report in outcome.deliveries:
         for audience, result in report.audiences.items():
             states = " ".join(f"{s}={result.totals[s]}" for s in ledger.STATES if result.totals[s])
             status = "done" if result.complete else (result.error or f"{result.pending} pending")
@@ -142,9 +38,9 @@ def _report_table(outcome: SendOutcome) -> Table:
     return table
 
 
-def _failure_lines(outcome: SendOutcome) -> list[str]:
+def _failure_lines(outcome: EditionReport) -> list[str]:
     lines: list[str] = []
-    for report in outcome.reports:
+    for report in outcome.deliveries:
         for audience, result in report.audiences.items():
             lines.extend(f"{report.slug}/{audience} {f.recipient}: {f.state}: {f.reason}" for f in result.failures)
     if len(lines) > FAILURES_SHOWN:
@@ -152,20 +48,20 @@ def _failure_lines(outcome: SendOutcome) -> list[str]:
     return lines
 
 
-def _report_text(outcome: SendOutcome) -> str:
-    parts = [f"[yellow]held back: {escape(h)}[/]" for h in outcome.held]
+def _report_text(outcome: EditionReport) -> str:
+    parts = [f"[yellow]held back: {escape(h)}[/]" for h in outcome.held_lines()]
     parts += [f"[red]not rendered: {escape(h)}[/]" for h in outcome.not_rendered]
     failures = _failure_lines(outcome)
     if failures:
         parts.append("[bold]not delivered:[/]")
         parts.extend(escape(line) for line in failures)
-    uncertain = sum(r.uncertain for r in outcome.reports)
+    uncertain = outcome.uncertain
     if uncertain:
         parts.append(
             f"[red]{uncertain} uncertain[/]: the server may or may not have them; "
             "`briefing send --resend-uncertain` sends them again with the same Message-ID"
         )
-    if not outcome.reports and not outcome.held and not outcome.not_rendered:
+    if not outcome.deliveries and not outcome.held and not outcome.not_rendered:
         parts.append("no ready briefings to send")
     return "\n".join(parts)
 
@@ -198,18 +94,19 @@ def register(app: typer.Typer) -> None:
 
         Example: briefing send --slug anthropic-ai-builds-ai --audience investors
         """
+        from flows import edition
         from flows.core.store import open_store
-        from flows.readiness import refuse_if_strict
 
         try:
             settings = load_settings()
             store = open_store(settings.store_url)
             loaded = load_content(settings.content_dir)
-            refuse_if_strict(settings.strict, loaded)
+            edition.refuse_if_strict(settings.strict, loaded)
             if test is not None:
-                _send_test(settings, store, loaded, test, slug, audience, emit)
+                sent = _send_test(settings, store, loaded, test, slug, audience)
+                emit(sent.to_dict(), text=f"test of {sent.slug}/{sent.audience} sent to {sent.to}: {sent.reply}")
                 return
-            outcome = send_briefings(
+            outcome = edition.send(
                 settings,
                 store,
                 loaded,
@@ -220,7 +117,7 @@ def register(app: typer.Typer) -> None:
             )
         except BriefingError as err:
             raise fail(err) from None
-        emit(outcome.to_dict(), _report_table(outcome) if outcome.reports else None, _report_text(outcome))
+        emit(outcome.to_dict(), _report_table(outcome) if outcome.deliveries else None, _report_text(outcome))
         if outcome.exit_code:
             raise typer.Exit(outcome.exit_code)
 
@@ -245,32 +142,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _send_test(
-    settings: Settings,
-    store: Store,
-    loaded: Loaded,
-    address: str,
-    slug: str | None,
-    audiences: list[str],
-    emit: Any,
-) -> None:
-    from flows.core.store import ledger
-    from flows.deliver import send_test
-    from flows.readiness import ContentProblemsError, gate
+    settings: Settings, store: Store, loaded: Loaded, address: str, slug: str | None, audiences: list[str]
+) -> TestSend:
+    """`--test`: one audience, and the named ready briefing or else the first."""
+    from flows import edition
 
     content = loaded.content
     if len(audiences) != 1:
         raise DeliveryError("--test needs exactly one --audience", hint="e.g. --test me@example.org --audience atou")
-    _check_choice(content, slug, audiences)
+    edition.check_choice(content, slug, audiences)
     if not content.ready:
         raise DeliveryError("no ready briefing to send a test of", hint="set `status: ready` in a briefing")
-    chosen = slug or content.ready[0].slug
-    held = gate(loaded, store, [chosen]).held_lines()
-    if held:
-        raise ContentProblemsError(f"not sending a test of a briefing `briefing check` rejects: {held[0]}")
-    rendered = render_for_send(settings, store, content, chosen, audiences=audiences, is_test=True)
-    email = rendered.emails[audiences[0]]
-    message_id, result = send_test(email, content.audience(audiences[0]), address, settings)
-    data = {"slug": chosen, "audience": audiences[0], "to": address, "message_id": message_id, **result.__dict__}
-    if result.state != ledger.SENT:
-        raise DeliveryError(f"test message {result.state}: {result.reply}", where=f"{chosen}/{audiences[0]}")
-    emit(data, text=f"test of {chosen}/{audiences[0]} sent to {address}: {result.reply}")
+    return edition.send_test(settings, loaded, store, slug or content.ready[0].slug, audiences[0], address)

@@ -29,9 +29,9 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
     from flows.app.cli import emit, fail
     from flows.core.settings import load_settings
     from flows.core.store import open_store
+    from flows.edition import refuse_if_strict
     from flows.ingest import ingest_url
     from flows.ingest.stubs import find_briefing, write_stub
-    from flows.readiness import refuse_if_strict
 
     try:
         settings = load_settings()

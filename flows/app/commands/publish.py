@@ -29,19 +29,19 @@ def publish(
     """
     from flows.app.cli import emit, fail
     from flows.core.content import load_content
+    from flows.core.files import atomic_write_bytes
     from flows.core.settings import load_settings
     from flows.core.store import open_store
-    from flows.deliver.transports import atomic_write_bytes
+    from flows.edition import gate, refuse_if_strict
     from flows.publish import publish_archive
     from flows.publish.archive import mkdocs_config as make_mkdocs_config
-    from flows.readiness import gate, refuse_if_strict
 
     try:
         settings = load_settings()
         loaded = load_content(settings.content_dir)
         refuse_if_strict(settings.strict, loaded)
         store = open_store(settings.store_url)
-        checked = gate(loaded, store)
+        checked = gate(loaded, store, pages=False)
         report = publish_archive(loaded.content, store, settings, checked.publishable)
         report.held = checked.held_lines()
         if mkdocs_config is not None:

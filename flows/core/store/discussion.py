@@ -1,32 +1,25 @@
-"""Moderated discussion entries: replies wait as `pending` until an editor approves or rejects them.
+"""The discussion entries repository: readers' replies wait as `pending` until an editor approves or rejects them.
 
-Approved entries join the entries written in the briefing file in the archive's 讨论归档 view
-(`with_approved_entries`, called by the publish stage and the preview). The name shown follows
-`discussion_name`: the sender's display name, their initials (J. D.; 张某 for a Chinese name), or only the
-audience they read. The page's digest covers the discussion, so approving changes the page at the next publish,
-rejecting removes the entry again, and publishing twice with no decision in between writes nothing.
+`briefing collect` adds them (`pending_entry` rows, inserted with `ADD_ENTRY` in the transaction that records
+their messages); `briefing discussion` and the preview list and decide them; the archive shows the approved ones
+(flows/core/discussion.py).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from flows.core.models import Briefing, Content, DiscussionEntry
-from flows.core.settings import Settings
 from flows.core.store import Store, discussion_entries, utcnow
 
 logger = logging.getLogger(__name__)
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 STATUSES = (PENDING, APPROVED, REJECTED)
-READER_SUFFIX = " 读者"
 
 
 @dataclass(frozen=True)
@@ -137,43 +130,3 @@ def decide(store: Store, entry_ids: list[int], status: str) -> dict[int, str]:
                 results[entry_id] = status
     logger.info("discussion entries %s: %s", status, results)
     return results
-
-
-def initials(name: str) -> str:
-    """`Jane van Doe` → `J. v. D.`; `张伟` → `张某` (the usual Chinese way to withhold a given name)."""
-    name = " ".join(name.split())
-    if not name:
-        return ""
-    if any(unicodedata.east_asian_width(ch) in ("W", "F") for ch in name):
-        return name[0] + "某"
-    parts = [p for p in re.split(r"[\s._-]+", name) if p]
-    return " ".join(f"{p[0]}." for p in parts if p[0].isalnum())
-
-
-def shown_name(entry: Entry, settings: Settings, audience_names: dict[str, str]) -> str:
-    audience = audience_names.get(entry.audience, entry.audience) + READER_SUFFIX
-    if settings.discussion_name == "audience" or not entry.sender_name:
-        return audience
-    if settings.discussion_name == "initials":
-        return initials(entry.sender_name) or audience
-    return entry.sender_name
-
-
-def with_approved_entries(
-    briefings: tuple[Briefing, ...], store: Store, content: Content, settings: Settings
-) -> tuple[Briefing, ...]:
-    """The briefings with their approved reader entries appended to the file's discussion entries, oldest first."""
-    approved: dict[str, list[Entry]] = {}
-    for entry in list_entries(store, status=APPROVED):
-        approved.setdefault(entry.slug, []).append(entry)
-    if not approved:
-        return briefings
-    names = {a.id: a.name for a in content.audiences}
-    result = []
-    for briefing in briefings:
-        extra = tuple(
-            DiscussionEntry(date=e.received_at.date(), author=shown_name(e, settings, names), text=e.text)
-            for e in approved.get(briefing.slug, [])
-        )
-        result.append(briefing.model_copy(update={"discussion": briefing.discussion + extra}) if extra else briefing)
-    return tuple(result)
