@@ -152,7 +152,8 @@ def seed_ledger(store_url: str, count: int) -> list[str]:
     """Ledger rows of one sent briefing, so replies match (briefing, audience, subscriber)."""
     from sqlalchemy import insert
 
-    from flows.core.store import Store, send_ledger, utcnow
+    from flows.core.store import Store, utcnow
+    from flows.core.store.schema import send_ledger
 
     store = Store(store_url)
     now = utcnow()

@@ -163,7 +163,7 @@ def attention_lines(
 def status_report(loaded: Loaded, store: Store | None) -> dict[str, Any]:
     """What is draft, ready, sent (per audience and state) and failed, the last ingest per feed, the suppressed
     addresses, and the lines that need attention: the data of `briefing status` (and its --json)."""
-    from flows.collect.suppression import list_suppressions
+    from flows.core.store.suppressions import list_suppressions
 
     statuses, _general = briefing_statuses(loaded, store)
     feeds = feed_rows(store)

@@ -116,7 +116,7 @@ def test_sample_data_is_attributed() -> None:
 
 
 def test_a_lifted_suppression_is_suppressed_again_with_the_new_reason(store: Store) -> None:
-    from flows.collect import suppression
+    from flows.core.store import suppressions as suppression
 
     assert suppression.add_manual(store, "X@example.org", "first") is True
     assert suppression.add_manual(store, "x@example.org", "again") is False  # already suppressed: unchanged

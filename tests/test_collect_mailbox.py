@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 from flows.app.cli import app
 from flows.collect import collect_mailbox
 from flows.collect.imap import Fetched
-from flows.collect.suppression import list_suppressions
 from flows.core.content import load_content
 from flows.core.pages import assign_paths
 from flows.core.settings import Settings, load_settings
-from flows.core.store import Store, discussion_entries, ledger, mail_messages, unsubscribes
+from flows.core.store import Store, ledger
 from flows.core.store.discussion import APPROVED, PENDING, decide, list_entries
+from flows.core.store.schema import discussion_entries, mail_messages, unsubscribes
+from flows.core.store.suppressions import list_suppressions
 from flows.deliver import deliver_briefing
 from flows.deliver.transports import OutboxTransport
 from flows.edition import render_for_archive

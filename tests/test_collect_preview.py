@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from flows.app.cli import app
 from flows.app.preview import create_app
 from flows.collect import collect_mailbox
-from flows.collect.suppression import list_suppressions
 from flows.core.settings import Settings
 from flows.core.store import Store
 from flows.core.store.discussion import APPROVED, list_entries
+from flows.core.store.suppressions import list_suppressions
 from tests.asgi_support import serve_asgi
 
 pytestmark = pytest.mark.slow

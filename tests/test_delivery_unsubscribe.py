@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from flows.app.cli import app
 from flows.core.settings import load_settings
-from flows.core.store import Store, ledger, unsubscribes
+from flows.core.store import Store, ledger
+from flows.core.store.schema import unsubscribes
 from flows.core.tokens import make_token
 from flows.deliver import deliver_briefing
 from tests.asgi_support import serve_asgi

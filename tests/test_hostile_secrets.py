@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from flows.app.cli import app
 from flows.core.errors import SettingsError, TokenError
 from flows.core.settings import load_settings
-from flows.core.store import Store, unsubscribes
+from flows.core.store import Store
+from flows.core.store.schema import unsubscribes
 from flows.core.tokens import make_token, verify_token
 from flows.deliver.messages import unsubscribe_url
 from flows.deliver.unsubscribe import unsubscribe_routes, unsubscribe_with_token

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from flows.core.models import Feed, ParagraphKind
 from flows.core.settings import Settings
-from flows.core.store import Store, articles, feed_state
+from flows.core.store import Store
+from flows.core.store.schema import articles, feed_state
 from flows.ingest import ingest_feeds
 from flows.ingest.extract import make_urls_absolute, sanitise_html
 from flows.ingest.stubs import write_stubs

@@ -15,7 +15,8 @@ from flows.core.errors import PublishError, RenderError
 from flows.core.models import Briefing, ParagraphKind
 from flows.core.pages import archive_url, assign_paths
 from flows.core.settings import load_settings
-from flows.core.store import Store, published
+from flows.core.store import Store
+from flows.core.store.schema import published
 from flows.publish.archive import entry_id, safe_join
 from tests.publish_support import (
     FIRST,

@@ -490,13 +490,13 @@ class PreviewApp:
         return RedirectResponse(f"/discussion?done={quote(done)}#entry-{entry_id}", status_code=303)
 
     async def suppressions(self, request: Request) -> Response:
-        from flows.collect.suppression import list_suppressions
+        from flows.core.store.suppressions import list_suppressions
 
         rows = await run_in_threadpool(partial(list_suppressions, self.store, include_lifted=True))
         return self.page("suppressions.html.j2", rows=rows, notice=request.query_params.get("done", ""))
 
     async def lift_suppression(self, request: Request) -> Response:
-        from flows.collect.suppression import lift
+        from flows.core.store.suppressions import lift
 
         if not same_origin(request):
             return PlainTextResponse("cross-site request refused\n", status_code=403)

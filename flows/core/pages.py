@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from flows.core.errors import PublishError
 from flows.core.identity import canonical_url, short_hash
 from flows.core.models import Briefing
@@ -131,8 +129,7 @@ def plan_pages(store: Store, briefings: tuple[Briefing, ...], now: datetime | No
     ordered = _newest_first(briefings)
     _check_duplicate_slugs(ordered)
     now = (now or utcnow()).replace(microsecond=0)
-    with store.engine.connect() as conn:
-        rows = list(conn.execute(select(published)))
+    rows = published.all_pages(store)
     matched = _match_rows(ordered, rows)
     plans = []
     for briefing in ordered:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from flows.core.errors import TokenError
 from flows.core.settings import Settings
-from flows.core.store import Store, ledger
+from flows.core.store import Store, unsubscribes
 from flows.core.tokens import token_from, verify_token
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,7 @@ class Unsubscribed:
 def unsubscribe_with_token(settings: Settings, store: Store, token: str, method: str) -> Unsubscribed:
     """Verify the token and record the unsubscribe; raises TokenError for a bad token."""
     audience, email = verify_token(settings.verification_secrets, token_from(token))
-    newly = store.unsubscribe(audience, email, method)
-    skipped = ledger.skip_unsubscribed(store, audience, email, method)
+    newly, skipped = unsubscribes.record(store, audience, email, method)
     logger.info("unsubscribed %s from %s via %s (%s)", email, audience, method, "new" if newly else "already")
     return Unsubscribed(audience, email, newly, skipped)
 

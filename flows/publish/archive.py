@@ -25,7 +25,6 @@ import jinja2
 import yaml
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
-from sqlalchemy import insert, update
 
 from flows.core.briefing_format import dump_yaml
 from flows.core.discussion import with_approved_entries
@@ -207,29 +206,6 @@ def entry_id(settings: Settings, md_path: str) -> str:
 
 
 # --- planning --------------------------------------------------------------------------------------------
-
-
-def record_publications(store: Store, plans: tuple[PlannedPage, ...]) -> None:
-    """Remember each page's path, source article, content hash and times (after the files were written)."""
-    with store.begin() as conn:
-        # Renamed slugs are parked first, so two briefings that swap slugs never collide on the primary key.
-        renamed = [p for p in plans if p.stored_slug is not None and p.stored_slug != p.slug]
-        parked = {p.slug: f"~{p.stored_slug}" for p in renamed}
-        for plan in renamed:
-            conn.execute(update(published).where(published.c.slug == plan.stored_slug).values(slug=parked[plan.slug]))
-        for plan in plans:
-            current = parked.get(plan.slug, plan.stored_slug)
-            values = {
-                "slug": plan.slug,
-                "path": plan.path,
-                "content_hash": plan.digest,
-                "article_key": plan.key,
-                "updated": plan.updated,
-            }
-            if plan.stored_slug is None:
-                conn.execute(insert(published).values(first_published=plan.first_published, **values))
-            else:
-                conn.execute(update(published).where(published.c.slug == current).values(**values))
 
 
 # --- rendering -------------------------------------------------------------------------------------------
@@ -538,7 +514,7 @@ def publish_archive(
             where=str(exc.filename or root),
             hint="make the folder writable by this user, or point BRIEFING_ARCHIVE_DIR somewhere writable",
         ) from None
-    record_publications(store, plans)
+    published.record(store, plans)
     if settings.archive_git_remote:
         report.commit = commit_and_push(root, settings)
     logger.info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))

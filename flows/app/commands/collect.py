@@ -157,7 +157,7 @@ def suppression_list(
     Example: briefing suppression list
     """
     from flows.app.cli import emit, fail
-    from flows.collect.suppression import list_suppressions
+    from flows.core.store.suppressions import list_suppressions
 
     try:
         _settings, store = _open()
@@ -185,7 +185,7 @@ def suppression_lift(address: str = typer.Argument(..., help="The suppressed add
     Example: briefing suppression lift reader@example.org
     """
     from flows.app.cli import emit, fail
-    from flows.collect.suppression import lift
+    from flows.core.store.suppressions import lift
 
     try:
         _settings, store = _open()
@@ -207,8 +207,8 @@ def suppression_add(
     Example: briefing suppression add reader@example.org --reason "asked to stop by phone"
     """
     from flows.app.cli import emit, fail
-    from flows.collect.suppression import add_manual
     from flows.core.content import check_address
+    from flows.core.store.suppressions import add_manual
 
     try:
         email = check_address(address)

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 
-from flows.core.store import Store, discussion_entries, utcnow
+from flows.core.store.base import Database, utcnow
+from flows.core.store.schema import discussion_entries
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,12 @@ def pending_entry(
 ADD_ENTRY = insert(discussion_entries)
 
 
+def add_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert pending entries (`pending_entry` rows) in the caller's transaction (the one recording their
+    messages)."""
+    conn.execute(ADD_ENTRY, rows)
+
+
 def _entry(row: object) -> Entry:
     return Entry(
         id=row.id,  # type: ignore[attr-defined]
@@ -96,7 +104,7 @@ def _entry(row: object) -> Entry:
     )
 
 
-def list_entries(store: Store, *, status: str | None = PENDING, slug: str | None = None) -> list[Entry]:
+def list_entries(store: Database, *, status: str | None = PENDING, slug: str | None = None) -> list[Entry]:
     query = select(discussion_entries).order_by(discussion_entries.c.received_at, discussion_entries.c.id)
     if status:
         query = query.where(discussion_entries.c.status == status)
@@ -106,7 +114,7 @@ def list_entries(store: Store, *, status: str | None = PENDING, slug: str | None
         return [_entry(r) for r in conn.execute(query)]
 
 
-def decide(store: Store, entry_ids: list[int], status: str) -> dict[int, str]:
+def decide(store: Database, entry_ids: list[int], status: str) -> dict[int, str]:
     """Approve or reject entries; returns id → what happened (`approved`, `rejected`, `unchanged`, `no such
     entry`). Deciding again is allowed: an approved entry can be rejected later, and the reverse."""
     if status not in (APPROVED, REJECTED):

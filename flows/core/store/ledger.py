@@ -27,7 +27,8 @@ from sqlalchemy import ColumnElement, Update, and_, bindparam, func, insert, or_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from flows.core.store import Store, send_ledger, utcnow
+from flows.core.store.base import Database, utcnow
+from flows.core.store.schema import send_ledger
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _SQLITE_WRITES = threading.Lock()
 
 
 @contextmanager
-def _write(store: Store, held: Connection | None = None) -> Iterator[Connection]:
+def _write(store: Database, held: Connection | None = None) -> Iterator[Connection]:
     """A write transaction, on `held` (a `store.writer()` connection) when given. On SQLite the threads of this
     process take turns here: waiting on a lock is cheaper than SQLite's busy handler, which sleeps in steps of
     milliseconds when writers collide."""
@@ -106,7 +107,7 @@ def _row(r: object) -> LedgerRow:
 
 
 def enqueue(
-    store: Store,
+    store: Database,
     slug: str,
     audience: str,
     content_hash: str,
@@ -160,7 +161,7 @@ def enqueue(
     return sum(1 for row in _insert_rows(store, rows) if row["state"] == QUEUED)
 
 
-def _insert_rows(store: Store, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+def _insert_rows(store: Database, rows: list[dict[str, object]]) -> list[dict[str, object]]:
     """Insert rows; when a concurrent enqueue won the race for some, insert the rest one by one."""
     if not rows:
         return []
@@ -181,7 +182,7 @@ def _insert_rows(store: Store, rows: list[dict[str, object]]) -> list[dict[str, 
     return added
 
 
-def skip_pending(store: Store, slug: str, audience: str, reasons: dict[str, str]) -> int:
+def skip_pending(store: Database, slug: str, audience: str, reasons: dict[str, str]) -> int:
     """Rows not yet handed to a server (or left uncertain) whose recipient must not get it become skipped."""
     changed = 0
     with store.begin() as conn:
@@ -199,7 +200,7 @@ def skip_pending(store: Store, slug: str, audience: str, reasons: dict[str, str]
     return changed
 
 
-def skip_unsubscribed(store: Store, audience: str, email: str, method: str, conn: Connection | None = None) -> int:
+def skip_unsubscribed(store: Database, audience: str, email: str, method: str, conn: Connection | None = None) -> int:
     """An address that just unsubscribed: its rows of every briefing not yet handed to a server are skipped.
     With `conn`, inside the caller's transaction."""
     statement = (
@@ -218,7 +219,7 @@ def skip_unsubscribed(store: Store, audience: str, email: str, method: str, conn
         return own.execute(statement).rowcount
 
 
-def suppress_pending(store: Store, email: str, reason: str, conn: Connection | None = None) -> int:
+def suppress_pending(store: Database, email: str, reason: str, conn: Connection | None = None) -> int:
     """A suppressed address: its rows of every briefing and audience not yet handed to a server become
     `suppressed`. With `conn`, inside the caller's transaction (the one that records the suppression)."""
     statement = (
@@ -236,7 +237,7 @@ def suppress_pending(store: Store, email: str, reason: str, conn: Connection | N
         return own.execute(statement).rowcount
 
 
-def pending_recipients(store: Store, slug: str, audience: str) -> set[str]:
+def pending_recipients(store: Database, slug: str, audience: str) -> set[str]:
     with store.engine.connect() as conn:
         return set(
             conn.execute(
@@ -249,7 +250,7 @@ def pending_recipients(store: Store, slug: str, audience: str) -> set[str]:
         )
 
 
-def mark_dead_workers_uncertain(store: Store) -> int:
+def mark_dead_workers_uncertain(store: Database) -> int:
     """Rows left `sending` by a process on this host that no longer exists, or past the lease, become uncertain;
     rows it had leased but not started go back to the queue. Returns how many rows became uncertain."""
     host = socket.gethostname()
@@ -312,7 +313,7 @@ def _claim_is_dead(claim: str, host: str) -> bool:
 
 
 def claim_batch(
-    store: Store, slug: str, audience: str, worker: str, limit: int, *, content_hash: str | None = None
+    store: Database, slug: str, audience: str, worker: str, limit: int, *, content_hash: str | None = None
 ) -> list[LedgerRow]:
     """Lease up to `limit` sendable rows (of one content version, when given) for this worker and return just
     those (not rows it leased earlier); two workers never lease the same row."""
@@ -399,7 +400,7 @@ class Outcome:
 
 
 def start_sending(
-    store: Store, row_id: int, worker: str, *, recording: Outcome | None = None, held: Connection | None = None
+    store: Database, row_id: int, worker: str, *, recording: Outcome | None = None, held: Connection | None = None
 ) -> bool:
     """Flip one leased row to `sending` (committed) right before the transport gets it. False: lease lost.
 
@@ -413,7 +414,7 @@ def start_sending(
 
 
 def finish(
-    store: Store,
+    store: Database,
     row_id: int,
     state: str,
     reply: str = "",
@@ -445,7 +446,7 @@ def _record(conn: Connection, outcome: Outcome, worker: str | None) -> bool:
     return done == 1
 
 
-def release(store: Store, worker: str) -> None:
+def release(store: Database, worker: str) -> None:
     """Give back leased rows this worker did not start; a row it left `sending` (interrupted) is uncertain."""
     now = utcnow()
     with store.begin() as conn:
@@ -461,7 +462,7 @@ def release(store: Store, worker: str) -> None:
         )
 
 
-def requeue_uncertain(store: Store, slug: str | None = None, audiences: list[str] | None = None) -> int:
+def requeue_uncertain(store: Database, slug: str | None = None, audiences: list[str] | None = None) -> int:
     """Put uncertain rows back in the queue; they keep their Message-ID."""
     conditions = [send_ledger.c.state == UNCERTAIN]
     if slug:
@@ -476,7 +477,7 @@ def requeue_uncertain(store: Store, slug: str | None = None, audiences: list[str
         ).rowcount
 
 
-def next_retry(store: Store, slug: str, audience: str, content_hash: str) -> datetime | None:
+def next_retry(store: Database, slug: str, audience: str, content_hash: str) -> datetime | None:
     """When the earliest deferred row of this email comes due (None: nothing deferred)."""
     with store.engine.connect() as conn:
         return conn.execute(
@@ -489,7 +490,7 @@ def next_retry(store: Store, slug: str, audience: str, content_hash: str) -> dat
         ).scalar()
 
 
-def counts(store: Store, slug: str | None = None, audience: str | None = None) -> dict[tuple[str, str, str], int]:
+def counts(store: Database, slug: str | None = None, audience: str | None = None) -> dict[tuple[str, str, str], int]:
     """(slug, audience, state) → rows."""
     query = select(send_ledger.c.slug, send_ledger.c.audience, send_ledger.c.state, func.count()).group_by(
         send_ledger.c.slug, send_ledger.c.audience, send_ledger.c.state
@@ -503,7 +504,7 @@ def counts(store: Store, slug: str | None = None, audience: str | None = None) -
 
 
 def rows_in_state(
-    store: Store, states: str | tuple[str, ...], slug: str | None = None, audience: str | None = None
+    store: Database, states: str | tuple[str, ...], slug: str | None = None, audience: str | None = None
 ) -> list[LedgerRow]:
     wanted = (states,) if isinstance(states, str) else states
     query = select(send_ledger).where(send_ledger.c.state.in_(wanted)).order_by(send_ledger.c.id)
@@ -515,7 +516,23 @@ def rows_in_state(
         return [_row(r) for r in conn.execute(query)]
 
 
-def summarise(store: Store, slug: str | None = None) -> Counter[str]:
+def recipients_by_message_id(store: Database, ids: list[str], chunk: int = 500) -> dict[str, tuple[str, str, str]]:
+    """Message-ID → (slug, audience, recipient) of the ledger rows with those Message-IDs (replies and complaints
+    name the message they are about)."""
+    found: dict[str, tuple[str, str, str]] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(ids), chunk):
+            rows = conn.execute(_BY_MESSAGE_ID, {"ids": ids[start : start + chunk]})
+            found.update({r.message_id: (r.slug, r.audience, r.recipient) for r in rows})
+    return found
+
+
+_BY_MESSAGE_ID = select(
+    send_ledger.c.slug, send_ledger.c.audience, send_ledger.c.recipient, send_ledger.c.message_id
+).where(send_ledger.c.message_id.in_(bindparam("ids", expanding=True)))
+
+
+def summarise(store: Database, slug: str | None = None) -> Counter[str]:
     totals: Counter[str] = Counter()
     for (_s, _a, state), n in counts(store, slug).items():
         totals[state] += n
