@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,10 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote as prefect_quote
 
+from flows.core.backoff import backoff_delay, exponential_delays
 from flows.core.content import Loaded, load_content
 from flows.core.errors import BriefingError, ContentError
 from flows.core.models import Briefing, Feed
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SMTP_SLOTS = "smtp-send"
-TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def quote(value: T) -> T:
 
 def retry_delays(settings: Settings) -> list[float]:
     """Exponential backoff for Prefect task retries (jitter is added by `retry_jitter_factor`)."""
-    return [settings.task_retry_delay * 2**attempt for attempt in range(settings.task_retries)]
+    return exponential_delays(settings.task_retry_delay, settings.task_retries)
 
 
 # --- global concurrency and rate limits ------------------------------------------------------------------
@@ -117,56 +117,54 @@ def ensure_limits(settings: Settings) -> None:
 # --- ingest ----------------------------------------------------------------------------------------------
 
 
-class TransientFeedError(BriefingError):
-    """Some feeds of a batch failed with errors worth retrying (5xx, 429, timeouts, refused connections)."""
-
-
-def is_transient(outcome: Any) -> bool:
-    if outcome.status != "error":
-        return False
-    retryable = getattr(outcome, "retryable", None)
-    if retryable is not None:
-        return bool(retryable)
-    return any(marker in (outcome.error or "") for marker in TRANSIENT_MARKERS)
-
-
-# Outcomes of feeds that already finished in an earlier attempt of the same task run: a retry fetches only
-# the feeds that failed, so articles stored by the first attempt still count as new.
-_FINISHED: dict[Any, dict[str, Any]] = {}
-
-
 @task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
 def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
-    """Fetch and store one batch of feeds; raise (so Prefect retries) while some failed transiently."""
+    """Fetch and store one batch of feeds. A feed that fails is an outcome carrying its error's type and
+    `retryable` flag, not an exception: the flow decides which feeds to try again (`_ingest_feeds`)."""
     from flows.ingest import ingest_feeds  # feedparser, trafilatura, lxml: not needed by a `brief` run's process
 
-    run_logger = get_run_logger()
-    run = TaskRunContext.get()
-    key = run.task_run.id if run else None
-    last_attempt = run is None or run.task_run.run_count > run.task.retries
-    finished = _FINISHED.setdefault(key, {})
-    todo = [f for f in feeds if f.id not in finished]
-    try:
-        report: IngestReport = ingest_feeds(todo, store, settings)
-    except BaseException:
-        if last_attempt:
-            _FINISHED.pop(key, None)
-        raise
-    transient = []
-    for outcome in report.outcomes:
-        if is_transient(outcome) and not last_attempt:
-            transient.append(outcome)
-        else:
-            finished[outcome.feed_id] = outcome
-    if transient:
-        names = ", ".join(f"{o.feed_id} ({o.error})" for o in transient)
-        run_logger.warning("%d feeds failed transiently, retrying: %s", len(transient), names)
-        raise TransientFeedError(f"{len(transient)} feeds failed transiently: {names}")
-    _FINISHED.pop(key, None)
-    order = {f.id: i for i, f in enumerate(feeds)}
-    outcomes = sorted(finished.values(), key=lambda o: order.get(o.feed_id, len(order)))
-    run_logger.info("batch of %d feeds: %d errors", len(feeds), sum(o.status == "error" for o in outcomes))
-    return outcomes
+    report: IngestReport = ingest_feeds(feeds, store, settings)
+    errors = sum(o.status == "error" for o in report.outcomes)
+    get_run_logger().info("batch of %d feeds: %d errors", len(feeds), errors)
+    return list(report.outcomes)
+
+
+def retryable_failures(outcomes: list[Any]) -> list[Any]:
+    """The failed feeds a later attempt may fetch: decided by the error's type (`FeedOutcome.retryable`, set from
+    `FetchError.retryable`), never by its text."""
+    return [o for o in outcomes if o.status == "error" and o.retryable]
+
+
+def _ingest_feeds(ctx: Context, feeds: list[Feed]) -> list[Any]:
+    """Ingest in batches; then, up to `task_retries` times after a backoff delay, submit a new task run for just
+    the feeds whose failure is retryable. Feeds that succeeded keep their first outcome (their new articles
+    count once); each attempt is a task run of its own in Prefect. An exception inside a batch (not a feed
+    failure) is retried by Prefect with the same schedule."""
+    batch_task = ingest_batch.with_options(
+        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
+    )
+
+    def run(todo: list[Feed]) -> dict[str, Any]:
+        futures = [
+            batch_task.submit(quote(ctx.settings), quote(ctx.store), quote(batch))
+            for batch in _batches(todo, ctx.settings.ingest_batch_size)
+        ]
+        return {outcome.feed_id: outcome for future in futures for outcome in future.result()}
+
+    outcomes = run(feeds)
+    for retry in range(ctx.settings.task_retries):
+        failed = {o.feed_id: o for o in retryable_failures(list(outcomes.values()))}
+        if not failed:
+            break
+        delay = backoff_delay(ctx.settings.task_retry_delay, retry)
+        names = ", ".join(f"{o.feed_id} ({o.error_type}: {o.error})" for o in failed.values())
+        get_run_logger().warning(
+            "%d feeds failed with retryable errors; retry %d/%d in %.2f s: %s",
+            len(failed), retry + 1, ctx.settings.task_retries, delay, names,
+        )
+        time.sleep(delay)
+        outcomes.update(run([f for f in feeds if f.id in failed]))
+    return [outcomes[f.id] for f in feeds if f.id in outcomes]
 
 
 def _ids(value: Any) -> list[str]:
@@ -236,14 +234,7 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
                 ctx.settings.content_dir / "feeds.yaml", f"no feed with id {', '.join(unknown)}", field="feeds[].id"
             )
         feeds = [f for f in feeds if f.id in feed_ids]
-    batch_task = ingest_batch.with_options(
-        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
-    )
-    futures = [
-        batch_task.submit(quote(ctx.settings), quote(ctx.store), quote(batch))
-        for batch in _batches(feeds, ctx.settings.ingest_batch_size)
-    ]
-    outcomes = [outcome for future in futures for outcome in future.result()]
+    outcomes = _ingest_feeds(ctx, feeds)
     new = [a for o in outcomes for a in _ids(o.new)]
     summary.articles_new = len(new)
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)

@@ -10,7 +10,6 @@ reported as pending, never as done.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from flows.core.backoff import backoff_delay
 from flows.core.content import check_address
 from flows.core.errors import DeliveryError
 from flows.core.models import Audience, Content, Subscriber
@@ -162,8 +162,8 @@ def warn_if_unsubscribe_url_is_not_https(settings: Settings) -> None:
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
     """Exponential backoff with ±25 % jitter, so deferred recipients of one server do not return together."""
-    base = min(MAX_RETRY_DELAY, settings.delivery_retry_delay * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=base * (0.75 + random.random() / 2))
+    delay = backoff_delay(settings.delivery_retry_delay, max(0, attempts - 1), jitter=0.25, cap=MAX_RETRY_DELAY)
+    return timedelta(seconds=delay)
 
 
 class _TransportDownError(Exception):

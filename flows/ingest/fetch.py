@@ -24,7 +24,6 @@ import asyncio
 import email.utils
 import ipaddress
 import logging
-import random
 import socket
 import ssl
 import zlib
@@ -41,6 +40,7 @@ import brotli
 import certifi
 import httpx
 
+from flows.core.backoff import backoff_delay
 from flows.core.errors import FetchError, UnsafeURLError
 from flows.core.settings import Settings
 from flows.ingest.address_policy import AddressPolicy, IPAddress, describe, parse_host_address
@@ -104,9 +104,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else datetime.now(UTC).timestamp()))
 
 
-def backoff_delay(base: float, retry_number: int) -> float:
-    """Exponential backoff with jitter: base·2^n scaled by a random factor in [0.5, 1.5)."""
-    return base * (2**retry_number) * (0.5 + random.random())
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is in the chain of causes under `exc` (httpx wraps httpcore's error, which wraps ssl's)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kind):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class _NoCookies(httpx.Cookies):
@@ -400,7 +407,7 @@ class Fetcher:
             except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
                 raise FetchError(url, f"request failed: {type(exc).__name__}: {exc}") from None
             except httpx.ConnectError as exc:
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                if _caused_by(exc, ssl.SSLCertVerificationError):
                     raise FetchError(
                         url, f"TLS certificate not trusted: {exc}", hint="the server's certificate does not verify"
                     ) from None

@@ -47,6 +47,8 @@ class FeedOutcome:
     url: str
     status: str  # ok | not_modified | error
     error: str = ""
+    error_type: str = ""  # the failure's class (FetchError, UnsafeURLError, ...); empty unless status is "error"
+    retryable: bool = False  # a later attempt may succeed (5xx, 429, timeouts, refused connections): decided by type
     entries: int = 0
     new: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flows.core.content import FEEDS_FILE, FILE_FEED_HINT, file_feed_refusal, resolve_feed_url
-from flows.core.errors import FetchError
+from flows.core.errors import FetchError, UnsafeURLError
 from flows.core.identity import canonical_url, derive_article_id, fingerprint
 from flows.core.models import Article, Feed
 from flows.core.settings import Settings
@@ -158,7 +158,8 @@ async def ingest_one(
     refusal = file_feed_refusal(feed, settings.content_dir, settings.file_feed_dirs)
     if refusal:
         feeds_file = settings.content_dir / FEEDS_FILE
-        return await _record_error(store, outcome, f"{feeds_file}: {refusal}", hint=FILE_FEED_HINT)
+        refused = UnsafeURLError(url, f"{feeds_file}: {refusal}", hint=FILE_FEED_HINT)
+        return await _record_error(store, outcome, refused)
     if state is None or first_sight is None:
         stored = await asyncio.to_thread(store.feed_state, url)
         state = state if state is not None else stored
@@ -169,7 +170,7 @@ async def ingest_one(
             url, etag=state.get("etag"), last_modified=state.get("last_modified"), accept=FEED_ACCEPT, allow_file=True
         )
     except FetchError as exc:
-        return await _record_error(store, outcome, str(exc.message), exc.hint)
+        return await _record_error(store, outcome, exc)
     outcome.attempts = fetched.attempts
     if fetched.not_modified:
         outcome.status = "not_modified"  # recorded for all such feeds at once by the caller
@@ -188,7 +189,8 @@ async def ingest_one(
     read = await _run_cpu(parsers, read_and_store, fetched.body, job, where)
     outcome.bozo = read.bozo
     if not read.is_feed:
-        return await _record_error(store, outcome, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
+        not_a_feed = FetchError(url, f"not a feed: {outcome.bozo or 'no entries and no feed format'}")
+        return await _record_error(store, outcome, not_a_feed)
     outcome.warnings.extend(read.warnings)
     if read.stored is not None:
         outcome.entries, outcome.seen = read.stored.entries, read.stored.seen
@@ -200,9 +202,11 @@ async def ingest_one(
     return outcome
 
 
-async def _record_error(store: Store, outcome: FeedOutcome, message: str, hint: str = "") -> FeedOutcome:
+async def _record_error(store: Store, outcome: FeedOutcome, error: FetchError) -> FeedOutcome:
     outcome.status = "error"
-    outcome.error = message + (f" — {hint}" if hint else "")
+    outcome.error = str(error.message) + (f" — {error.hint}" if error.hint else "")
+    outcome.error_type = type(error).__name__
+    outcome.retryable = error.retryable
     logger.warning("%s: %s", outcome.url, outcome.error)
     await asyncio.to_thread(
         store.record_feed,
@@ -313,7 +317,9 @@ async def _ingest_all(feeds: list[Feed], store: Store, settings: Settings) -> In
                 raise result  # KeyboardInterrupt, SystemExit: never turned into a feed error
             logger.error("%s: ingest failed unexpectedly", feed.url, exc_info=result)
             error = f"internal error: {type(result).__name__}: {result}"
-            result = FeedOutcome(feed_id=feed.id, url=feed.url, status="error", error=error)
+            result = FeedOutcome(
+                feed_id=feed.id, url=feed.url, status="error", error=error, error_type=type(result).__name__
+            )
             store.record_feed(url, feed_id=feed.id, last_status="error", last_error=result.error)
         outcomes.append(result)
     not_modified = [(o.url, o.feed_id) for o in outcomes if o.status == "not_modified"]

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from flows.core.backoff import delay_before_retry
 from flows.core.errors import StoreError
 from flows.core.store import migrate
 from flows.core.store.engine import IMMEDIATE, make_engine, make_read_only_engine, normalise_url
@@ -41,6 +42,13 @@ def utcnow() -> datetime:
 def chunks(values: list[T], size: int = 500) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _sqlite_busy(exc: OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (or one of their extended codes), told by the error code sqlite3 attaches,
+    not by the message."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 class Database:
@@ -107,8 +115,8 @@ class Database:
             except OperationalError as exc:
                 # A brand-new SQLite file switching to WAL while another process does the same can answer
                 # "database is locked" without waiting for the busy timeout; that race is over in moments.
-                if self.is_sqlite and "locked" in str(exc.orig) and attempt < SQLITE_LOCKED_RETRIES:
-                    time.sleep(0.1 * 2**attempt)
+                if self.is_sqlite and _sqlite_busy(exc) and attempt < SQLITE_LOCKED_RETRIES:
+                    time.sleep(delay_before_retry(0.1, attempt))
                     attempt += 1
                     continue
                 raise self._unusable(exc) from None
