@@ -27,10 +27,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.mailbox_support import Dovecot
 
-from tests.mailbox_support import Dovecot  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BASELINE = """
 import imaplib, json, sys, time

@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from pg_support import (  # noqa: E402 (tests/ is put on the path just above)
+from flows.core.content import load_content
+from flows.core.store import Store, ledger
+from tests.pg_support import (
     CountingSmtp,
     deliver_env,
     fresh_schema,
@@ -35,8 +34,7 @@ from pg_support import (  # noqa: E402 (tests/ is put on the path just above)
     write_big_audience,
 )
 
-from flows.core.content import load_content  # noqa: E402
-from flows.core.store import Store, ledger  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BATCH = 200
 

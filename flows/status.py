@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.core.content import Loaded
+from flows.core.content import Loaded, file_feed_problems
 from flows.core.errors import Problem, partial_failure_code
 from flows.core.models import Briefing
 from flows.core.settings import Settings
 from flows.core.store import Store, ledger, open_store
-from flows.edition import EditionReport, translation_problems
+from flows.edition import EditionReport, errors_in, translation_problems
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,50 @@ def read_store(settings: Settings) -> Store | None:
     if not settings.database_url and not (settings.output_dir / "store.db").exists():
         return None
     return open_store(settings.store_url, read_only=True)
+
+
+# --- briefing check ---------------------------------------------------------------------------------------
+
+
+def check_problems(settings: Settings, loaded: Loaded) -> list[Problem]:
+    """Every problem `briefing check` reports: the content's own, file: feeds outside the allowed folders and,
+    when a store exists, translations that drifted from their stored article and suppressed subscribers."""
+    problems = list(loaded.problems)
+    problems.extend(file_feed_problems(loaded.content.feeds, settings.content_dir, settings.file_feed_dirs))
+    problems.extend(_alignment_problems(settings, loaded))
+    problems.extend(_suppression_problems(settings, loaded))
+    return problems
+
+
+def _alignment_problems(settings: Settings, loaded: Loaded) -> list[Problem]:
+    """Check translations against stored articles when a store exists (no store is created by checking)."""
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    store = open_store(settings.store_url)
+    return [p for briefing in loaded.content.ready for p in errors_in(translation_problems(briefing, store))]
+
+
+def _suppression_problems(settings: Settings, loaded: Loaded) -> list[Problem]:
+    """A warning per subscriber-file row whose address is suppressed (bounced or complained): it is not mailed."""
+    if not settings.database_url and not (settings.output_dir / "store.db").exists():
+        return []
+    suppressed = open_store(settings.store_url).suppressed()
+    problems: list[Problem] = []
+    for audience in loaded.content.audiences:
+        where = str(settings.content_dir / audience.subscribers_file) if audience.subscribers_file else "audiences.yaml"
+        for subscriber in audience.subscribers:
+            reason = suppressed.get(subscriber.email.lower())
+            if reason:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{subscriber.email} is suppressed ({reason}): it is not mailed",
+                        field=f"{audience.id}.subscribers",
+                        hint="remove the row, or `briefing suppression lift ADDRESS` if the address works again",
+                        severity="warning",
+                    )
+                )
+    return problems
 
 
 # --- briefings -----------------------------------------------------------------------------------------

@@ -320,7 +320,7 @@ def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_ht
 
     from rich.console import Console
 
-    from flows.app.cli import _summary_table
+    from flows.app.output import summary_table
     from flows.pipeline import pipeline
     from tests.delivery_support import SmtpServer
 
@@ -345,7 +345,7 @@ def test_a_run_over_smtp_shows_the_server_not_the_outbox_and_warns_once_about_ht
     assert result["outbox"] is None and result["smtp"] == server.url
     assert outbox not in json.dumps(result)
     console = Console(record=True, width=300)
-    console.print(_summary_table(result))
+    console.print(summary_table(result))
     table = console.export_text()
     assert "outbox" not in table and f"over SMTP to {server.url}" in table
 

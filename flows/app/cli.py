@@ -8,39 +8,44 @@ exits with the highest code that applies (`flows.core.errors.partial_failure_cod
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
-from flows.core.content import file_feed_problems, load_content
-from flows.core.errors import BriefingError, Problem
+from flows.app.commands.collect import register as register_collect
+from flows.app.commands.content import register as register_init
+from flows.app.commands.deliver import register as register_delivery
+from flows.app.commands.draft import register as register_draft
+from flows.app.commands.ingest import register as register_ingest
+from flows.app.commands.orchestrate import register as register_orchestrate
+from flows.app.commands.preview import register as register_preview
+from flows.app.commands.publish import register as register_publish
+from flows.app.output import (
+    Output,
+    console,
+    delivery_table,
+    emit,
+    err_console,
+    fail,
+    progress,
+    refuse_strict_early,
+    summary_table,
+    summary_text,
+)
+from flows.core.content import load_content
+from flows.core.errors import BriefingError
 from flows.core.settings import load_settings
 
 logger = logging.getLogger(__name__)
-
-STATE_COLUMNS = ("sent", "queued", "sending", "deferred", "failed", "uncertain", "suppressed")
 
 app = typer.Typer(
     help="Curated AI/tech briefings: ingest feeds, render per-audience emails, send exactly once, publish an archive.",
@@ -49,16 +54,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-class Output:
-    """Global output mode chosen by --json / --quiet."""
-
-    json = False
-    quiet = False
-    verbose = False
 
 
 @app.callback()
@@ -76,61 +71,6 @@ def main_options(
         os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 
 
-def emit(data: Any, table: Table | None = None, text: str = "") -> None:
-    """Print a result in the chosen mode."""
-    if Output.json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-    elif not Output.quiet:
-        if table is not None:
-            console.print(table)
-        if text:
-            console.print(text)
-
-
-@contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """A progress bar on stderr with counts and ETA (a spinner when the total is unknown); silent with --json/--quiet.
-
-    Yields `advance(n=1, description=None)`. Example::
-
-        with progress("sending", total=len(rows)) as advance:
-            for row in rows:
-                send(row)
-                advance()
-    """
-    if Output.json or Output.quiet:
-        yield lambda *_args, **_kwargs: None
-        return
-    columns: list[Any] = [SpinnerColumn(), TextColumn("[progress.description]{task.description}")]
-    if total is not None:
-        columns += [BarColumn(), MofNCompleteColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int = 1, description: str | None = None) -> None:
-            bar.update(task, advance=n, description=description)  # None leaves the description as it is
-
-        yield advance
-
-
-def refuse_strict_early(settings: Any) -> None:
-    """Strict mode checks the content before a flow starts: exit 3 at once, no Prefect server, no traceback."""
-    if settings.strict:
-        from flows.edition import refuse_if_strict
-
-        refuse_if_strict(True, load_content(settings.content_dir))
-
-
-def fail(err: BriefingError) -> typer.Exit:
-    """Print one clear error line (JSON on stdout with --json) and return the exit to raise."""
-    if Output.json:
-        sys.stdout.write(json.dumps({"error": str(err), "exit_code": err.exit_code}, ensure_ascii=False) + "\n")
-    else:
-        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-    return typer.Exit(err.exit_code)
-
-
 @app.command()
 def check(
     content_dir: Path | None = typer.Option(None, "--content", help="Content folder (default: BRIEFING_CONTENT_DIR)."),
@@ -145,11 +85,10 @@ def check(
         settings = load_settings(**({"content_dir": content_dir} if content_dir else {}))
     except BriefingError as err:
         raise fail(err) from None
+    from flows.status import check_problems  # the store and the edition: not loaded by other commands
+
     loaded = load_content(settings.content_dir)
-    problems = list(loaded.problems)
-    problems.extend(file_feed_problems(loaded.content.feeds, settings.content_dir, settings.file_feed_dirs))
-    problems.extend(_alignment_problems(settings, loaded))
-    problems.extend(_suppression_problems(settings, loaded))
+    problems = check_problems(settings, loaded)
     errors = [p for p in problems if p.severity == "error"]
     data = {
         "ok": not errors,
@@ -177,42 +116,6 @@ def check(
         raise typer.Exit(3)
 
 
-def _alignment_problems(settings: Any, loaded: Any) -> list[Any]:
-    """Check translations against stored articles when a store exists (no store is created by checking)."""
-    from flows.core.store import open_store
-    from flows.edition import errors_in, translation_problems
-
-    if not settings.database_url and not (settings.output_dir / "store.db").exists():
-        return []
-    store = open_store(settings.store_url)
-    return [p for briefing in loaded.content.ready for p in errors_in(translation_problems(briefing, store))]
-
-
-def _suppression_problems(settings: Any, loaded: Any) -> list[Any]:
-    """A warning per subscriber-file row whose address is suppressed (bounced or complained): it is not mailed."""
-    from flows.core.store import open_store
-
-    if not settings.database_url and not (settings.output_dir / "store.db").exists():
-        return []
-    suppressed = open_store(settings.store_url).suppressed()
-    problems: list[Any] = []
-    for audience in loaded.content.audiences:
-        where = str(settings.content_dir / audience.subscribers_file) if audience.subscribers_file else "audiences.yaml"
-        for subscriber in audience.subscribers:
-            reason = suppressed.get(subscriber.email.lower())
-            if reason:
-                problems.append(
-                    Problem(
-                        where,
-                        f"{subscriber.email} is suppressed ({reason}): it is not mailed",
-                        field=f"{audience.id}.subscribers",
-                        hint="remove the row, or `briefing suppression lift ADDRESS` if the address works again",
-                        severity="warning",
-                    )
-                )
-    return problems
-
-
 @app.command()
 def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Ingest and render, but send and publish nothing."),
@@ -238,41 +141,11 @@ def run(
             result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
     except BriefingError as err:
         raise fail(err) from None
-    emit(result, _summary_table(result), _summary_text(result))
+    emit(result, summary_table(result), summary_text(result))
     if result["delivery"] and not Output.json:
-        emit(None, _delivery_table(result["delivery"]))
+        emit(None, delivery_table(result["delivery"]))
     if result["exit_code"]:
         raise typer.Exit(result["exit_code"])
-
-
-def _summary_table(result: dict[str, Any]) -> Table:
-    table = Table(title="briefing run", show_header=True)
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_column("where / detail", overflow="fold")
-    table.add_row("articles new", str(result["articles_new"]), f"{result['articles_updated']} updated")
-    table.add_row("feeds failed", str(len(result["feeds_failed"])), "; ".join(result["feeds_failed"]))
-    table.add_row("draft stubs", str(len(result["stubs"])), "\n".join(result["stubs"]))
-    if result.get("stubs_skipped"):
-        table.add_row("stored without stubs", "", "\n".join(result["stubs_skipped"]))
-    if result.get("drafts"):
-        drafted = [f"{d['path']}: {', '.join(d['filled']) or 'nothing'}" for d in result["drafts"]]
-        filled = sum(bool(d["filled"]) for d in result["drafts"])
-        table.add_row("machine-drafted stubs", str(filled), "\n".join(drafted))
-    table.add_row("briefings rendered", str(len(result["briefings_rendered"])), ", ".join(result["briefings_rendered"]))
-    table.add_row("briefings held back", str(len(result["briefings_held"])), ", ".join(result["briefings_held"]))
-    if result.get("render_failed"):
-        table.add_row("briefings not rendered", str(len(result["render_failed"])), "\n".join(result["render_failed"]))
-    destination = f"over SMTP to {result['smtp']}" if result.get("smtp") else result["outbox"]
-    table.add_row("emails sent", str(result["emails_sent"]), destination)
-    table.add_row("emails uncertain/failed", f"{result['emails_uncertain']}/{result['emails_failed']}", "")
-    table.add_row("delivery errors", str(len(result["delivery_errors"])), "\n".join(result["delivery_errors"]))
-    table.add_row(
-        "pages published",
-        str(len(result["pages_written"])),
-        f"{result['archive']} ({result['pages_unchanged']} unchanged)",
-    )
-    return table
 
 
 @app.command()
@@ -337,20 +210,6 @@ def _feeds_table(feeds: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _delivery_table(delivery: dict[str, dict[str, dict[str, int]]]) -> Table:
-    table = Table(title="emails per audience (this run)")
-    for column in ("briefing", "audience", *STATE_COLUMNS):
-        table.add_column(column, justify="left" if column in ("briefing", "audience") else "right")
-    for slug, audiences in delivery.items():
-        for audience, states in audiences.items():
-            table.add_row(slug, audience, *(str(states.get(state, 0)) for state in STATE_COLUMNS))
-    return table
-
-
-def _summary_text(result: dict[str, Any]) -> str:
-    return "\n".join(f"[yellow]{escape(p)}[/]" for p in result["problems"])
-
-
 GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
 
 
@@ -379,16 +238,7 @@ def main() -> None:
         raise SystemExit(fail(BriefingError(message)).exit_code) from None
 
 
-# Command modules register themselves here, one import+call each; typer lists commands in registration order.
-from flows.app.commands.collect import register as register_collect  # noqa: E402
-from flows.app.commands.content import register as register_init  # noqa: E402
-from flows.app.commands.deliver import register as register_delivery  # noqa: E402
-from flows.app.commands.draft import register as register_draft  # noqa: E402
-from flows.app.commands.ingest import register as register_ingest  # noqa: E402
-from flows.app.commands.orchestrate import register as register_orchestrate  # noqa: E402
-from flows.app.commands.preview import register as register_preview  # noqa: E402
-from flows.app.commands.publish import register as register_publish  # noqa: E402
-
+# Typer lists commands in registration order: check, run and status (above), then these.
 register_preview(app)
 register_publish(app)
 register_delivery(app)

@@ -155,7 +155,7 @@ def command_section(path: tuple[str, ...], command: Command) -> list[str]:
 def cli_markdown() -> str:
     root = root_command()
     lines = [
-        GENERATED_NOTE.format(source="the typer app in `flows/app/cli.py` and `flows/cli_*.py`"),
+        GENERATED_NOTE.format(source="the typer app in `flows/app/cli.py` and `flows/app/commands/`"),
         "",
         "# Command-line reference",
         "",

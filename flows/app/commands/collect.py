@@ -39,7 +39,7 @@ def collect() -> None:
 
     Example: briefing collect   (with BRIEFING_IMAP_URL=imaps://news:secret@imap.example.org/INBOX)
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.collect import collect_mailbox
 
     try:
@@ -84,7 +84,7 @@ def discussion_list(
 
     Example: briefing discussion list --status all --slug github-commit-flood
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.store.discussion import STATUSES, list_entries
 
     if status not in (*STATUSES, "all"):
@@ -110,7 +110,7 @@ def discussion_list(
 
 
 def _decide(entry_ids: list[int], status: str) -> None:
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.store.discussion import decide
 
     try:
@@ -156,7 +156,7 @@ def suppression_list(
 
     Example: briefing suppression list
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.store.suppressions import list_suppressions
 
     try:
@@ -184,7 +184,7 @@ def suppression_lift(address: str = typer.Argument(..., help="The suppressed add
 
     Example: briefing suppression lift reader@example.org
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.store.suppressions import lift
 
     try:
@@ -206,7 +206,7 @@ def suppression_add(
 
     Example: briefing suppression add reader@example.org --reason "asked to stop by phone"
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.content import check_address
     from flows.core.store.suppressions import add_manual
 

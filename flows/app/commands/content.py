@@ -25,7 +25,7 @@ def init(
 
     Example: briefing init my-briefing
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.resources import init_project
 
     try:

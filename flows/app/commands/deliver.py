@@ -67,7 +67,7 @@ def _report_text(outcome: EditionReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
 
     @app.command("send")
     def send(

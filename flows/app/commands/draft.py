@@ -35,7 +35,7 @@ def draft(
 
     Example: briefing draft metr-task-horizons --section translation
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.settings import load_settings
     from flows.core.store import open_store
     from flows.draft import draft_briefing
@@ -103,7 +103,7 @@ def approve(
 
     Example: briefing approve metr-task-horizons --section translation --section notes.neta
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.settings import load_settings
     from flows.draft import approve_sections, resolve_briefing
 

@@ -26,7 +26,7 @@ def add(url: str = typer.Argument(..., help="The article's http(s) URL.")) -> No
 
     Example: briefing add https://example.org/2026/06/some-article --json
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.settings import load_settings
     from flows.core.store import open_store
     from flows.edition import refuse_if_strict

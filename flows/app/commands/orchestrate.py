@@ -23,9 +23,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _finish(result: dict[str, Any]) -> None:
-    from flows.app.cli import _summary_table, _summary_text, emit
+    from flows.app.output import emit, summary_table, summary_text
 
-    emit(result, _summary_table(result), _summary_text(result))
+    emit(result, summary_table(result), summary_text(result))
     if result["exit_code"]:
         raise typer.Exit(result["exit_code"])
 
@@ -40,7 +40,7 @@ def serve(
 
     Example: briefing serve
     """
-    from flows.app.cli import Output, fail
+    from flows.app.output import Output, fail
 
     try:
         settings = load_settings()
@@ -68,7 +68,7 @@ def ingest(
 
     Example: briefing ingest --feed frontier-notes
     """
-    from flows.app.cli import fail, refuse_strict_early
+    from flows.app.output import fail, refuse_strict_early
 
     try:
         refuse_strict_early(load_settings())
@@ -93,7 +93,7 @@ def brief(
 
     Example: briefing brief anthropic-ai-builds-ai --audience atou
     """
-    from flows.app.cli import fail, refuse_strict_early
+    from flows.app.output import fail, refuse_strict_early
 
     try:
         refuse_strict_early(load_settings())
@@ -123,7 +123,7 @@ def deliver(
 
     Example: briefing deliver --slug anthropic-ai-builds-ai
     """
-    from flows.app.cli import fail, refuse_strict_early
+    from flows.app.output import fail, refuse_strict_early
 
     try:
         refuse_strict_early(load_settings())

@@ -8,7 +8,7 @@ import socket
 
 import typer
 
-from flows.app.cli import console, emit, err_console, fail
+from flows.app.output import console, emit, err_console, fail
 from flows.core.errors import BriefingError, SettingsError
 from flows.core.settings import load_settings
 

@@ -27,7 +27,7 @@ def publish(
 
     Example: briefing publish --mkdocs-config mkdocs.yml && mkdocs build --strict -f mkdocs.yml
     """
-    from flows.app.cli import emit, fail
+    from flows.app.output import emit, fail
     from flows.core.content import load_content
     from flows.core.files import atomic_write_bytes
     from flows.core.settings import load_settings
