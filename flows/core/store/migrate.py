@@ -3,7 +3,7 @@
 `flows.core.store.base.Database.migrate` calls `upgrade` when a store opens for writing, inside its write
 transaction and under its migration lock, so two processes starting at once migrate once. The migrations live
 in flows/core/store/migrations/versions/ and ship in the package. A store already at `HEAD` costs one query
-and no Alembic import; a store made before Alembic (it has the old `schema_version` table) is adopted by the
+and no Alembic import; a store made before Alembic (it has the old schema_version table) is adopted by the
 baseline migration without losing a row (see its docstring).
 
 To add a migration: change flows/core/store/schema.py, then `python -m flows.core.store.migrate revision

@@ -2,7 +2,7 @@
 
 A new database gets every table. A store made before Alembic keeps every row: the tables, columns and indexes it
 lacks are added (a store an older release made may lack some that later releases added when they opened it), and
-the old hand-written migrations' `schema_version` table is dropped: from here on `alembic_version` records the
+the old hand-written migrations' schema_version table is dropped: from here on alembic_version records the
 revision. The tables are written out here, not imported from schema.py, so this revision stays what it was.
 
 Revision 0001, the first.
