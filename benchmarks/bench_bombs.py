@@ -64,10 +64,10 @@ def serve(server: LoopbackServer) -> dict[str, int]:
 
 def child(urls: list[str]) -> None:
     """Ingest `urls` as feeds in a fresh project; print peak RSS and each feed's outcome as JSON."""
+    from flows.core.models import Feed
+    from flows.core.settings import load_settings
+    from flows.core.store import Store
     from flows.ingest import ingest_feeds
-    from flows.models import Feed
-    from flows.settings import load_settings
-    from flows.store import Store
 
     folder = Path(tempfile.mkdtemp(prefix="bench-bombs-"))
     try:

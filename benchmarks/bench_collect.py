@@ -27,10 +27,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.mailbox_support import Dovecot
 
-from tests.mailbox_support import Dovecot  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BASELINE = """
 import imaplib, json, sys, time
@@ -54,8 +53,8 @@ print(json.dumps({"messages": len(uids), "bytes": total, "seconds": seconds, "cp
 COLLECT = """
 import json, sys, time
 from flows.collect import collect_mailbox
-from flows.settings import load_settings
-from flows.store import Store
+from flows.core.settings import load_settings
+from flows.core.store import Store
 settings = load_settings()
 store = Store(settings.store_url)
 started, cpu = time.perf_counter(), time.process_time()
@@ -152,7 +151,8 @@ def seed_ledger(store_url: str, count: int) -> list[str]:
     """Ledger rows of one sent briefing, so replies match (briefing, audience, subscriber)."""
     from sqlalchemy import insert
 
-    from flows.store import Store, ledger, utcnow
+    from flows.core.store import Store, utcnow
+    from flows.core.store.schema import send_ledger
 
     store = Store(store_url)
     now = utcnow()
@@ -173,7 +173,7 @@ def seed_ledger(store_url: str, count: int) -> list[str]:
         for i in range(count)
     ]
     with store.begin() as conn:
-        conn.execute(insert(ledger), rows)
+        conn.execute(insert(send_ledger), rows)
     store.close()
     return ids
 

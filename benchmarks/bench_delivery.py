@@ -7,7 +7,7 @@ Measured in one run, against the same aiosmtpd server (its own process, keeping 
 - prefect-email: `email_send_message` (its function body, without Prefect's task machinery, so the
   baseline is timed at its most favourable) on 500 recipients, one connection per message;
 - message building alone: `EmailMessage` from scratch per recipient vs a prepared message;
-- DKIM: build + sign per recipient with the old signer (dkimpy, pure-Python RSA) and with flows/dkim.py
+- DKIM: build + sign per recipient with the old signer (dkimpy, pure-Python RSA) and with flows/deliver/dkim.py
   (OpenSSL through `cryptography`: RSA-2048, Ed25519, both), where a signed message's time goes, and
   `deliver_briefing` with DKIM on (1 and 4 connections) against aiosmtpd × 2 processes and the one-connection
   ceiling measured on it. Each case runs in interleaved rounds (the machine's load comes and goes).
@@ -235,7 +235,7 @@ def _project(tmp: Path, recipients: int) -> Path:
 
 
 def _settings(project: Path, **overrides: Any) -> Any:
-    from flows.settings import load_settings
+    from flows.core.settings import load_settings
 
     return load_settings(
         content_dir=project / "content",
@@ -247,7 +247,8 @@ def _settings(project: Path, **overrides: Any) -> Any:
 
 
 def _render(settings: Any, store: Any, content: Any) -> Any:
-    from flows.publish import assign_paths, render_for_archive
+    from flows.core.pages import assign_paths
+    from flows.edition import render_for_archive
 
     briefing = content.ready[0]
     page = assign_paths(store, content.ready)[briefing.slug]
@@ -258,10 +259,10 @@ def bench_ours(
     server: ServerProcess, recipients: int, connections: int, *, dkim: DkimSetup | None = None, signer: str = ""
 ) -> Row:
     """`deliver_briefing` to `recipients`; with `dkim`, signed by `signer` ("rsa", "rsa+ed25519" or "dkimpy",
-    the old pure-Python signer put in place of flows.messages.make_signer for this run)."""
-    from flows.content import load_content
+    the old pure-Python signer put in place of flows.deliver.messages.make_signer for this run)."""
+    from flows.core.content import load_content
+    from flows.core.store import Store
     from flows.deliver import deliver_briefing
-    from flows.store import Store
 
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         project = _project(Path(tmp), recipients)
@@ -295,8 +296,8 @@ def bench_ours(
 
 
 def _sample_email() -> tuple[Any, Any, Any]:
-    from flows.content import load_content
-    from flows.store import Store
+    from flows.core.content import load_content
+    from flows.core.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     project = _project(tmp, 1)
@@ -359,8 +360,8 @@ def build_from_scratch(rendered: Any, settings: Any, email: str, name: str) -> b
 
 
 def bench_building(messages: int, settings: Any, rendered: Any) -> list[Row]:
-    from flows.messages import prepare_message
-    from flows.models import Subscriber
+    from flows.core.models import Subscriber
+    from flows.deliver.messages import prepare_message
 
     started = time.perf_counter()
     for i in range(messages):
@@ -386,8 +387,8 @@ DKIM_LABELS = {
 
 
 class OldDkimpySigner:
-    """The signer flows/messages.py used before flows/dkim.py: dkimpy's `dkim.sign`, relaxed/relaxed, the same
-    header list (not over-signed), its pure-Python RSA. Kept here as the benchmark's baseline."""
+    """The signer flows/deliver/messages.py used before flows/deliver/dkim.py: dkimpy's `dkim.sign`, relaxed/relaxed,
+    the same header list (not over-signed), its pure-Python RSA. Kept here as the benchmark's baseline."""
 
     def __init__(self, pem_pkcs1: bytes, selector: str, domain: str) -> None:
         self.key, self.selector, self.domain = pem_pkcs1, selector.encode(), domain.encode()
@@ -395,7 +396,7 @@ class OldDkimpySigner:
     def sign(self, data: bytes) -> bytes:
         import dkim
 
-        from flows.dkim import DKIM_HEADERS
+        from flows.deliver.dkim import DKIM_HEADERS
 
         signature = dkim.sign(
             data,
@@ -441,8 +442,8 @@ class DkimSetup:
 
 def build_and_sign_case(messages: int, settings: Any, rendered: Any, dkim: DkimSetup, signer: str) -> Callable[[], Row]:
     """A measurement of building (and, unless `signer` is empty, signing) `messages` messages of one prepared email."""
-    from flows.messages import prepare_message
-    from flows.models import Subscriber
+    from flows.core.models import Subscriber
+    from flows.deliver.messages import prepare_message
 
     signed = settings.model_copy(update=dkim.settings(signer)) if signer else settings
     with _old_signer_if(signer == "dkimpy", dkim):
@@ -495,9 +496,9 @@ def print_cpu_table(rows: list[Row], baselines: dict[str, Row]) -> None:
 def dkim_cost_breakdown(messages: int, settings: Any, rendered: Any, dkim: DkimSetup) -> list[tuple[str, float]]:
     """Microseconds of CPU per message of each step of a signed message, and of a body hash whose common prefix (the
     text part up to the recipient's link) is hashed once per email: is incremental body hashing worth it?"""
-    from flows import dkim as signing
-    from flows.messages import prepare_message
-    from flows.models import Subscriber
+    from flows.core.models import Subscriber
+    from flows.deliver import dkim as signing
+    from flows.deliver.messages import prepare_message
 
     prepared = prepare_message(rendered, settings, audience_name="投资")
     data = prepared.for_recipient(Subscriber(email="reader@example.net", name="读者")).data
@@ -543,9 +544,9 @@ def dkim_cost_breakdown(messages: int, settings: Any, rendered: Any, dkim: DkimS
 
 
 def _old_signer_if(wanted: bool, dkim: DkimSetup | None) -> contextlib.AbstractContextManager[Any]:
-    """flows.messages.make_signer replaced by the dkimpy signer, for the baseline rows."""
+    """flows.deliver.messages.make_signer replaced by the dkimpy signer, for the baseline rows."""
     if wanted and dkim is not None:
-        return mock.patch("flows.messages.make_signer", dkim.dkimpy_signer)
+        return mock.patch("flows.deliver.messages.make_signer", dkim.dkimpy_signer)
     return contextlib.nullcontext()
 
 

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import openai
 
-from flows.briefing_format import parse_briefing_file
+from flows.core.briefing_format import parse_briefing_file
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.draft import draft_briefing
 from flows.draft.prompts import TranslationAnswer, parse_answer, translation_ask
-from flows.settings import load_settings
-from flows.store import Store
 from tests.llm_support import long_article_items, write_article_stub
 
 REPO = Path(__file__).resolve().parent.parent

@@ -33,9 +33,9 @@ import httpcore
 import httpx
 
 from benchmarks.bench_ingest import served_feeds
-from flows.fetch import Fetcher
-from flows.http_transport import AsyncioBackend, FetchTransport
-from flows.settings import Settings, load_settings
+from flows.core.settings import Settings, load_settings
+from flows.ingest.fetch import Fetcher
+from flows.ingest.transport import AsyncioBackend, FetchTransport
 
 Variant = Callable[[list[str]], Coroutine[Any, Any, None]]
 

@@ -148,10 +148,10 @@ def serve(hosts: int, feeds: int, entries: int, delay: float, ready: multiproces
 
 
 def run_ours(urls: list[str], workdir: str, processes: int, parser: str, concurrency: int) -> dict[str, float]:
+    from flows.core.models import Feed
+    from flows.core.settings import load_settings
+    from flows.core.store import Store
     from flows.ingest import ingest_feeds
-    from flows.models import Feed
-    from flows.settings import load_settings
-    from flows.store import Store
 
     settings = load_settings(
         content_dir=Path(workdir) / "content",

@@ -3,7 +3,7 @@
     python -m benchmarks.bench_ledger [--small]
 
 Part 1 runs the ledger's per-message cycle without any transport: claim a batch of 200, then for each row
-`start_sending` + `finish(sent)`. Part 2 starts 1 or 2 `python -m flows.scaleout` deliverers on one
+`start_sending` + `finish(sent)`. Part 2 starts 1 or 2 `python -m flows.app.worker` deliverers on one
 PostgreSQL ledger against one loopback aiosmtpd and measures messages per second at the server (first to last
 arrival), next to the ceiling measured in the same run: pre-built bytes over one SMTP connection.
 
@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from pg_support import (  # noqa: E402 (tests/ is put on the path just above)
+from flows.core.content import load_content
+from flows.core.store import Store, ledger
+from tests.pg_support import (
     CountingSmtp,
     deliver_env,
     fresh_schema,
@@ -35,9 +34,7 @@ from pg_support import (  # noqa: E402 (tests/ is put on the path just above)
     write_big_audience,
 )
 
-from flows import ledger  # noqa: E402
-from flows.content import load_content  # noqa: E402
-from flows.store import Store  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BATCH = 200
 
@@ -84,7 +81,7 @@ def deliver_throughput(project: Path, url: str, smtp: CountingSmtp, workers: int
     before = len(smtp.arrivals)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "flows.scaleout", slug, "--audience", "atou"],
+            [sys.executable, "-m", "flows.app.worker", slug, "--audience", "atou"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from flows.serve import LocalPrefectServer
+from flows.app.serve import LocalPrefectServer
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = "github-commit-flood"
@@ -190,8 +190,8 @@ def prefect_on_postgres(root: Path) -> Iterator[tuple[str, float]]:
 def measure_latency(root: Path, api: str, rounds: int, name: str = "serve") -> list[dict[str, float]]:
     from aiosmtpd.controller import Controller
 
-    from flows.content import load_content
-    from flows.serve import free_port
+    from flows.app.serve import free_port
+    from flows.core.content import load_content
 
     project = fresh_project(root, name)
     mailbox = Mailbox()
@@ -250,14 +250,14 @@ def measure_latency(root: Path, api: str, rounds: int, name: str = "serve") -> l
 
 def stages_without_prefect(project: Path) -> tuple[float, float]:
     """(wall s, CPU s) of the pipeline's own work: the same stage calls as the `pipeline` flow, no Prefect."""
-    from flows.content import load_content
+    from flows.core.content import load_content
+    from flows.core.settings import load_settings
+    from flows.core.store import Store
     from flows.deliver import deliver_briefing
+    from flows.edition import gate, render_for_archive
     from flows.ingest import ingest_feeds
-    from flows.join import join_briefings
-    from flows.publish import assign_paths, publish_archive, render_for_archive
-    from flows.settings import load_settings
-    from flows.store import Store
-    from flows.stubs import write_stubs
+    from flows.ingest.stubs import write_stubs
+    from flows.publish import publish_archive
 
     os.environ.update(BRIEFING_CONTENT_DIR=str(project / "content"), BRIEFING_OUTPUT_DIR=str(project / "outputs"))
     start, cpu = time.perf_counter(), time.process_time()
@@ -268,10 +268,10 @@ def stages_without_prefect(project: Path) -> tuple[float, float]:
     articles = [a for a in (store.get_article(i) for i in report.new_articles) if a is not None]
     if write_stubs(articles, loaded.content.briefings, settings.content_dir, loaded.content.audiences):
         loaded = load_content(settings.content_dir)
-    paths = assign_paths(store, loaded.content.ready)
-    for joined in join_briefings(loaded.content, store):
+    checked = gate(loaded, store)
+    for joined in checked.passed:
         for audience in loaded.content.audiences:
-            page = paths[joined.briefing.slug]
+            page = checked.pages[joined.briefing.slug]
             rendered = render_for_archive(settings, loaded.content, joined.briefing, page, audiences=[audience.id])
             deliver_briefing(rendered, loaded.content, store, settings, audiences=[audience.id])
     publish_archive(loaded.content, store, settings)

@@ -12,12 +12,13 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from flows.content import load_content
-from flows.models import Briefing
-from flows.publish import plan_pages, publish_archive, render_archive, safe_join
-from flows.settings import load_settings
-from flows.store import Store
-from flows.transports import atomic_write_bytes
+from flows.core.content import load_content
+from flows.core.files import atomic_write_bytes
+from flows.core.models import Briefing
+from flows.core.pages import plan_pages
+from flows.core.settings import load_settings
+from flows.core.store import Store
+from flows.publish.archive import publish_archive, render_archive, safe_join
 
 REPO = Path(__file__).resolve().parent.parent
 

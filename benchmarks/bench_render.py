@@ -31,9 +31,9 @@ from pathlib import Path
 
 from mjml import mjml2html
 
-from flows.content import load_content
-from flows.models import Briefing, Content, CorePoint
-from flows.render import (
+from flows.core.content import load_content
+from flows.core.models import Briefing, Content, CorePoint
+from flows.render.email import (
     INLINE_CSS,
     build_context,
     postprocess_html,

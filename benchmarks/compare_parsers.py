@@ -2,7 +2,7 @@
 
 Each file is parsed the way the ingest parses a fetched feed: its bytes with the response headers its
 `Header:` comments declare (gzip/deflate files decompressed first, as httpx hands them over), through
-`flows.feed_reading.parse_feed` and `read_entries`. Printed per parser: parse CPU time, feeds with entries,
+`flows.ingest.reading.parse_feed` and `read_entries`. Printed per parser: parse CPU time, feeds with entries,
 and agreement with feedparser — same entry count, and per entry the same id, link, title and published
 date as parsed, plus the same article id and paragraph texts after our own reading — with every
 disagreement listed by category.
@@ -22,9 +22,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.feed_reading import parse_feed, read_entries
-from flows.models import Feed
-from flows.settings import FeedParserName
+from flows.core.models import Feed
+from flows.core.settings import FeedParserName
+from flows.ingest.reading import parse_feed, read_entries
 from tests.test_ingest_corpus import HEADER_LINE, corpus_dir
 
 PARSERS: tuple[FeedParserName, ...] = ("feedparser", "feedparser-rs", "auto")

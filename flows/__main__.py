@@ -1,5 +1,5 @@
 """`python -m flows` runs the CLI (same as the `briefing` console script)."""
 
-from flows.cli import main
+from flows.app.cli import main
 
 main()

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from flows.models import Article, Briefing
-from flows.store import Store
+from flows.core.models import Article, Briefing
+from flows.core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def announce_from_command(briefings: Iterable[Briefing], store_url: str) -> list
     """`briefing check`: announce ready briefings when PREFECT_API_URL names a server, then flush the events."""
     if not os.environ.get("PREFECT_API_URL"):
         return []
-    from flows.store import open_store
+    from flows.core.store import open_store
 
     slugs = announce_ready(briefings, open_store(store_url))
     flush_events()

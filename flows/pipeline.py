@@ -15,87 +15,45 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote as prefect_quote
 
-from flows.content import Loaded, load_content
+from flows.core.backoff import backoff_delay, exponential_delays
+from flows.core.content import Loaded, load_content
+from flows.core.errors import BriefingError, ContentError
+from flows.core.models import Briefing, Feed
+from flows.core.pages import archive_url
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store, open_store
 from flows.deliver import DeliveryReport, deliver_briefing
-from flows.errors import BriefingError, ContentError, partial_failure_code
+from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
+from flows.deliver.transports import describe_smtp_url
+from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
 from flows.events import announce_ready, emit_article_ingested
-from flows.join import Joined
-from flows.models import Briefing, Feed
-from flows.publish import PublishReport, archive_url, assign_paths, publish_archive, render_for_archive
-from flows.readiness import gate, refuse_if_strict
-from flows.render import RenderedBriefing, md_escape
-from flows.scaleout import GlobalRateLimitedTransport, permit_chunk
-from flows.settings import Settings, load_settings
-from flows.store import Store, open_store
-from flows.stubs import plan_stubs, write_stubs
-from flows.transports import describe_smtp_url
+from flows.ingest.stubs import plan_stubs, write_stubs
+from flows.publish import PublishReport, publish_archive
+from flows.render import RenderedBriefing
+from flows.render.email import md_escape
+from flows.status import RunSummary
 
 if TYPE_CHECKING:
-    from flows.ingest import IngestReport
+    from flows.ingest.run import IngestReport
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 SMTP_SLOTS = "smtp-send"
-TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
-
-
-@dataclass
-class RunSummary:
-    articles_new: int = 0
-    articles_updated: int = 0
-    feeds_failed: list[str] = field(default_factory=list)
-    stubs: list[str] = field(default_factory=list)
-    stubs_skipped: list[str] = field(default_factory=list)  # why some new articles got no stub (caps)
-    drafts: list[dict[str, Any]] = field(default_factory=list)  # machine drafts of new stubs (draft_new_stubs)
-    briefings_rendered: list[str] = field(default_factory=list)
-    briefings_held: list[str] = field(default_factory=list)
-    briefings_not_ready: list[str] = field(default_factory=list)  # `brief SLUG` of a draft: held, but no problem
-    render_failed: list[str] = field(default_factory=list)
-    briefings_announced: list[str] = field(default_factory=list)
-    emails_sent: int = 0
-    emails_uncertain: int = 0
-    emails_failed: int = 0
-    delivery_errors: list[str] = field(default_factory=list)  # "slug/audience: why" when a send could not run
-    delivery: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    pages_written: list[str] = field(default_factory=list)
-    pages_unchanged: int = 0
-    problems: list[str] = field(default_factory=list)
-    content_errors: int = 0
-    outbox: str | None = None  # where emails are written; None when they go to an SMTP server
-    smtp: str | None = None  # the SMTP server (URL without password); None when they go to the outbox
-    archive: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """What the command exits with: `flows.errors.partial_failure_code` over what fell short in this run."""
-        return partial_failure_code(
-            content=bool(self.content_errors or self.briefings_held_for_problems),
-            fetch=bool(self.feeds_failed),
-            render=bool(self.render_failed),
-            delivery=bool(self.emails_uncertain or self.emails_failed or self.delivery_errors),
-        )
-
-    @property
-    def briefings_held_for_problems(self) -> list[str]:
-        return [slug for slug in self.briefings_held if slug not in self.briefings_not_ready]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "exit_code": self.exit_code}
 
 
 @dataclass
@@ -135,7 +93,7 @@ def quote(value: T) -> T:
 
 def retry_delays(settings: Settings) -> list[float]:
     """Exponential backoff for Prefect task retries (jitter is added by `retry_jitter_factor`)."""
-    return [settings.task_retry_delay * 2**attempt for attempt in range(settings.task_retries)]
+    return exponential_delays(settings.task_retry_delay, settings.task_retries)
 
 
 # --- global concurrency and rate limits ------------------------------------------------------------------
@@ -145,7 +103,7 @@ def ensure_limits(settings: Settings) -> None:
     """Create or update the SMTP limits on the Prefect server; they do nothing until they exist.
 
     `smtp-send` bounds parallel SMTP connections across flow runs; the rate limit named by
-    `settings.send_rate_limit` (shared with `flows.scaleout` deliverers) paces messages at `smtp_rate`/s."""
+    `settings.send_rate_limit` (shared with `flows.app.worker` deliverers) paces messages at `smtp_rate`/s."""
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
@@ -159,56 +117,54 @@ def ensure_limits(settings: Settings) -> None:
 # --- ingest ----------------------------------------------------------------------------------------------
 
 
-class TransientFeedError(BriefingError):
-    """Some feeds of a batch failed with errors worth retrying (5xx, 429, timeouts, refused connections)."""
-
-
-def is_transient(outcome: Any) -> bool:
-    if outcome.status != "error":
-        return False
-    retryable = getattr(outcome, "retryable", None)
-    if retryable is not None:
-        return bool(retryable)
-    return any(marker in (outcome.error or "") for marker in TRANSIENT_MARKERS)
-
-
-# Outcomes of feeds that already finished in an earlier attempt of the same task run: a retry fetches only
-# the feeds that failed, so articles stored by the first attempt still count as new.
-_FINISHED: dict[Any, dict[str, Any]] = {}
-
-
 @task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
 def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
-    """Fetch and store one batch of feeds; raise (so Prefect retries) while some failed transiently."""
+    """Fetch and store one batch of feeds. A feed that fails is an outcome carrying its error's type and
+    `retryable` flag, not an exception: the flow decides which feeds to try again (`_ingest_feeds`)."""
     from flows.ingest import ingest_feeds  # feedparser, trafilatura, lxml: not needed by a `brief` run's process
 
-    run_logger = get_run_logger()
-    run = TaskRunContext.get()
-    key = run.task_run.id if run else None
-    last_attempt = run is None or run.task_run.run_count > run.task.retries
-    finished = _FINISHED.setdefault(key, {})
-    todo = [f for f in feeds if f.id not in finished]
-    try:
-        report: IngestReport = ingest_feeds(todo, store, settings)
-    except BaseException:
-        if last_attempt:
-            _FINISHED.pop(key, None)
-        raise
-    transient = []
-    for outcome in report.outcomes:
-        if is_transient(outcome) and not last_attempt:
-            transient.append(outcome)
-        else:
-            finished[outcome.feed_id] = outcome
-    if transient:
-        names = ", ".join(f"{o.feed_id} ({o.error})" for o in transient)
-        run_logger.warning("%d feeds failed transiently, retrying: %s", len(transient), names)
-        raise TransientFeedError(f"{len(transient)} feeds failed transiently: {names}")
-    _FINISHED.pop(key, None)
-    order = {f.id: i for i, f in enumerate(feeds)}
-    outcomes = sorted(finished.values(), key=lambda o: order.get(o.feed_id, len(order)))
-    run_logger.info("batch of %d feeds: %d errors", len(feeds), sum(o.status == "error" for o in outcomes))
-    return outcomes
+    report: IngestReport = ingest_feeds(feeds, store, settings)
+    errors = sum(o.status == "error" for o in report.outcomes)
+    get_run_logger().info("batch of %d feeds: %d errors", len(feeds), errors)
+    return list(report.outcomes)
+
+
+def retryable_failures(outcomes: list[Any]) -> list[Any]:
+    """The failed feeds a later attempt may fetch: decided by the error's type (`FeedOutcome.retryable`, set from
+    `FetchError.retryable`), never by its text."""
+    return [o for o in outcomes if o.status == "error" and o.retryable]
+
+
+def _ingest_feeds(ctx: Context, feeds: list[Feed]) -> list[Any]:
+    """Ingest in batches; then, up to `task_retries` times after a backoff delay, submit a new task run for just
+    the feeds whose failure is retryable. Feeds that succeeded keep their first outcome (their new articles
+    count once); each attempt is a task run of its own in Prefect. An exception inside a batch (not a feed
+    failure) is retried by Prefect with the same schedule."""
+    batch_task = ingest_batch.with_options(
+        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
+    )
+
+    def run(todo: list[Feed]) -> dict[str, Any]:
+        futures = [
+            batch_task.submit(quote(ctx.settings), quote(ctx.store), quote(batch))
+            for batch in _batches(todo, ctx.settings.ingest_batch_size)
+        ]
+        return {outcome.feed_id: outcome for future in futures for outcome in future.result()}
+
+    outcomes = run(feeds)
+    for retry in range(ctx.settings.task_retries):
+        failed = {o.feed_id: o for o in retryable_failures(list(outcomes.values()))}
+        if not failed:
+            break
+        delay = backoff_delay(ctx.settings.task_retry_delay, retry)
+        names = ", ".join(f"{o.feed_id} ({o.error_type}: {o.error})" for o in failed.values())
+        get_run_logger().warning(
+            "%d feeds failed with retryable errors; retry %d/%d in %.2f s: %s",
+            len(failed), retry + 1, ctx.settings.task_retries, delay, names,
+        )
+        time.sleep(delay)
+        outcomes.update(run([f for f in feeds if f.id in failed]))
+    return [outcomes[f.id] for f in feeds if f.id in outcomes]
 
 
 def _ids(value: Any) -> list[str]:
@@ -226,7 +182,7 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
 
 @task(name="write-stubs", cache_policy=NO_CACHE)
 def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
-    """Draft stubs for the run's new articles within the caps (`flows.stubs.plan_stubs`); returns the paths
+    """Draft stubs for the run's new articles within the caps (`flows.ingest.stubs.plan_stubs`); returns the paths
     written and the summary lines for the articles left without one."""
     found = (store.get_article(i) for o in outcomes for i in _ids(o.new))
     articles = {a.id: a for a in found if a is not None}
@@ -278,14 +234,7 @@ def _ingest_stage(ctx: Context, summary: RunSummary, feed_ids: list[str] | None 
                 ctx.settings.content_dir / "feeds.yaml", f"no feed with id {', '.join(unknown)}", field="feeds[].id"
             )
         feeds = [f for f in feeds if f.id in feed_ids]
-    batch_task = ingest_batch.with_options(
-        retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
-    )
-    futures = [
-        batch_task.submit(quote(ctx.settings), quote(ctx.store), quote(batch))
-        for batch in _batches(feeds, ctx.settings.ingest_batch_size)
-    ]
-    outcomes = [outcome for future in futures for outcome in future.result()]
+    outcomes = _ingest_feeds(ctx, feeds)
     new = [a for o in outcomes for a in _ids(o.new)]
     summary.articles_new = len(new)
     summary.articles_updated = sum(_count(o.updated) for o in outcomes)
@@ -357,7 +306,7 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
-            from flows.deliver import make_transport, warn_if_unsubscribe_url_is_not_https
+            from flows.deliver.send import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
             warn_if_unsubscribe_url_is_not_https(self.settings)  # here: once per flow run that sends
@@ -425,16 +374,27 @@ def _audience_ids(ctx: Context, audience: str) -> list[str]:
 
 @dataclass
 class BriefOutcome:
+    """One briefing's rendering and deliveries in this flow run, for its artifacts."""
+
     slug: str
     page: str
-    delivered: dict[str, Counter[str]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
+    reports: list[DeliveryReport] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> dict[str, Counter[str]]:
+        return {aid: Counter(result.states) for r in self.reports for aid, result in r.audiences.items()}
+
+    @property
+    def failures(self) -> list[str]:
+        return [
+            f"{aid} {who}: {why}" for r in self.reports for aid, result in r.audiences.items()
+            for who, why in result.failures
+        ]
 
 
 def _brief_one(
     ctx: Context,
     joined: Joined,
-    summary: RunSummary,
     *,
     audiences: list[str],
     page: str,
@@ -455,7 +415,6 @@ def _brief_one(
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
     rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
-    summary.briefings_rendered.append(briefing.slug)
     if slot is None:
         for future in rendered.values():
             future.result()
@@ -463,8 +422,7 @@ def _brief_one(
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    per_audience = summary.delivery.setdefault(briefing.slug, {})
-    reports = [
+    outcome.reports = [
         delivery(
             settings,
             quote(ctx.store),
@@ -477,17 +435,6 @@ def _brief_one(
         )
         for aid, future in rendered.items()
     ]
-    for report in reports:
-        for audience_id, audience_result in report.audiences.items():
-            states = Counter(audience_result.states)
-            outcome.delivered[audience_id] = states
-            per_audience[audience_id] = dict(states)
-            summary.emails_sent += states["sent"]
-            summary.emails_uncertain += states["uncertain"]
-            summary.emails_failed += states["failed"]
-            if audience_result.error:
-                summary.delivery_errors.append(f"{briefing.slug}/{audience_id}: {audience_result.error}")
-            outcome.failures.extend(f"{audience_id} {who}: {why}" for who, why in audience_result.failures)
     return outcome
 
 
@@ -537,9 +484,7 @@ def brief_artifacts(ctx: Context, briefing: Briefing, outcome: BriefOutcome | No
 
 def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
     report = publish_task(quote(ctx.settings), quote(ctx.store), quote(ctx.loaded))
-    for slug in report.held:
-        if slug not in summary.briefings_held:
-            summary.briefings_held.append(slug)
+    summary.publish_held = list(report.held)
     summary.pages_written = [str(p) for p in report.written]
     summary.pages_unchanged = len(report.unchanged)
     return report
@@ -547,8 +492,8 @@ def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
 
 @task(name="publish-archive", cache_policy=NO_CACHE)
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
-    """Publish the ready briefings `flows.readiness.gate` lets through; the held ones are left out of it."""
-    checked = gate(loaded, store)
+    """Publish the ready briefings `flows.edition.gate` lets through; the held ones are left out of it."""
+    checked = gate(loaded, store, pages=False)
     report = publish_archive(loaded.content, store, settings, checked.publishable)
     report.held = [j.briefing.slug for j in checked.held]
     get_run_logger().info("archive: %d written, %d unchanged", len(report.written), len(report.unchanged))
@@ -565,40 +510,38 @@ def _join_and_brief(
     resend_updated: bool,
     resend_uncertain: bool,
 ) -> None:
-    paths = assign_paths(ctx.store, ctx.loaded.content.ready)
+    """The edition of every ready briefing (or the named ones) as tasks: `flows.edition.gate` decides what is held
+    back and places the pages; the passed ones are rendered per audience and, when sending, delivered."""
     checked = gate(ctx.loaded, ctx.store, slugs)
+    edition = summary.edition
+    edition.held.extend(checked.held)
     listed = set(summary.problems)
     for joined in checked.held:  # never rendered, sent or published; its problems are in the summary
-        summary.briefings_held.append(joined.briefing.slug)
         summary.problems.extend(str(p) for p in joined.problems if str(p) not in listed)
         brief_artifacts(ctx, joined.briefing, None, [str(p) for p in joined.problems])
     with smtp_slot(ctx.settings) as slot:
         for joined in checked.passed:
+            briefing = joined.briefing
             problems = [str(p) for p in joined.problems]
             summary.problems.extend(p for p in problems if p not in listed)
             try:
                 outcome = _brief_one(
                     ctx,
                     joined,
-                    summary,
                     audiences=audiences,
-                    page=paths[joined.briefing.slug],
+                    page=checked.pages[briefing.slug],
                     slot=slot if send else None,
                     resend_updated=resend_updated,
                     resend_uncertain=resend_uncertain,
                 )
             except BriefingError as err:  # one briefing that cannot render does not stop the others
-                _render_failed(ctx, summary, joined.briefing, err)
+                get_run_logger().error("%s: not sent: %s", briefing.slug, err)
+                edition.not_rendered.append(f"{briefing.slug}: {err}")
+                brief_artifacts(ctx, briefing, None, [str(err)])
                 continue
-            brief_artifacts(ctx, joined.briefing, outcome, problems)
-
-
-def _render_failed(ctx: Context, summary: RunSummary, briefing: Briefing, err: BriefingError) -> None:
-    get_run_logger().error("%s: not sent: %s", briefing.slug, err)
-    if briefing.slug in summary.briefings_rendered:
-        summary.briefings_rendered.remove(briefing.slug)
-    summary.render_failed.append(f"{briefing.slug}: {err}")
-    brief_artifacts(ctx, briefing, None, [str(err)])
+            summary.briefings_rendered.append(briefing.slug)
+            edition.deliveries.extend(outcome.reports)
+            brief_artifacts(ctx, briefing, outcome, problems)
 
 
 def _find_briefing(ctx: Context, slug: str) -> Briefing:
@@ -638,7 +581,6 @@ def brief(
     audiences = _audience_ids(ctx, audience)
     if briefing.status != "ready":
         run_logger.warning("%s is %s, not ready: nothing to send", slug, briefing.status)
-        summary.briefings_held.append(slug)
         summary.briefings_not_ready.append(slug)
         brief_artifacts(ctx, briefing, None, [f"status is {briefing.status}; set `status: ready` to deliver"])
         return summary.to_dict()

@@ -15,19 +15,23 @@ mkdir -p "$work/src"
 "$python" -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
 wheel="$(ls "$work"/dist/briefing_pipeline-*.whl)"
 
-# Every file of templates/ and content/ is in the wheel, where flows/resources.py looks for it.
+# Every file of templates/ and content/ is in the wheel, where flows/core/resources.py looks for it, and so is every
+# file of the store's migrations (a store cannot be created or migrated without them).
 "$python" - "$wheel" "$repo" <<'EOF'
 import subprocess, sys, zipfile
 wheel, repo = sys.argv[1], sys.argv[2]
 names = set(zipfile.ZipFile(wheel).namelist())
-tracked = subprocess.run(["git", "-C", repo, "ls-files", "templates", "content"], capture_output=True, text=True,
-                         check=True).stdout.split()
+def tracked(*paths):
+    return subprocess.run(["git", "-C", repo, "ls-files", *paths], capture_output=True, text=True,
+                          check=True).stdout.split()
 expected = {f"flows/templates/{p[len('templates/'):]}" if p.startswith("templates/")
-            else f"flows/sample_content/{p[len('content/'):]}" for p in tracked}
-missing = sorted(expected - names)
-if missing or not expected:
+            else f"flows/sample_content/{p[len('content/'):]}" for p in tracked("templates", "content")}
+migrations = set(tracked("flows/core/store/migrations"))
+missing = sorted((expected | migrations) - names)
+if missing or not expected or not any(m.endswith("_baseline.py") for m in migrations):
     sys.exit(f"check_wheel: {len(missing)} run-time files missing from {wheel}: {missing[:10]}")
-print(f"check_wheel: {wheel.rsplit('/', 1)[-1]} carries all {len(expected)} template and sample-content files")
+print(f"check_wheel: {wheel.rsplit('/', 1)[-1]} carries all {len(expected)} template and sample-content files"
+      f" and all {len(migrations)} files of the store's migrations")
 EOF
 
 "$python" -m venv "$work/venv"

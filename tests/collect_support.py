@@ -11,13 +11,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from flows import ledger
-from flows.content import load_content
+from flows.core.content import load_content
+from flows.core.pages import assign_paths
+from flows.core.settings import Settings
+from flows.core.store import Store, ledger
 from flows.deliver import deliver_briefing
-from flows.publish import assign_paths, render_for_archive
-from flows.settings import Settings
-from flows.store import Store
-from flows.transports import OutboxTransport
+from flows.deliver.transports import OutboxTransport
+from flows.edition import render_for_archive
 
 REPO = Path(__file__).resolve().parent.parent
 BOUNCE_SAMPLES = REPO / "tests" / "data" / "bounces" / "flufl"

@@ -42,7 +42,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def settings(project: Path):
-    from flows.settings import load_settings
+    from flows.core.settings import load_settings
 
     return load_settings()
 
@@ -50,7 +50,7 @@ def settings(project: Path):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch):
     """The store on both dialects: every test using it runs once on SQLite and once on PostgreSQL (own schema)."""
-    from flows.store import Store, close_stores
+    from flows.core.store import Store, close_stores
 
     if request.param == "sqlite":
         store = Store(settings.store_url)

@@ -15,12 +15,13 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from flows.content import load_content
-from flows.models import Content
-from flows.publish import assign_paths, render_for_archive
-from flows.render import RenderedBriefing
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.content import load_content
+from flows.core.models import Content
+from flows.core.pages import assign_paths
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.edition import render_for_archive
+from flows.render.email import RenderedBriefing
 
 
 def free_port() -> int:

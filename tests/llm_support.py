@@ -294,9 +294,9 @@ def write_article_stub(content_dir: Any, slug: str, items: list[tuple[str, ...]]
     from datetime import date
     from pathlib import Path
 
-    from flows.content import load_audiences
-    from flows.models import Article, ParagraphKind, make_paragraphs
-    from flows.stubs import render_stub
+    from flows.core.content import load_audiences
+    from flows.core.models import Article, ParagraphKind, make_paragraphs
+    from flows.ingest.stubs import render_stub
 
     rows = [(ParagraphKind(kind), *rest) for kind, *rest in (items or ARTICLE_ITEMS)]
     article = Article(

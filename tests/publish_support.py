@@ -10,11 +10,11 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from markdown_it import MarkdownIt
 
-from flows.content import load_content
-from flows.models import Briefing, Content
-from flows.publish import PublishReport, publish_archive
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.content import load_content
+from flows.core.models import Briefing, Content
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.publish.archive import PublishReport, publish_archive
 
 FIRST = datetime(2026, 6, 6, 8, 0, 0)
 LATER = datetime(2026, 6, 9, 17, 30, 0)

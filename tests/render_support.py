@@ -10,9 +10,9 @@ from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 
-from flows.content import load_content
-from flows.models import AudienceNote, Briefing, Content, CorePoint
-from flows.render import RenderedBriefing, render_briefing
+from flows.core.content import load_content
+from flows.core.models import AudienceNote, Briefing, Content, CorePoint
+from flows.render.email import RenderedBriefing, render_briefing
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"

@@ -1,4 +1,4 @@
-"""The fetcher's address policy on its own (flows/address_policy.py), and the numeric host spellings through
+"""The fetcher's address policy on its own (flows/ingest/address_policy.py), and the numeric host spellings through
 the real fetcher against a loopback server."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.address_policy import AddressPolicy, describe, embedded_ipv4, is_public_address, parse_host_address
-from flows.errors import UnsafeURLError
-from flows.fetch import Fetcher
-from flows.settings import Settings, load_settings
+from flows.core.errors import UnsafeURLError
+from flows.core.settings import Settings, load_settings
+from flows.ingest.address_policy import AddressPolicy, describe, embedded_ipv4, is_public_address, parse_host_address
+from flows.ingest.fetch import Fetcher
 from tests.ingest_support import LoopbackServer, Reply
 
 PUBLIC = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import docs_gen
+from flows.app import docs_gen
 from tests.preview_support import make_project, run_briefing
 
 COMMANDS = [" ".join(path) for path, _ in docs_gen.walk_commands(docs_gen.root_command())]
@@ -149,8 +149,7 @@ def test_preview_on_a_busy_port_exits_2_with_one_line(proj: Path) -> None:
 
 
 def test_status_lists_failed_and_uncertain_emails_with_the_reply(proj: Path) -> None:
-    from flows import ledger
-    from flows.store import Store
+    from flows.core.store import Store, ledger
 
     store = Store(f"sqlite:///{proj / 'outputs' / 'store.db'}")
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.resources import sample_content_dir, sample_files
+from flows.core.resources import sample_content_dir, sample_files
 from tests.preview_support import REPO, briefing_exe
 
 
@@ -97,7 +97,7 @@ def test_init_accepts_an_empty_folder_and_the_current_one(tmp_path: Path) -> Non
 def test_init_imports_neither_prefect_nor_the_store(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from flows.cli import app\n"
+        "from flows.app.cli import app\n"
         f"app(args=['--quiet', 'init', {str(tmp_path / 'p')!r}], standalone_mode=False)\n"
         "print(sorted(m for m in ('prefect', 'sqlalchemy', 'httpx') if m in sys.modules))\n"
     )
@@ -112,7 +112,7 @@ def test_init_imports_neither_prefect_nor_the_store(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["status", "run"])
 def test_a_postgresql_url_without_psycopg_names_the_extra_and_exits_2(tmp_path: Path, command: str) -> None:
     """psycopg is made unimportable (as on an install without the `postgres` extra)."""
-    code = "import sys\nsys.modules['psycopg'] = None\nfrom flows.cli import main\nmain()\n"
+    code = "import sys\nsys.modules['psycopg'] = None\nfrom flows.app.cli import main\nmain()\n"
     result = subprocess.run(
         [sys.executable, "-c", code, command],
         cwd=tmp_path,
@@ -131,7 +131,7 @@ def test_a_postgresql_url_without_psycopg_names_the_extra_and_exits_2(tmp_path: 
 def test_a_store_opened_directly_without_psycopg_gives_the_same_error(tmp_path: Path) -> None:
     code = (
         "import sys\nsys.modules['psycopg'] = None\n"
-        "from flows.errors import SettingsError\nfrom flows.store import Store\n"
+        "from flows.core.errors import SettingsError\nfrom flows.core.store import Store\n"
         "try:\n    Store('postgresql://briefing@127.0.0.1:9/briefing')\n"
         "except SettingsError as err:\n    print(err.exit_code, err)\n"
     )

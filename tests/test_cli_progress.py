@@ -1,4 +1,4 @@
-"""`flows.cli.progress`: a bar with counts and ETA on stderr for humans, nothing at all for --json/--quiet."""
+"""`flows.app.output.progress`: a bar with counts and ETA on stderr for humans, nothing at all for --json/--quiet."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import io
 import pytest
 from rich.console import Console
 
-from flows import cli
+from flows.app import output
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Console:
     console = Console(record=True, force_terminal=True, width=100, file=io.StringIO())
-    monkeypatch.setattr(cli, "err_console", console)
-    monkeypatch.setattr(cli.Output, "json", False)
-    monkeypatch.setattr(cli.Output, "quiet", False)
+    monkeypatch.setattr(output, "err_console", console)
+    monkeypatch.setattr(output.Output, "json", False)
+    monkeypatch.setattr(output.Output, "quiet", False)
     return console
 
 
 def test_progress_shows_counts(recorded: Console) -> None:
-    with cli.progress("sending", total=3) as advance:
+    with output.progress("sending", total=3) as advance:
         for _ in range(3):
             advance()
     shown = recorded.export_text()
@@ -29,7 +29,7 @@ def test_progress_shows_counts(recorded: Console) -> None:
 
 @pytest.mark.parametrize("mode", ["json", "quiet"])
 def test_progress_is_silent_for_scripts(recorded: Console, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    monkeypatch.setattr(cli.Output, mode, True)
-    with cli.progress("sending", total=3) as advance:
+    monkeypatch.setattr(output.Output, mode, True)
+    with output.progress("sending", total=3) as advance:
         advance(3)
     assert recorded.export_text() == ""

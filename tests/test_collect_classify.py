@@ -10,11 +10,11 @@ from collect_support import BOUNCE_SAMPLES
 
 from flows.collect.bounces import parse_bounce
 from flows.collect.classify import AUTO_REPLY, BOUNCE, OTHER, UNSUBSCRIBE, classify
-from flows.collect.discussion import initials
 from flows.collect.message import UnreadableMessageError, parse
 from flows.collect.replies import extract_reply, strip_quotes
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.discussion import initials
+from flows.core.settings import Settings
+from flows.core.store import Store
 
 # file → (address, severity) per bounced address, as RFC 3464 Status or flufl.bounce's split says
 SAMPLES = {
@@ -116,7 +116,7 @@ def test_sample_data_is_attributed() -> None:
 
 
 def test_a_lifted_suppression_is_suppressed_again_with_the_new_reason(store: Store) -> None:
-    from flows.collect import suppression
+    from flows.core.store import suppressions as suppression
 
     assert suppression.add_manual(store, "X@example.org", "first") is True
     assert suppression.add_manual(store, "x@example.org", "again") is False  # already suppressed: unchanged

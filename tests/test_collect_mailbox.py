@@ -15,18 +15,20 @@ from mailbox_support import Dovecot, SmtpToMailbox
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from flows import ledger
-from flows.cli import app
+from flows.app.cli import app
 from flows.collect import collect_mailbox
-from flows.collect.discussion import APPROVED, PENDING, decide, list_entries
 from flows.collect.imap import Fetched
-from flows.collect.suppression import list_suppressions
-from flows.content import load_content
+from flows.core.content import load_content
+from flows.core.pages import assign_paths
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store, ledger
+from flows.core.store.discussion import APPROVED, PENDING, decide, list_entries
+from flows.core.store.schema import discussion_entries, mail_messages, unsubscribes
+from flows.core.store.suppressions import list_suppressions
 from flows.deliver import deliver_briefing
-from flows.publish import assign_paths, publish_archive, render_for_archive
-from flows.settings import Settings, load_settings
-from flows.store import Store, discussion_entries, mail_messages, unsubscribes
-from flows.transports import OutboxTransport
+from flows.deliver.transports import OutboxTransport
+from flows.edition import render_for_archive
+from flows.publish.archive import publish_archive
 
 pytestmark = pytest.mark.slow
 PREFIX = "Briefing"
@@ -364,7 +366,7 @@ def test_tls_path_with_the_test_ca(settings: Settings, store: Store) -> None:
 
 
 def test_settings_refuse_a_non_imap_url(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.errors import SettingsError
+    from flows.core.errors import SettingsError
 
     monkeypatch.setenv("BRIEFING_IMAP_URL", "https://imap.example.org")
     with pytest.raises(SettingsError, match="BRIEFING_IMAP_URL"):
@@ -395,7 +397,7 @@ def then_die(self, *args):
 
 
 setattr(run.Collector, method, then_die)
-from flows.cli import main
+from flows.app.cli import main
 
 sys.argv = ["briefing", "collect"]
 main()

@@ -12,13 +12,13 @@ from mailbox_support import Dovecot, SmtpToMailbox
 from playwright.sync_api import expect, sync_playwright
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.app.cli import app
+from flows.app.preview import create_app
 from flows.collect import collect_mailbox
-from flows.collect.discussion import APPROVED, list_entries
-from flows.collect.suppression import list_suppressions
-from flows.preview import create_app
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.core.store.discussion import APPROVED, list_entries
+from flows.core.store.suppressions import list_suppressions
 from tests.asgi_support import serve_asgi
 
 pytestmark = pytest.mark.slow

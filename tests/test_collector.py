@@ -8,8 +8,8 @@ import weakref
 
 import pytest
 
-from flows import collector
-from flows.collector import relaxed_collection
+from flows.ingest import gc_tuning
+from flows.ingest.gc_tuning import relaxed_collection
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ class Node:
 def test_relaxed_inside_and_restored_after() -> None:
     with relaxed_collection():
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (gc_tuning.YOUNG_THRESHOLD, 10, 10)
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == (700, 10, 10)
 
 
@@ -59,7 +59,7 @@ def test_nested_and_concurrent_runs_restore_only_when_the_last_leaves() -> None:
         outer_may_leave.wait(10)
         assert gc.get_freeze_count() > 0  # the other thread left first: this run still holds the setting
         thread.join()
-    assert seen_after_inner == [(True, collector.YOUNG_THRESHOLD)]
+    assert seen_after_inner == [(True, gc_tuning.YOUNG_THRESHOLD)]
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == (700, 10, 10)
 
 

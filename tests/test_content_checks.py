@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.content import load_content
+from flows.core.content import load_content
 
 READY = "anthropic-ai-builds-ai.md"
 
@@ -92,11 +92,11 @@ def test_untranslated_paragraph_in_ready_briefing(project: Path) -> None:
 
 
 def test_translation_ids_must_match_source(project: Path, store) -> None:
-    from flows.join import join_briefing
+    from flows.edition import join_briefing
 
     loaded = load_content(project / "content")
+    from flows.core.settings import load_settings
     from flows.ingest import ingest_feeds
-    from flows.settings import load_settings
 
     ingest_feeds(list(loaded.content.feeds), store, load_settings())
     _edit(project, READY, "### p05-d9c05009", "### p05-00000000")

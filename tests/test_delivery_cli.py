@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.app.cli import app
 from tests.delivery_support import FaultyMailbox, SmtpServer, write_subscribers
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import ledger
-from flows.store import Store
+from flows.core.store import Store, ledger
 from tests.delivery_support import FaultyMailbox, SmtpServer, load_sample, write_subscribers
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""DKIM: signatures made by flows/dkim.py verify with dkimpy AND OpenDKIM, on the messages the product builds
+"""DKIM: signatures made by flows/deliver/dkim.py verify with dkimpy AND OpenDKIM, on the messages the product builds
 and on what a real SMTP server received; tampering fails both; keys are checked with clear errors."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from dkim.canonicalization import Relaxed
 
+from flows.core.errors import DeliveryError
+from flows.core.models import Subscriber
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.deliver import deliver_briefing
-from flows.dkim import DKIM_HEADERS, DkimSigner, SigningKey, load_key, relaxed_body
-from flows.errors import DeliveryError
-from flows.messages import build_message, prepare_message
-from flows.models import Subscriber
-from flows.settings import load_settings
-from flows.store import Store
+from flows.deliver.dkim import DKIM_HEADERS, DkimSigner, SigningKey, load_key, relaxed_body
+from flows.deliver.messages import build_message, prepare_message
 from tests.delivery_support import SmtpServer, load_sample, render_sample, write_subscribers
 from tests.dkim_support import (
     OpenDkim,
@@ -258,7 +258,7 @@ def test_rsa_key_formats_and_sizes(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert pkcs1.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY") and b"BEGIN PRIVATE KEY" in pkcs8.read_bytes()
     for path in (pkcs1, pkcs8):
         assert load_key(path, "BRIEFING_DKIM_KEY_PATH").key_size == 2048
-    with caplog.at_level(logging.WARNING, logger="flows.dkim"):
+    with caplog.at_level(logging.WARNING, logger="flows.deliver.dkim"):
         key = load_key(short, "BRIEFING_DKIM_KEY_PATH")
     assert key.key_size == 1024 and "1024 bits" in caplog.text and str(short) in caplog.text
     signer = DkimSigner([SigningKey("short", key)], DOMAIN)

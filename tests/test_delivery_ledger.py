@@ -8,8 +8,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from flows import ledger
-from flows.store import Store
+from flows.core.store import Store, ledger
 
 
 def _queue(store: Store, n: int, content_hash: str = "h1") -> None:

@@ -14,12 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from flows.errors import DeliveryError
-from flows.messages import Base64Body, build_message, message_id, prepare_message
-from flows.models import Subscriber
-from flows.render import UNSUBSCRIBE_PLACEHOLDER
-from flows.settings import load_settings
-from flows.tokens import TokenError, make_token, verify_token
+from flows.core.errors import DeliveryError, TokenError
+from flows.core.models import Subscriber
+from flows.core.settings import load_settings
+from flows.core.tokens import make_token, verify_token
+from flows.deliver.messages import Base64Body, build_message, message_id, prepare_message
+from flows.render.email import UNSUBSCRIBE_PLACEHOLDER
 from tests.delivery_support import load_sample, render_sample
 
 LIST_UNSUBSCRIBE = re.compile(r"^<(https?://[^>]+/unsubscribe\?t=([^>]+))>, <(mailto:[^>]+)>$")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from flows import ledger
-from flows.deliver import deliver_audience, deliver_briefing, send_test
-from flows.settings import load_settings
-from flows.store import Store
-from flows.transports import SmtpTransport
+from flows.core.settings import load_settings
+from flows.core.store import Store, ledger
+from flows.deliver.send import deliver_audience, deliver_briefing, send_test
+from flows.deliver.transports import SmtpTransport
 from tests.delivery_support import (
     FaultyMailbox,
     SmtpServer,
@@ -203,7 +202,7 @@ def test_test_send_goes_out_marked_and_leaves_the_ledger_alone(project: Path, st
 
 
 def test_lines_starting_with_a_dot_arrive_intact() -> None:
-    from flows.messages import Envelope
+    from flows.deliver.messages import Envelope
 
     data = b"Subject: dots\r\nMessage-ID: <d@x>\r\n\r\n.hidden\r\n..two dots\r\nlast line\r\n"
     handler = FaultyMailbox()

@@ -18,12 +18,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from flows import ledger
-from flows.deliver import deliver_audience, make_transport
-from flows.errors import DeliveryError, SettingsError
-from flows.settings import Settings, load_settings
-from flows.store import Store
-from flows.transports import default_ehlo_name
+from flows.core.errors import DeliveryError, SettingsError
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store, ledger
+from flows.deliver.send import deliver_audience, make_transport
+from flows.deliver.transports import default_ehlo_name
 from tests.delivery_support import free_port, load_sample, render_sample, write_subscribers
 from tests.tls_support import tls_certificate
 
@@ -192,7 +191,7 @@ def test_the_default_ehlo_name_is_never_a_loopback_literal(send) -> None:
 )
 def test_default_ehlo_name_prefers_a_real_fqdn(monkeypatch: pytest.MonkeyPatch, fqdn: str, expected: str) -> None:
     # The machine's host name cannot be changed from a test: only this lookup is replaced.
-    monkeypatch.setattr("flows.transports.socket.getfqdn", lambda: fqdn)
+    monkeypatch.setattr("flows.deliver.transports.socket.getfqdn", lambda: fqdn)
     default_ehlo_name.cache_clear()
     try:
         assert default_ehlo_name("briefing@example.org") == expected
@@ -202,11 +201,11 @@ def test_default_ehlo_name_prefers_a_real_fqdn(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_the_deprecated_starttls_switch_maps_onto_smtp_tls(project: Path, monkeypatch, caplog) -> None:
-    from flows import settings as settings_module
+    from flows.core import settings as settings_module
 
     monkeypatch.setattr(settings_module, "_DEPRECATIONS_REPORTED", set())
     monkeypatch.setenv("BRIEFING_SMTP_STARTTLS", "false")
-    with caplog.at_level(logging.WARNING, logger="flows.settings"):
+    with caplog.at_level(logging.WARNING, logger="flows.core.settings"):
         assert load_settings().smtp_tls == "none"
         load_settings()
     assert [r.getMessage() for r in caplog.records].count(
@@ -243,7 +242,7 @@ def test_open_reports_the_refusal_as_a_delivery_error(project: Path) -> None:
 
 
 def test_the_url_shown_has_the_port_used_and_never_the_password() -> None:
-    from flows.transports import SmtpTransport, describe_smtp_url
+    from flows.deliver.transports import SmtpTransport, describe_smtp_url
 
     assert describe_smtp_url("smtp://me:pw@mail.example.org") == "smtp://me@mail.example.org:25"
     assert describe_smtp_url("smtp://me:pw@mail.example.org", "tls") == "smtp://me@mail.example.org:465"

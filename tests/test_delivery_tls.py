@@ -9,12 +9,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from flows import ledger
-from flows.deliver import deliver_audience
-from flows.errors import DeliveryError
-from flows.settings import load_settings
-from flows.store import Store
-from flows.transports import SmtpTransport
+from flows.core.errors import DeliveryError
+from flows.core.settings import load_settings
+from flows.core.store import Store, ledger
+from flows.deliver.send import deliver_audience
+from flows.deliver.transports import SmtpTransport
 from tests.delivery_support import FaultyMailbox, free_port, load_sample, render_sample, write_subscribers
 from tests.tls_support import tls_certificate
 

@@ -11,12 +11,12 @@ from httpx import Client
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
-from flows import ledger
-from flows.cli import app
+from flows.app.cli import app
+from flows.core.settings import load_settings
+from flows.core.store import Store, ledger
+from flows.core.store.schema import unsubscribes
+from flows.core.tokens import make_token
 from flows.deliver import deliver_briefing
-from flows.settings import load_settings
-from flows.store import Store, unsubscribes
-from flows.tokens import make_token
 from tests.asgi_support import serve_asgi
 from tests.delivery_support import load_sample, render_sample
 
@@ -25,7 +25,7 @@ SECRET = "unsubscribe-test-secret-0123456789abcdef"
 
 @pytest.fixture
 def client(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    from flows.unsubscribe import unsubscribe_routes
+    from flows.deliver.unsubscribe import unsubscribe_routes
 
     monkeypatch.setenv("BRIEFING_SECRET", SECRET)
     settings = load_settings()
@@ -104,7 +104,7 @@ def test_cli_unsubscribe_then_next_send_skips_and_records(project: Path, store: 
 
 
 def test_unsubscribe_while_rows_are_queued_skips_them(project: Path, store: Store, monkeypatch) -> None:
-    from flows.unsubscribe import unsubscribe_with_token
+    from flows.deliver.unsubscribe import unsubscribe_with_token
 
     monkeypatch.setenv("BRIEFING_SECRET", SECRET)
     settings = load_settings()

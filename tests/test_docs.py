@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import docs_gen
-from flows.settings import Settings
+from flows.app import docs_gen
+from flows.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = list(docs_gen.walk_commands(docs_gen.root_command()))
@@ -24,7 +24,7 @@ def test_every_setting_is_documented(name: str) -> None:
     text = (REPO / "docs" / "settings.md").read_text("utf-8")
     variable = f"BRIEFING_{name.upper()}"
     row = next((line for line in text.splitlines() if line.startswith(f"| `{variable}` |")), None)
-    assert row is not None, f"{variable} is missing from docs/settings.md: run `python -m flows.docs_gen`"
+    assert row is not None, f"{variable} is missing from docs/settings.md: run `python -m flows.app.docs_gen`"
     description = Settings.model_fields[name].description
     assert description, f"setting {name} has no description= help text"
     assert description.split("`")[0].strip()[:30] in row
@@ -34,7 +34,7 @@ def test_every_setting_is_documented(name: str) -> None:
 def test_every_command_is_documented_with_an_example(path: str) -> None:
     text = (REPO / "docs" / "cli.md").read_text("utf-8")
     assert f"\n## briefing {path}\n" in text, (
-        f"`briefing {path}` is missing from docs/cli.md: run python -m flows.docs_gen"
+        f"`briefing {path}` is missing from docs/cli.md: run python -m flows.app.docs_gen"
     )
     command = dict((" ".join(p), c) for p, c in COMMANDS)[path]
     assert re.search(r"^\s*Example:\s*`?briefing ", command.help or "", re.MULTILINE), (
@@ -46,7 +46,7 @@ def test_every_command_is_documented_with_an_example(path: str) -> None:
 def test_generated_docs_are_fresh(target: str) -> None:
     path = REPO / "docs" / target
     expected = docs_gen.generated()[path]
-    assert path.read_text("utf-8") == expected, f"docs/{target} is stale: run `python -m flows.docs_gen`"
+    assert path.read_text("utf-8") == expected, f"docs/{target} is stale: run `python -m flows.app.docs_gen`"
 
 
 def test_readme_mentions_only_commands_that_exist() -> None:
@@ -67,7 +67,7 @@ def test_readme_and_docs_links_resolve() -> None:
 
 
 def test_readme_documents_every_exit_code() -> None:
-    from flows import errors
+    from flows.core import errors
 
     readme = (REPO / "README.md").read_text("utf-8")
     table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
@@ -77,7 +77,7 @@ def test_readme_documents_every_exit_code() -> None:
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, errors.BriefingError)
     }
-    from flows.tokens import TokenError
+    from flows.core.errors import TokenError
 
     codes.add(TokenError.exit_code)
     assert codes <= documented, f"exit codes missing from the README: {sorted(codes - documented)}"

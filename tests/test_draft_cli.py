@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.briefing_format import parse_briefing_file
-from flows.cli import app
+from flows.app.cli import app
+from flows.core.briefing_format import parse_briefing_file
 from tests.ingest_support import LoopbackServer
 from tests.llm_support import PREFIX, ChatServer, write_article_stub
 from tests.preview_support import make_project, run_briefing

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.briefing_format import machine_draft_marker, parse_briefing_file
-from flows.content import load_content, unreviewed_drafts
+from flows.core.briefing_format import machine_draft_marker, parse_briefing_file
+from flows.core.content import load_content, unreviewed_drafts
+from flows.core.errors import DeliveryError
+from flows.core.store import Store
 from flows.deliver import deliver_briefing
 from flows.draft import approve_sections
-from flows.errors import DeliveryError
-from flows.store import Store
 
 READY = "github-commit-flood.md"
 
@@ -98,7 +98,7 @@ def test_approve_removes_only_marker_lines_and_keeps_crlf(project: Path) -> None
 
 def test_delivery_refuses_a_rendered_briefing_with_machine_drafts(project: Path, settings) -> None:
     """The last line of the gate: even a caller that skips the join cannot send an unreviewed draft."""
-    from flows.publish import render_for_archive
+    from flows.edition import render_for_archive
 
     path = project / "content" / "briefings" / READY
     _insert(path, "## Verdict\n\n", "<!-- machine-draft model=m date=2026-06-04 -->")

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from flows.briefing_format import parse_briefing_file
-from flows.content import load_content
+from flows.core.briefing_format import parse_briefing_file
+from flows.core.content import load_content
+from flows.core.errors import ContentError, SettingsError
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.draft import approve_sections, draft_briefing
-from flows.errors import ContentError, SettingsError
-from flows.settings import load_settings
-from flows.store import Store
 from tests.llm_support import PREFIX, ChatServer, write_article_stub
 
 SLUG = "horizon-study"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from flows.briefing_format import parse_briefing_file
+from flows.core.briefing_format import parse_briefing_file
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.draft import draft_briefing
-from flows.settings import load_settings
-from flows.store import Store
 from tests.llm_support import ChatServer, write_article_stub
 from tests.preview_support import briefing_exe, free_port, make_project, project_env
 from tests.test_preview_browser import CHROMIUM, _wait_until_up

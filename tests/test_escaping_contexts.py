@@ -13,13 +13,13 @@ import markdown as python_markdown
 import pytest
 import yaml
 
-from flows.content import load_content
-from flows.models import Briefing
-from flows.publish import front_matter_text, mkdocs_config
-from flows.render import _add_roles_and_alts, compile_mjml, defang_schemes, escape_attribute_brackets, md_escape
-from flows.safe_urls import web_url
-from flows.settings import Settings
-from flows.store import Store
+from flows.core.content import load_content
+from flows.core.models import Briefing
+from flows.core.safe_urls import web_url
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.publish.archive import front_matter_text, mkdocs_config
+from flows.render.email import _add_roles_and_alts, compile_mjml, defang_schemes, escape_attribute_brackets, md_escape
 from tests.publish_support import publish, sample_content, split_front_matter
 from tests.render_support import render
 from tests.render_support import sample_content as render_sample

@@ -20,16 +20,16 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from flows.content import load_content
+from flows.app.preview import create_app
+from flows.core.content import load_content
+from flows.core.models import Audience, Briefing, Content, Feed
+from flows.core.safe_urls import web_url
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.models import Audience, Briefing, Content, Feed
-from flows.preview import create_app
-from flows.publish import front_matter_text, mkdocs_config, publish_archive
+from flows.ingest.stubs import write_stubs
+from flows.publish.archive import front_matter_text, mkdocs_config, publish_archive
 from flows.render import render_briefing
-from flows.safe_urls import web_url
-from flows.settings import Settings, load_settings
-from flows.store import Store
-from flows.stubs import write_stubs
 from tests.asgi_support import serve_asgi
 from tests.ingest_support import LoopbackServer, Reply
 from tests.render_support import TEMPLATES, sample_content

@@ -19,13 +19,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flows.briefing_format import BLOCK_ID, dump_front_matter, parse_briefing_file, split_front_matter
-from flows.errors import ContentError
-from flows.feed_reading import read_feed
-from flows.models import Article, Audience, Feed, ParagraphKind, make_paragraphs, normalise_text
-from flows.publish import front_matter_text
-from flows.stubs import render_stub
-from flows.textwrap_cjk import _units, display_width, wrap
+from flows.core.briefing_format import BLOCK_ID, dump_front_matter, parse_briefing_file, split_front_matter
+from flows.core.errors import ContentError
+from flows.core.models import Article, Audience, Feed, ParagraphKind, make_paragraphs, normalise_text
+from flows.ingest.reading import read_feed
+from flows.ingest.stubs import render_stub
+from flows.publish.archive import front_matter_text
+from flows.render.text_wrap import _units, display_width, wrap
 from tests.xss_support import findings, is_script_url
 
 FUZZ = settings(
@@ -222,7 +222,7 @@ def test_parser_never_crashes_on_a_damaged_briefing(cut: int, insert: str) -> No
 
 
 def structural(problems: list[ContentError]) -> list[ContentError]:
-    """The problems other than control characters: `briefing check` reports those by design (flows/text_safety.py,
+    """The problems other than control characters: `briefing check` reports those by design (flows/core/text_safety.py,
     with their line and field), and hostile text is full of them; any other problem means the structure broke."""
     return [p for p in problems if "control characters" not in p.message]
 

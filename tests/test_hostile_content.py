@@ -14,13 +14,13 @@ from xml.etree import ElementTree
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.content import load_content
-from flows.preview import send_test as preview_send_test
-from flows.readiness import ContentProblemsError, gate
-from flows.scaleout import render_for_delivery
-from flows.settings import Settings
-from flows.store import Store
+from flows.app.cli import app
+from flows.core.content import load_content
+from flows.core.errors import ContentProblemsError
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.edition import gate, render_for_delivery
+from flows.edition import send_test as preview_send_test
 from tests.preview_support import make_project, run_briefing
 
 VALID = "anthropic-ai-builds-ai"

@@ -19,13 +19,13 @@ import brotli
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.errors import FetchError
-from flows.fetch import Fetcher
+from flows.app.cli import app
+from flows.core.errors import FetchError
+from flows.core.models import Feed
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.models import Feed
-from flows.settings import Settings, load_settings
-from flows.store import Store
+from flows.ingest.fetch import Fetcher
 from tests.bomb_support import MIB, brotli_bomb, deflate_bomb, gzip_bomb
 from tests.ingest_support import Item, LoopbackServer, Reply, long_text, rss
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.content import load_content
+from flows.app.cli import app
+from flows.core.content import load_content
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.settings import load_settings
-from flows.store import Store
 from tests.ingest_support import Item, long_text, rss
 
 SAMPLE = ("frontier-notes", "file:samples/ai-news.xml")  # the shipped sample feed keeps working

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from flows.core.models import Feed
+from flows.core.settings import load_settings
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.models import Feed
-from flows.settings import load_settings
-from flows.store import Store
 from tests.ingest_support import Item, LoopbackServer, Reply, rss
 from tests.preview_support import make_project, run_briefing
 

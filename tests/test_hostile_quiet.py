@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.store import Store
+from flows.core.store import Store
 from tests.ingest_support import LoopbackServer
 from tests.preview_support import briefing_exe, make_project, project_env, run_briefing
 from tests.tool_support import tool_missing
@@ -121,9 +121,9 @@ def test_status_reads_a_read_only_store(proj: Path) -> None:
 def test_status_never_migrates_or_creates(proj: Path) -> None:
     db = proj / "outputs" / "store.db"
     Store(f"sqlite:///{db}").close()
-    with sqlite3.connect(db) as conn:  # as version 1 left it: without migration 2's index
+    with sqlite3.connect(db) as conn:  # a store that still needs migrating: no claim index, no revision recorded
         conn.execute("DROP INDEX ix_send_ledger_claim")
-        conn.execute("DELETE FROM schema_version WHERE version = 2")
+        conn.execute("DELETE FROM alembic_version")
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     files = sorted(p.name for p in db.parent.iterdir())
     result = run_briefing(proj, "--json", "status")
@@ -131,7 +131,7 @@ def test_status_never_migrates_or_creates(proj: Path) -> None:
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in db.parent.iterdir()) == files
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (0,)
 
 
 def test_a_read_only_store_on_postgresql_reads_and_cannot_write(postgres_url: str) -> None:

@@ -13,13 +13,14 @@ import pytest
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.errors import SettingsError
-from flows.messages import unsubscribe_url
-from flows.settings import load_settings
-from flows.store import Store, unsubscribes
-from flows.tokens import TokenError, make_token, verify_token
-from flows.unsubscribe import unsubscribe_routes, unsubscribe_with_token
+from flows.app.cli import app
+from flows.core.errors import SettingsError, TokenError
+from flows.core.settings import load_settings
+from flows.core.store import Store
+from flows.core.store.schema import unsubscribes
+from flows.core.tokens import make_token, verify_token
+from flows.deliver.messages import unsubscribe_url
+from flows.deliver.unsubscribe import unsubscribe_routes, unsubscribe_with_token
 from tests.asgi_support import serve_asgi
 
 HOWTO = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'

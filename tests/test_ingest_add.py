@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.briefing_format import parse_briefing_file
-from flows.cli import app
+from flows.app.cli import app
+from flows.core.briefing_format import parse_briefing_file
 from tests.ingest_support import LoopbackServer, Reply
 from tests.test_ingest_feeds import ARTICLE_PAGE
 

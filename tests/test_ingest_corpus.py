@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from flows.core.models import Feed
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.models import Feed
-from flows.store import Store
 from tests.ingest_support import LoopbackServer, Reply, Request
 from tests.test_ingest_fetch import make_settings
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from flows.extract import make_urls_absolute, sanitise_html
+from flows.core.models import Feed, ParagraphKind
+from flows.core.settings import Settings
+from flows.core.store import Store
+from flows.core.store.schema import articles, feed_state
 from flows.ingest import ingest_feeds
-from flows.models import Feed, ParagraphKind
-from flows.settings import Settings
-from flows.store import Store, articles, feed_state
-from flows.stubs import write_stubs
+from flows.ingest.extract import make_urls_absolute, sanitise_html
+from flows.ingest.stubs import write_stubs
 from tests.ingest_support import Item, LoopbackServer, Reply, long_text, malformed_rss, rss
 from tests.test_ingest_fetch import make_settings
 

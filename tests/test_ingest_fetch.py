@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.errors import FetchError, UnsafeURLError
-from flows.fetch import DRAIN_BYTES, Fetcher, FetchResult, parse_retry_after
-from flows.http_transport import FetchTransport, _is_readable
+from flows.core.errors import FetchError, UnsafeURLError
+from flows.core.models import Feed
+from flows.core.settings import Settings, load_settings
+from flows.core.store import Store
 from flows.ingest import ingest_feeds
-from flows.models import Feed
-from flows.settings import Settings, load_settings
-from flows.store import Store
+from flows.ingest.fetch import DRAIN_BYTES, Fetcher, FetchResult, parse_retry_after
+from flows.ingest.transport import FetchTransport, _is_readable
 from tests.ingest_support import (
     Item,
     LoopbackServer,
@@ -100,15 +100,15 @@ def test_etag_then_304_costs_no_parsing(
     assert first.outcomes[0].status == "ok" and len(first.new_articles) == 2
     assert db.feed_state(feed.url)["etag"] == '"v1"'
 
-    import flows.feed_reading
-    import flows.ingest
+    import flows.ingest.reading
+    import flows.ingest.run
 
     def parsing_forbidden(*_args: object) -> None:
         raise AssertionError("a 304 must not be parsed")
 
     # Both the ingest's route to the parser (in process or in a parser process) and the parser itself.
-    monkeypatch.setattr(flows.ingest, "read_and_store", parsing_forbidden)
-    monkeypatch.setattr(flows.feed_reading, "parse_feed", parsing_forbidden)
+    monkeypatch.setattr(flows.ingest.run, "read_and_store", parsing_forbidden)
+    monkeypatch.setattr(flows.ingest.reading, "parse_feed", parsing_forbidden)
     second = ingest_feeds([feed], db, cfg)
     assert second.outcomes[0].status == "not_modified"
     assert second.new_articles == [] and second.errors == []
@@ -384,13 +384,15 @@ def test_parser_processes_start_off_the_event_loop_and_only_when_needed(
 
 
 def test_parser_processes_import_no_http_client_and_no_page_extractor() -> None:
-    """A parser process can take its first feed only once `flows.feed_reading` is imported, while the run's
+    """A parser process can take its first feed only once `flows.ingest.reading` is imported, while the run's
     first answers are already in: httpx, trafilatura and the content loader would add about half a second."""
-    code = "import sys, flows.feed_reading; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, flows.ingest.reading; print(' '.join(sorted(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(run.stdout.split())
-    assert {"flows.feed_reading", "feedparser", "nh3", "sqlalchemy"} <= loaded
-    unwanted = {"httpx", "httpcore", "trafilatura", "courlan", "flows.fetch", "flows.content", "flows.settings"}
+    assert {"flows.ingest.reading", "feedparser", "nh3", "sqlalchemy"} <= loaded
+    unwanted = {
+        "httpx", "httpcore", "trafilatura", "courlan", "flows.ingest.fetch", "flows.core.content", "flows.core.settings"
+    }
     assert loaded & unwanted == set()
 
 

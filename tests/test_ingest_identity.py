@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.fetch import backoff_delay
-from flows.identity import canonical_url, derive_article_id, looks_trustworthy_guid
+from flows.core.backoff import backoff_delay
+from flows.core.identity import canonical_url, derive_article_id, looks_trustworthy_guid
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from flows.ingest import ingest_feeds, parse_process_count
-from flows.models import Feed
-from flows.settings import FeedParserName
-from flows.store import Store
+from flows.core.models import Feed
+from flows.core.settings import FeedParserName
+from flows.core.store import Store
+from flows.ingest.run import ingest_feeds, parse_process_count
 from tests.ingest_support import Item, LoopbackServer, long_text, malformed_rss, rss
 from tests.test_ingest_fetch import make_settings
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.content import load_content
-from flows.serve import LocalPrefectServer
+from flows.app.serve import LocalPrefectServer
+from flows.core.content import load_content
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

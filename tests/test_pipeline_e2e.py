@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.content import load_content
+from flows.core.content import load_content
 
 
 def _outbox(project: Path) -> list[Path]:

@@ -2,7 +2,7 @@
 
 A real `prefect server start` on loopback (SQLite for Prefect's own database, PREFECT_HOME in a temporary
 folder), a process work pool, two `prefect worker start --type process --limit 1` processes and a deployment
-of `deliver_flow` below (it calls the product's deliverer, `flows.scaleout.deliver_slug`, which runs
+of `deliver_flow` below (it calls the product's deliverer, `flows.edition.deliver_slug`, which runs
 `flows.deliver.deliver_briefing` on the shared PostgreSQL ledger). Two flow runs of the same audience go to
 the two workers and send at the same time against one loopback SMTP server.
 """
@@ -35,7 +35,7 @@ RATE = 40.0
 @flow(name="scale-deliver")
 def deliver_flow(slug: str, audience: str, report_dir: str) -> dict:
     """One worker's share of an audience; the ledger decides which rows are its share."""
-    from flows.scaleout import deliver_slug
+    from flows.edition import deliver_slug
 
     started = time.time()
     summary = deliver_slug(slug, audiences=[audience])
@@ -92,8 +92,8 @@ import sys
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from flows.scaleout import ensure_send_rate_limit
-from flows.settings import load_settings
+from flows.deliver.rate_limit import ensure_send_rate_limit
+from flows.core.settings import load_settings
 
 with get_client(sync_client=True) as client:
     client.create_work_pool(WorkPoolCreate(name=sys.argv[2], type="process"))
@@ -109,7 +109,7 @@ print(remote.to_deployment(name="scale", work_pool_name=sys.argv[2]).apply())
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Cluster]:
     from pg_support import CountingSmtp, deliver_env, free_port, fresh_schema, write_big_audience
 
-    from flows.content import load_content
+    from flows.core.content import load_content
 
     root = tmp_path_factory.mktemp("fanout")
     project = root / "project"
@@ -165,7 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
         finally:
             for proc in reversed(processes):
                 _stop(proc)
-            from flows.store import close_stores
+            from flows.core.store import close_stores
 
             close_stores()
 
@@ -213,7 +213,7 @@ def test_two_prefect_workers_share_one_audience_each_recipient_once(cluster: Clu
 
 def test_send_rate_is_limited_across_both_workers(cluster: Cluster) -> None:
     """Each worker alone would go at RATE (its own throttle): together they stay under RATE, not 2 x RATE."""
-    from flows.scaleout import permit_chunk
+    from flows.deliver.rate_limit import permit_chunk
 
     chunk = permit_chunk(RATE)
     start = time.monotonic()

@@ -1,6 +1,6 @@
 """Two deliverers, one PostgreSQL ledger, one loopback SMTP server, 5,000 recipients in one audience.
 
-Kill test: two plain deliverer processes (`python -m flows.scaleout`) send at the same time; one is killed
+Kill test: two plain deliverer processes (`python -m flows.app.worker`) send at the same time; one is killed
 with SIGKILL mid-send and a later run on the surviving side finishes the audience. Every recipient gets exactly
 one message, except a row the ledger reports `uncertain` (the message in flight when the process died).
 """
@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from pg_support import REPO, CountingSmtp, deliver_env, fresh_schema, write_big_audience
 
-from flows import ledger
-from flows.content import load_content
-from flows.store import Store
+from flows.core.content import load_content
+from flows.core.store import Store, ledger
 
 RECIPIENTS = int(os.environ.get("BRIEFING_SCALE_RECIPIENTS", "5000"))  # smaller only while developing
 AUDIENCE = "atou"
@@ -37,7 +36,7 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 
 def _deliverer(env: dict[str, str], slug: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.scaleout", slug, "--audience", AUDIENCE, *extra],
+        [sys.executable, "-m", "flows.app.worker", slug, "--audience", AUDIENCE, *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,4 +1,5 @@
-"""The store on SQLite and PostgreSQL: migrations, concurrent claims, concurrent upserts, concurrent ingest.
+"""The store on SQLite and PostgreSQL: concurrent claims, concurrent upserts, concurrent ingest (the migrations are
+tested in tests/test_store_migrations.py).
 
 Every test here takes the `store` fixture (or `empty_url`), so each runs once per dialect.
 """
@@ -19,13 +20,14 @@ from pathlib import Path
 
 import pytest
 from pg_support import fresh_schema
-from sqlalchemy import func, insert, inspect, select, text, update
+from sqlalchemy import func, insert, select, update
 
-from flows import ledger
+from flows.core.models import Article, Feed, ParagraphKind, make_paragraphs
+from flows.core.store import Store, ledger
+from flows.core.store.articles import MATCH_CHUNK
+from flows.core.store.schema import articles, feed_state
+from flows.core.store.schema import send_ledger as ledger_table
 from flows.ingest import ingest_feeds
-from flows.models import Article, Feed, ParagraphKind, make_paragraphs
-from flows.store import MATCH_CHUNK, MIGRATIONS, SCHEMA_VERSION, Store, articles, feed_state, schema_version
-from flows.store import ledger as ledger_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,71 +68,6 @@ def _wait_all(procs: list[subprocess.Popen[str]], timeout: float = 90) -> list[s
     return outputs
 
 
-# migrations ---------------------------------------------------------------------------------------
-
-
-def test_fresh_database_ends_at_current_version(store: Store) -> None:
-    assert store.schema_version() == SCHEMA_VERSION == MIGRATIONS[-1][0]
-    with store.engine.connect() as conn:
-        versions = conn.execute(select(schema_version.c.version).order_by(schema_version.c.version)).scalars().all()
-        inspector = inspect(conn)
-        assert {"articles", "feed_state", "send_ledger", "unsubscribes", "published"} <= set(
-            inspector.get_table_names()
-        )
-        assert "ix_send_ledger_claim" in {i["name"] for i in inspector.get_indexes("send_ledger")}
-    assert versions == [v for v, _d, _s in MIGRATIONS]
-    assert Store(store.url).schema_changes == []  # a second start changes nothing
-
-
-def test_old_version_database_is_brought_up_to_date(store: Store) -> None:
-    """A database as the version-1 skeleton left it: no claim index, columns later added missing, data inside."""
-    ledger.enqueue(store, "brief", "atou", "h1", {"a@example.org": "<m1@x>", "b@example.org": "<m2@x>"})
-    with store.begin() as conn:
-        conn.execute(text("DROP INDEX ix_send_ledger_claim"))
-        conn.execute(text("ALTER TABLE send_ledger DROP COLUMN claimed_at"))
-        conn.execute(text("ALTER TABLE send_ledger DROP COLUMN attempts"))
-        conn.execute(schema_version.delete().where(schema_version.c.version > 1))
-    assert store.schema_version() == 1
-
-    changes = Store(store.url).schema_changes
-
-    assert changes[0].startswith("migration 2:")
-    assert "added column send_ledger.claimed_at" in changes
-    assert "added column send_ledger.attempts" in changes
-    assert store.schema_version() == SCHEMA_VERSION
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(ledger_table.c.recipient, ledger_table.c.attempts, ledger_table.c.claimed_at)).all()
-        assert "ix_send_ledger_claim" in {i["name"] for i in inspect(conn).get_indexes("send_ledger")}
-    assert sorted(rows) == [("a@example.org", 0, None), ("b@example.org", 0, None)]
-    claimed = ledger.claim_batch(store, "brief", "atou", "w1", 10)
-    assert [r.recipient for r in claimed] == ["a@example.org", "b@example.org"]
-
-
-MIGRATE_AT_ONCE = """
-import sys, time
-from pathlib import Path
-go = Path(sys.argv[2])
-while not go.exists():
-    time.sleep(0.01)
-from flows.store import Store
-print(Store(sys.argv[1]).schema_version())
-"""
-
-
-def test_processes_starting_at_once_migrate_once(empty_url: str, tmp_path: Path) -> None:
-    go = tmp_path / "go"
-    procs = [_python(MIGRATE_AT_ONCE, empty_url, str(go)) for _ in range(4)]
-    time.sleep(1.5)  # let them all import and wait at the line
-    go.touch()
-    outputs = _wait_all(procs)
-    assert [o.strip() for o in outputs] == [str(SCHEMA_VERSION)] * 4
-    store = Store(empty_url)
-    with store.engine.connect() as conn:
-        versions = conn.execute(select(schema_version.c.version)).scalars().all()
-    store.close()
-    assert sorted(versions) == [v for v, _d, _s in MIGRATIONS]
-
-
 # claims -------------------------------------------------------------------------------------------
 
 
@@ -164,8 +101,8 @@ def test_threads_claiming_never_share_a_row(store: Store) -> None:
 CLAIM_IN_PROCESS = """
 import json, sys, time
 from pathlib import Path
-from flows import ledger
-from flows.store import Store
+from flows.core.store import ledger
+from flows.core.store import Store
 store = Store(sys.argv[1])
 go = Path(sys.argv[2])
 while not go.exists():
@@ -433,7 +370,7 @@ def test_sqlite_write_transactions_take_the_write_lock_up_front(tmp_path: Path) 
 def test_unreachable_postgres_is_a_clear_error() -> None:
     from pg_support import free_port
 
-    from flows.errors import StoreError
+    from flows.core.errors import StoreError
 
     url = f"postgresql://briefing:secret@127.0.0.1:{free_port()}/briefing"
     with pytest.raises(StoreError) as caught:

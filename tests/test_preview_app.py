@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from httpx import Client
 
-from flows.preview import create_app
-from flows.publish import assign_paths, html_link
-from flows.settings import Settings
-from flows.store import Store
+from flows.app.preview import create_app
+from flows.core.pages import assign_paths, html_link
+from flows.core.settings import Settings
+from flows.core.store import Store
 from tests.asgi_support import serve_asgi
 
 
@@ -69,7 +69,7 @@ def test_email_parts_have_a_working_unsubscribe_link(client: Client, settings: S
 def test_archive_links_to_the_published_html_when_it_exists(settings: Settings, store: Store, client: Client) -> None:
     rendered = client.get("/archive/github-commit-flood")
     assert rendered.status_code == 200 and "Not published as HTML yet" in rendered.text
-    from flows.content import load_content
+    from flows.core.content import load_content
 
     briefing = next(b for b in load_content(settings.content_dir).content.briefings if b.slug == "github-commit-flood")
     relative = html_link(assign_paths(store, (briefing,))[briefing.slug])
@@ -84,7 +84,7 @@ def test_archive_links_to_the_published_html_when_it_exists(settings: Settings, 
 def test_test_send_without_smtp_writes_to_the_outbox_and_not_the_ledger(
     settings: Settings, store: Store, client: Client
 ) -> None:
-    from flows import ledger
+    from flows.core.store import ledger
 
     form = {"slug": "github-commit-flood", "audience": "investors", "address": "editor@example.org"}
     response = client.post("/send-test", data=form, follow_redirects=False)
@@ -109,7 +109,7 @@ def test_send_test_refuses_cross_site_posts(settings: Settings, client: Client) 
 
 
 def test_list_shows_what_the_ledger_holds(store: Store, client: Client) -> None:
-    from flows import ledger
+    from flows.core.store import ledger
 
     ledger.enqueue(store, "github-commit-flood", "neta", "hash1", {"a@example.org": "<1@x>", "b@example.org": "<2@x>"})
     row = client.get("/").text.split('data-slug="github-commit-flood"', 1)[1].split("</tr>", 1)[0]

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from flows.content import load_content
-from flows.models import Content
-from flows.tokens import make_token
+from flows.core.content import load_content
+from flows.core.models import Content
+from flows.core.tokens import make_token
 from tests.preview_support import briefing_exe, free_port, make_project, project_env
 from tests.tool_support import CHROMIUM, require_playwright
 
@@ -229,7 +229,7 @@ def test_unsubscribe_endpoints(server: tuple[str, Path]) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert one_click.status_code == 200
-    from flows.store import Store
+    from flows.core.store import Store
 
     store = Store(f"sqlite:///{root / 'outputs' / 'store.db'}")
     try:

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.preview import create_app
-from flows.settings import Settings
-from flows.store import Store
+from flows.app.preview import create_app
+from flows.core.settings import Settings
+from flows.core.store import Store
 from tests.asgi_support import serve_asgi
 from tests.xss_support import Allowed, bare, findings, visible_text
 

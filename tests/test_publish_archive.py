@@ -11,11 +11,13 @@ import pytest
 from markdown_it import MarkdownIt
 from sqlalchemy import select
 
-from flows.errors import PublishError, RenderError
-from flows.models import Briefing, ParagraphKind
-from flows.publish import archive_url, assign_paths, entry_id, safe_join
-from flows.settings import load_settings
-from flows.store import Store, published
+from flows.core.errors import PublishError, RenderError
+from flows.core.models import Briefing, ParagraphKind
+from flows.core.pages import archive_url, assign_paths
+from flows.core.settings import load_settings
+from flows.core.store import Store
+from flows.core.store.schema import published
+from flows.publish.archive import entry_id, safe_join
 from tests.publish_support import (
     FIRST,
     LATER,
@@ -389,7 +391,7 @@ def test_templates_use_only_documented_context_fields(settings) -> None:
     import dataclasses
     import re
 
-    from flows.publish import IndexContext, PageContext
+    from flows.publish.archive import IndexContext, PageContext
 
     fields = {"page": {f.name for f in dataclasses.fields(PageContext)}}
     fields["index"] = {f.name for f in dataclasses.fields(IndexContext)}

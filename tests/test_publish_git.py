@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import PublishError
-from flows.publish_git import commit_message
-from flows.settings import load_settings
+from flows.core.errors import PublishError
+from flows.core.settings import load_settings
+from flows.publish.git import commit_message
 from tests.publish_support import LATER, publish, sample_content, snapshot
 
 

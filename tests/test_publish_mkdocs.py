@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.publish import mkdocs_config
+from flows.publish.archive import mkdocs_config
 from tests.publish_support import publish
 
 

@@ -1,5 +1,5 @@
 """Template context drift: every `ctx.<name>` (and `ctx.labels.<key>`, loop variables over ctx tuples) used by
-the email, text and Markdown briefing templates must exist on flows.render.EmailContext / the label tables."""
+the email, text and Markdown briefing templates must exist on flows.render.email.EmailContext / the label tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 from jinja2 import nodes
 
-from flows.render import EmailContext, environment
+from flows.render.email import EmailContext, environment
 from tests.render_support import TEMPLATES
 
 CTX_TEMPLATES = sorted(

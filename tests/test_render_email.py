@@ -9,9 +9,9 @@ import pytest
 import yaml
 from mjml import mjml2html
 
-from flows.errors import RenderError
-from flows.models import AudienceNote
-from flows.render import (
+from flows.core.errors import RenderError
+from flows.core.models import AudienceNote
+from flows.render.email import (
     MSO_CLOSE,
     MSO_OPEN,
     PREHEADER_PADDING,
@@ -241,7 +241,7 @@ def test_note_for_an_unknown_audience_is_ignored() -> None:
 
 
 def test_label_table_with_a_missing_key_is_a_clear_error(tmp_path: Path) -> None:
-    from flows.render import load_labels
+    from flows.render.email import load_labels
 
     table = yaml.safe_load((TEMPLATES / "labels.yaml").read_text(encoding="utf-8"))
     del table["zh-CN"]["for_you"]

@@ -8,7 +8,7 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from flows.render import md_escape, md_url
+from flows.render.email import md_escape, md_url
 from tests.render_support import HOSTILE, TEMPLATES, archive_url, hostile_briefing, render, sample_content, squash
 
 READY = sample_content().ready
@@ -50,7 +50,7 @@ def _list_items(tokens: list[Token], list_type: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("briefing", READY, ids=lambda b: b.slug)
 def test_markdown_sections_lists_and_links(briefing) -> None:
-    from flows.render import labels_for
+    from flows.render.email import labels_for
 
     for audience_id, email in render(briefing).emails.items():
         audience = sample_content().audience(audience_id)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from flows.render import UNSUBSCRIBE_PLACEHOLDER, labels_for
-from flows.textwrap_cjk import _fill, _wrap_units, display_width, wrap
+from flows.render.email import UNSUBSCRIBE_PLACEHOLDER, labels_for
+from flows.render.text_wrap import _fill, _wrap_units, display_width, wrap
 from tests.render_support import (
     HOSTILE,
     LONG_TOKEN,
@@ -170,7 +170,7 @@ def test_per_line_fill_makes_the_same_lines_as_the_token_by_token_wrapper() -> N
 
 def test_wrap_always_shortens_overlong_tokens_and_refuses_an_indent_without_room() -> None:
     """A grapheme longer than a mail line, or a continuation indent near the limit, once made the splitter loop."""
-    from flows.textwrap_cjk import wrap
+    from flows.render.text_wrap import wrap
 
     accented = wrap("x" + "\u0301" * 2000 + " tail", indent="    ")
     assert all(len(line.encode("utf-8")) <= 998 for line in accented.split("\n"))

@@ -20,8 +20,16 @@ from xml.etree.ElementTree import Element
 import html5lib
 from markdown_it import MarkdownIt
 
-from flows.briefing_format import dump_front_matter
-from flows.models import AlignedParagraph, AudienceNote, Briefing, CorePoint, DiscussionEntry, ParagraphKind, Source
+from flows.core.briefing_format import dump_front_matter
+from flows.core.models import (
+    AlignedParagraph,
+    AudienceNote,
+    Briefing,
+    CorePoint,
+    DiscussionEntry,
+    ParagraphKind,
+    Source,
+)
 
 SCRIPT_SCHEMES = ("javascript:", "data:", "vbscript:")
 URL_ATTRIBUTES = {

@@ -3,17 +3,18 @@ complaints (→ suppressed addresses) and mailto unsubscribes back into the stor
 
 Entry point: `collect_mailbox(settings, store) -> CollectReport` (flows/collect/run.py). Inside: imap.py (the
 connection), message.py (defensive parsing), classify.py (which kind), bounces.py (DSN and ARF), replies.py
-(quotes, signatures, sanitised HTML), suppression.py and discussion.py (what editors see and decide).
+(quotes, signatures, sanitised HTML) and suppression.py (when a bounce suppresses an address). What it records
+goes through the store's repositories (flows/core/store/).
 
-The entry point is imported on first use, so the publish stage and the preview, which only read approved
-entries (flows.collect.discussion), do not load the IMAP client and the bounce detectors.
+The entry point is imported on first use, so importing a part of the stage does not load the IMAP client and
+the bounce detectors.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flows.collect.errors import CollectError
+from flows.core.errors import CollectError
 
 if TYPE_CHECKING:
     from flows.collect.run import CollectReport, collect_mailbox

@@ -21,13 +21,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlalchemy import bindparam, select
-
 from flows.collect import message as msg
 from flows.collect.bounces import Bounce, Complaint, is_report, parse_bounce, parse_complaint
 from flows.collect.replies import ReplyText, extract_reply
-from flows.settings import Settings
-from flows.store import Store, ledger
+from flows.core.settings import Settings
+from flows.core.store import Store, ledger
 
 logger = logging.getLogger(__name__)
 
@@ -100,24 +98,16 @@ class LedgerLookup:
         missing = [i for i in dict.fromkeys(ids) if len(i) <= 500 and i not in self._rows]
         if not missing:
             return
-        with self.store.engine.connect() as conn:
-            for start in range(0, len(missing), self.CHUNK):
-                chunk = missing[start : start + self.CHUNK]
-                found = {r.message_id: LedgerMatch(r.slug, r.audience, r.recipient, r.message_id)
-                         for r in conn.execute(_LEDGER_ROWS, {"ids": chunk})}
-                for message_id in chunk:
-                    self._rows[message_id] = found.get(message_id)
+        found = ledger.recipients_by_message_id(self.store, missing, self.CHUNK)
+        for message_id in missing:
+            row = found.get(message_id)
+            self._rows[message_id] = LedgerMatch(*row, message_id) if row is not None else None
 
     def matches(self, ids: list[str]) -> list[LedgerMatch]:
         """Send-ledger rows whose Message-ID is one of `ids`, in the order of `ids`."""
         wanted = [i for i in ids if len(i) <= 500][:MAX_REFERENCES]
         self.prefetch(wanted)
         return [match for i in wanted if (match := self._rows.get(i)) is not None]
-
-
-_LEDGER_ROWS = select(ledger.c.slug, ledger.c.audience, ledger.c.recipient, ledger.c.message_id).where(
-    ledger.c.message_id.in_(bindparam("ids", expanding=True))
-)
 
 
 def ledger_matches(store: Store, ids: list[str]) -> list[LedgerMatch]:

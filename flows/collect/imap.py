@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlparse
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from flows.collect.errors import CollectError
-from flows.settings import Settings
+from flows.core.errors import CollectError
+from flows.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -32,22 +32,20 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flows.collect import classify as kinds
-from flows.collect import discussion, suppression
+from flows.collect import suppression
 from flows.collect.classify import Classified, LedgerLookup, LedgerMatch, classify, ledger_ids
-from flows.collect.errors import CollectError
 from flows.collect.imap import Fetched, Mailbox, UidSet, open_mailbox
 from flows.collect.message import UnreadableMessageError, parse
-from flows.content import load_content
-from flows.models import Content
-from flows.settings import Settings
-from flows.store import Store, mail_messages, mailbox_state, utcnow
-from flows.tokens import TokenError, verify_token
-from flows.unsubscribe import token_from
+from flows.core.content import load_content
+from flows.core.errors import CollectError, TokenError
+from flows.core.models import Content
+from flows.core.settings import Settings
+from flows.core.store import Store, discussion, mailbox, suppressions, unsubscribes, utcnow
+from flows.core.tokens import token_from, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +58,6 @@ MARK_CHUNK = 500  # UIDs per UPDATE that marks moved messages (bound parameters)
 # Octets of messages per fetched batch (besides `collect_batch_size` messages): memory follows the batch.
 FETCH_BYTES = 16 * 1024 * 1024
 T = TypeVar("T")
-_DIGESTS = select(mail_messages.c.digest, mail_messages.c.folder).where(
-    mail_messages.c.digest.in_(bindparam("digests", expanding=True))
-)
-
-
-_SET_DETAIL = update(mail_messages).where(mail_messages.c.digest == bindparam("row_digest")).values(
-    detail=bindparam("new_detail")
-)
 
 
 def _entry_detail(classified: Classified) -> str:
@@ -148,11 +138,6 @@ class Collector:
         for audience in content.audiences:
             for address in dict.fromkeys(s.email.lower() for s in audience.subscribers):
                 self._listing[address].append(audience.id)
-        self._insert_messages = (
-            store.insert(mail_messages)
-            .on_conflict_do_nothing(index_elements=[mail_messages.c.digest])
-            .returning(mail_messages.c.digest)
-        )
 
     # the run --------------------------------------------------------------------------------------------
 
@@ -180,16 +165,10 @@ class Collector:
         return self.report
 
     def _check_uidvalidity(self) -> bool:
-        key, value = self.box.address.key, self.box.uidvalidity
-        with self.store.begin() as conn:
-            known = conn.execute(select(mailbox_state.c.uidvalidity).where(mailbox_state.c.mailbox == key)).scalar()
-            if known == value:
-                return False
-            if known is None:
-                conn.execute(mailbox_state.insert().values(mailbox=key, uidvalidity=value, updated_at=utcnow()))
-                return False
-            renumbered = update(mailbox_state).where(mailbox_state.c.mailbox == key)
-            conn.execute(renumbered.values(uidvalidity=value, updated_at=utcnow()))
+        value = self.box.uidvalidity
+        known = mailbox.record_uidvalidity(self.store, self.box.address.key, value)
+        if known is None or known == value:
+            return False
         logger.warning(
             "%s: UIDVALIDITY changed from %s to %s: every UID was renumbered; messages already processed are "
             "recognised by their content and only moved",
@@ -201,16 +180,7 @@ class Collector:
 
     def _recorded(self, uids: list[int]) -> dict[int, str]:
         """UID → folder of the messages still in the folder whose outcome is already recorded."""
-        if not uids:
-            return {}
-        query = select(mail_messages.c.uid, mail_messages.c.folder).where(
-            mail_messages.c.mailbox == self.box.address.key,
-            mail_messages.c.uidvalidity == self.box.uidvalidity,
-            mail_messages.c.uid.between(uids[0], uids[-1]),  # not the whole history of the mailbox
-        )
-        present = set(uids)
-        with self.store.engine.connect() as conn:
-            return {int(r.uid): r.folder for r in conn.execute(query) if int(r.uid) in present}
+        return mailbox.recorded_uids(self.store, self.box.address.key, self.box.uidvalidity, uids)
 
     def _batches(self, todo: list[int]) -> Iterator[list[int]]:
         """`todo` in UID order, in batches of at most `collect_batch_size` messages and FETCH_BYTES octets (a
@@ -255,8 +225,7 @@ class Collector:
 
     def _process_batch(self, fetched: list[Fetched]) -> None:
         digests = {f.uid: hashlib.sha256(f.raw).hexdigest() for f in fetched}
-        with self.store.engine.connect() as conn:
-            known = {r.digest: r.folder for r in conn.execute(_DIGESTS, {"digests": sorted(set(digests.values()))})}
+        known = mailbox.folders_by_digest(self.store, list(digests.values()))
         fresh: dict[str, Fetched] = {}  # digest → the first message with these bytes
         copies: list[Fetched] = []  # the same bytes again: recorded earlier, or by the first copy in this batch
         for item in fetched:
@@ -375,7 +344,7 @@ class Collector:
         recorded meanwhile is not inserted, not returned, and not acted on twice."""
         now = utcnow()
         rows = [self._row(outcome, now) for outcome in outcomes]
-        mine = {r.digest for r in conn.execute(self._insert_messages, rows)}
+        mine = mailbox.record_messages(self.store, conn, rows)
         entries: list[dict[str, Any]] = []
         for outcome, row in zip(outcomes, rows, strict=True):
             if outcome.digest not in mine:
@@ -383,11 +352,11 @@ class Collector:
             classified = outcome.classified
             detail = self._apply(conn, classified, outcome.digest, done, entries)
             if detail[:4000] != row["detail"]:
-                conn.execute(_SET_DETAIL, {"row_digest": outcome.digest, "new_detail": detail[:4000]})
+                mailbox.set_detail(conn, outcome.digest, detail[:4000])
             done.processed[classified.kind] += 1
             done.handled.append(Handled(outcome.item.uid, classified.kind, detail, outcome.folder))
         if entries:
-            conn.execute(discussion.ADD_ENTRY, entries)
+            discussion.add_entries(conn, entries)
 
     def _row(self, outcome: Outcome, now: datetime) -> dict[str, Any]:
         classified = outcome.classified
@@ -460,7 +429,7 @@ class Collector:
         if not complaint.suppresses:
             return f"{classified.detail} about {address}: not a complaint, nothing done"
         reason = f"complaint ({complaint.feedback_type}{', ' + complaint.user_agent if complaint.user_agent else ''})"
-        if suppression.suppress(self.store, conn, address, reason, suppression.COMPLAINT):
+        if suppressions.suppress(self.store, conn, address, reason, suppressions.COMPLAINT):
             done.suppressed.append(address)
         listed = audiences or self._listing.get(address, [])
         done_in = self._unsubscribe_from(conn, address, listed, "complaint", done)
@@ -499,7 +468,7 @@ class Collector:
         self, conn: Connection, address: str, audiences: list[str], method: str, done: CollectReport
     ) -> list[str]:
         for audience in audiences:
-            if suppression.record_unsubscribe(self.store, conn, audience, address, method):
+            if unsubscribes.record(self.store, audience, address, method, conn)[0]:
                 done.unsubscribed.append(f"{address} ({audience})")
         return audiences
 
@@ -531,16 +500,7 @@ class Collector:
             self._mark_moved(moved[start : start + MARK_CHUNK])
 
     def _mark_moved(self, uids: list[int]) -> None:
-        with self.store.begin() as conn:
-            conn.execute(
-                update(mail_messages)
-                .where(
-                    mail_messages.c.mailbox == self.box.address.key,
-                    mail_messages.c.uidvalidity == self.box.uidvalidity,
-                    mail_messages.c.uid.in_(uids),
-                )
-                .values(moved_at=utcnow())
-            )
+        mailbox.mark_moved(self.store, self.box.address.key, self.box.uidvalidity, uids)
 
 
 def collect_mailbox(settings: Settings, store: Store, *, content: Content | None = None) -> CollectReport:
@@ -548,22 +508,3 @@ def collect_mailbox(settings: Settings, store: Store, *, content: Content | None
     content = content if content is not None else load_content(settings.content_dir).content
     with open_mailbox(settings) as box:
         return Collector(settings, store, box, content).run()
-
-
-def last_processed(store: Store, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recently processed messages, newest first (for `briefing status` and the preview)."""
-    query = (
-        select(
-            mail_messages.c.processed_at,
-            mail_messages.c.kind,
-            mail_messages.c.sender,
-            mail_messages.c.subject,
-            mail_messages.c.detail,
-            mail_messages.c.folder,
-        )
-        .order_by(mail_messages.c.id.desc())
-        .limit(limit)
-    )
-    with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
-

@@ -1,10 +1,10 @@
 """The drafting stage: a model fills a briefing's empty sections and translation; an editor reviews every part.
 
 Entry points: `draft_briefing` (fill the empty parts, marked as machine drafts) and `approve_sections`
-(the editor's review: remove the markers). The review gate itself is a content rule (`flows.content`).
+(the editor's review: remove the markers). The review gate itself is a content rule (`flows.core.content`).
 """
 
-from flows.draft.client import DraftError
+from flows.core.errors import DraftError
 from flows.draft.drafting import draft_briefing, resolve_briefing
 from flows.draft.report import DraftReport, DraftStats, Failure
 from flows.draft.review import Approval, approve_sections

@@ -11,14 +11,10 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import bindparam, select
-
-from flows.models import normalise_text
-from flows.store import Store, draft_cache, utcnow
+from flows.core.models import normalise_text
+from flows.core.store import Store, draft_cache, utcnow
 
 logger = logging.getLogger(__name__)
-
-LOOKUP_CHUNK = 500
 
 
 def source_hash(text: str) -> str:
@@ -37,24 +33,12 @@ class DraftCache:
         self.store = store
         self.key = {"model": model[:200], "prompt_version": prompt_version, "language": language[:16]}
         self.enabled = enabled
-        self._lookup = select(draft_cache.c.source_hash, draft_cache.c.value).where(
-            draft_cache.c.kind == bindparam("kind"),
-            draft_cache.c.model == self.key["model"],
-            draft_cache.c.prompt_version == prompt_version,
-            draft_cache.c.language == self.key["language"],
-            draft_cache.c.source_hash.in_(bindparam("hashes", expanding=True)),
-        )
 
     def get_many(self, kind: str, hashes: list[str]) -> dict[str, Any]:
         if not self.enabled or not hashes:
             return {}
-        found: dict[str, Any] = {}
-        unique = sorted(set(hashes))
-        with self.store.engine.connect() as conn:
-            for start in range(0, len(unique), LOOKUP_CHUNK):
-                rows = conn.execute(self._lookup, {"kind": kind, "hashes": unique[start : start + LOOKUP_CHUNK]})
-                found.update({row.source_hash: json.loads(row.value) for row in rows})
-        return found
+        stored = draft_cache.lookup(self.store, self.key, kind, hashes)
+        return {source_hash: json.loads(value) for source_hash, value in stored.items()}
 
     def get(self, kind: str, key: str) -> Any:
         return self.get_many(kind, [key]).get(key)
@@ -77,13 +61,5 @@ class DraftCache:
             }
             for key, value in values.items()
         ]
-        statement = self.store.insert(draft_cache)
-        if self.enabled:
-            statement = statement.on_conflict_do_nothing()
-        else:
-            keys = [column for column in draft_cache.primary_key.columns]
-            replaced = {name: statement.excluded[name] for name in ("value", "tokens", "created_at")}
-            statement = statement.on_conflict_do_update(index_elements=keys, set_=replaced)
-        with self.store.begin() as conn:
-            conn.execute(statement, rows)
+        draft_cache.save(self.store, rows, replace=not self.enabled)
         logger.debug("cached %d %s answers", len(rows), kind)

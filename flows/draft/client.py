@@ -11,28 +11,21 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 
+from flows.core.backoff import backoff_delay
+from flows.core.settings import Settings
 from flows.draft.budget import MESSAGE_OVERHEAD, estimate_tokens
 from flows.draft.prompts import Ask
 from flows.draft.report import DraftStats
-from flows.errors import BriefingError
-from flows.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
-
-
-class DraftError(BriefingError):
-    """Drafting could not fill everything it was asked to (the report says what and why)."""
-
-    exit_code = 11
 
 
 class NoAnswerError(Exception):
@@ -168,7 +161,7 @@ class ChatClient:
                 )
             logger.info("%s; retrying in %.1f s as the server asked", reason, retry_after)
             return retry_after
-        wait = self.settings.llm_backoff * 2**attempt * random.uniform(0.5, 1.5)
+        wait = backoff_delay(self.settings.llm_backoff, attempt)
         logger.info("%s; retrying in %.1f s", reason, wait)
         return wait
 

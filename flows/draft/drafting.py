@@ -19,8 +19,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from flows.briefing_format import DRAFTABLE_SECTIONS, SECTION_ALIASES, machine_draft_marker, parse_briefing_file
-from flows.content import BRIEFINGS_DIR, briefing_files, load_audiences
+from flows.core.briefing_format import DRAFTABLE_SECTIONS, SECTION_ALIASES, machine_draft_marker, parse_briefing_file
+from flows.core.content import BRIEFINGS_DIR, briefing_files, load_audiences
+from flows.core.errors import ContentError, Problem, SettingsError
+from flows.core.models import AlignedParagraph, Audience, Briefing, ParagraphKind
+from flows.core.settings import Settings
+from flows.core.store import Store
 from flows.draft.budget import MESSAGE_OVERHEAD, TokenBudget, estimate_output, estimate_tokens, plan_batches
 from flows.draft.cache import DraftCache, request_hash, source_hash
 from flows.draft.client import ChatClient, NoAnswerError, endpoint_label
@@ -40,10 +44,6 @@ from flows.draft.prompts import (
     translation_ask,
 )
 from flows.draft.report import DraftReport, Failure
-from flows.errors import ContentError, Problem, SettingsError
-from flows.models import AlignedParagraph, Audience, Briefing, ParagraphKind
-from flows.settings import Settings
-from flows.store import Store
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

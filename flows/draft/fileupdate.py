@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.briefing_format import (
+from flows.core.briefing_format import (
     BLOCK_ID,
     ParsedFile,
     parse_translation,
@@ -23,8 +23,8 @@ from flows.briefing_format import (
     split_sections,
     subsections,
 )
-from flows.errors import ContentError
-from flows.models import AlignedParagraph
+from flows.core.errors import ContentError
+from flows.core.models import AlignedParagraph
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.models import AlignedParagraph, Audience, ParagraphKind
+from flows.core.models import AlignedParagraph, Audience, ParagraphKind
 
 PROMPT_VERSION = "1"
 

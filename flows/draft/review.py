@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.briefing_format import DRAFTABLE_SECTIONS, SECTION_ALIASES, parse_briefing_file
+from flows.core.briefing_format import DRAFTABLE_SECTIONS, SECTION_ALIASES, parse_briefing_file
+from flows.core.errors import ContentError
+from flows.core.models import MachineDraft
 from flows.draft.fileupdate import read_exact, replace_if_unchanged
-from flows.errors import ContentError
-from flows.models import MachineDraft
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,146 @@
+"""Orchestration commands: `briefing serve`, `briefing ingest`, `briefing brief SLUG`, `briefing deliver`.
+
+Each one-off command runs its Prefect flow in this process (on PREFECT_API_URL when set, else the embedded
+API); `serve` keeps the deployments, the ingest schedule and the ready trigger running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import typer
+
+from flows.core.errors import BriefingError
+from flows.core.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+# The embedded API's temporary server needs far more than Prefect's default 20 s on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _finish(result: dict[str, Any]) -> None:
+    from flows.app.output import emit, summary_table, summary_text
+
+    emit(result, summary_table(result), summary_text(result))
+    if result["exit_code"]:
+        raise typer.Exit(result["exit_code"])
+
+
+def serve(
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Watch content/ and announce ready briefings."),
+) -> None:
+    """Serve the deployments until Ctrl-C/SIGTERM: ingest on its schedule, brief when a briefing becomes ready.
+
+    Starts a loopback Prefect server (state under OUTPUT_DIR/.prefect) unless PREFECT_API_URL is set, and
+    stops it on exit. Marking a briefing `status: ready` in its file delivers and publishes it within seconds.
+
+    Example: briefing serve
+    """
+    from flows.app.output import Output, fail
+
+    try:
+        settings = load_settings()
+        from flows.app.serve import serve as run_serve
+
+        def announce(url: str) -> None:
+            if not Output.quiet and not Output.json:
+                ui = url[: -len("/api")] if url.endswith("/api") else url
+                sys.stdout.write(f"serving ingest, brief, deliver, publish, pipeline, collect on {url} (UI: {ui})\n")
+                sys.stdout.flush()
+
+        run_serve(settings, watch=watch, on_ready=announce)
+    except BriefingError as err:
+        raise fail(err) from None
+
+
+def ingest(
+    feed: str = typer.Option("", "--feed", help="Only the feed with this id (from content/feeds.yaml)."),
+) -> None:
+    """Fetch every feed once, store new articles and write draft stubs (the `ingest` flow).
+
+    One failing feed stops no other; the exit status is then 4 (3 when content files have errors, and no
+    fetch failed). A new feed's back catalogue gets at most BRIEFING_NEW_FEED_STUBS stubs and a run at
+    most BRIEFING_MAX_STUBS_PER_RUN; the summary says how many articles were stored without one.
+
+    Example: briefing ingest --feed frontier-notes
+    """
+    from flows.app.output import fail, refuse_strict_early
+
+    try:
+        refuse_strict_early(load_settings())
+        from flows.pipeline import ingest as ingest_flow
+        from flows.prefect_session import embedded_session
+
+        with embedded_session():
+            result = ingest_flow(feed=feed)
+    except BriefingError as err:
+        raise fail(err) from None
+    _finish(result)
+
+
+def brief(
+    slug: str = typer.Argument(..., help="The briefing's slug (the `slug:` line of its file)."),
+    audience: str = typer.Option("", "--audience", help="Only this audience id."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Render only: send and publish nothing."),
+    resend_updated: bool = typer.Option(False, "--resend-updated", help="Send again if edited after sending."),
+    resend_uncertain: bool = typer.Option(False, "--resend-uncertain", help="Resend rows left uncertain by a crash."),
+) -> None:
+    """Deliver and publish one ready briefing (the `brief` flow the ready trigger runs).
+
+    Example: briefing brief anthropic-ai-builds-ai --audience atou
+    """
+    from flows.app.output import fail, refuse_strict_early
+
+    try:
+        refuse_strict_early(load_settings())
+        from flows.pipeline import brief as brief_flow
+        from flows.prefect_session import embedded_session
+
+        with embedded_session():
+            result = brief_flow(
+                slug=slug,
+                audience=audience,
+                dry_run=dry_run,
+                resend_updated=resend_updated,
+                resend_uncertain=resend_uncertain,
+            )
+    except BriefingError as err:
+        raise fail(err) from None
+    _finish(result)
+
+
+def deliver(
+    slug: str = typer.Option("", "--slug", help="Only the briefing with this slug."),
+    audience: str = typer.Option("", "--audience", help="Only this audience id."),
+    resend_updated: bool = typer.Option(False, "--resend-updated", help="Send again if edited after sending."),
+    resend_uncertain: bool = typer.Option(False, "--resend-uncertain", help="Resend rows left uncertain by a crash."),
+) -> None:
+    """Send every ready briefing to its audiences (the `deliver` flow); rows already sent are skipped.
+
+    Example: briefing deliver --slug anthropic-ai-builds-ai
+    """
+    from flows.app.output import fail, refuse_strict_early
+
+    try:
+        refuse_strict_early(load_settings())
+        from flows.pipeline import deliver as deliver_flow
+        from flows.prefect_session import embedded_session
+
+        with embedded_session():
+            result = deliver_flow(
+                slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+            )
+    except BriefingError as err:
+        raise fail(err) from None
+    _finish(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(ingest)
+    app.command()(brief)
+    app.command()(deliver)

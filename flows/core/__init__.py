@@ -1,0 +1,1 @@
+"""The contract every stage shares: settings, errors, models, content loading, the store."""
