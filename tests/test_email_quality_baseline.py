@@ -10,7 +10,7 @@ restructure of issue 19 as long as the CLI does.
 Run with `-s` to see the figures (`python -m pytest -q -s -p no:cacheprovider tests/test_email_quality_baseline.py`).
 Plain assertions hold today and must keep holding. The `xfail(strict=True)` tests are what issue 20 must make
 true: they fail today; when a change makes one pass, pytest reports XPASS as a failure, and the implementer removes
-its `xfail` mark (they are grouped under ISSUE_20).
+its `@issue_20(...)` mark.
 """
 
 from __future__ import annotations
