@@ -42,6 +42,7 @@ from flows.events import announce_ready, emit_article_ingested
 from flows.ingest.stubs import plan_stubs, write_stubs
 from flows.publish import PublishReport, publish_archive
 from flows.render import RenderedBriefing
+from flows.render.briefing_files import MarkdownFiles, write_markdown_briefings
 from flows.render.email import md_escape
 from flows.status import RunSummary
 
@@ -388,6 +389,7 @@ class BriefOutcome:
     slug: str
     page: str
     reports: list[DeliveryReport] = field(default_factory=list)
+    markdown: MarkdownFiles = field(default_factory=MarkdownFiles)
 
     @property
     def delivered(self) -> dict[str, Counter[str]]:
@@ -424,26 +426,18 @@ def _brief_one(
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
     rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
-    if slot is None:
-        for future in rendered.values():
-            future.result()
-        return outcome
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    outcome.reports = [
-        delivery(
-            settings,
-            quote(ctx.store),
-            loaded,
-            quote(future.result()),
-            aid,
-            transport,
-            resend_updated,
-            resend_uncertain,
-        )
-        for aid, future in rendered.items()
-    ]
+    for aid, future in rendered.items():
+        result = future.result()
+        # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not.
+        outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, result))
+        if slot is not None:
+            report = delivery(
+                settings, quote(ctx.store), loaded, quote(result), aid, transport, resend_updated, resend_uncertain
+            )
+            outcome.reports.append(report)
     return outcome
 
 
@@ -549,6 +543,8 @@ def _join_and_brief(
                 brief_artifacts(ctx, briefing, None, [str(err)])
                 continue
             summary.briefings_rendered.append(briefing.slug)
+            summary.markdown_written.extend(str(p) for p in outcome.markdown.written)
+            summary.markdown_unchanged += len(outcome.markdown.unchanged)
             edition.deliveries.extend(outcome.reports)
             brief_artifacts(ctx, briefing, outcome, problems)
 
