@@ -116,3 +116,17 @@ def test_list_shows_what_the_ledger_holds(store: Store, client: Client) -> None:
     assert "neta: queued 2" in row
     page = client.get("/b/github-commit-flood").text
     assert "sent: queued 2" in page.split('id="neta"', 1)[1].split("</h2>", 1)[0]
+
+
+def test_each_audience_markdown_briefing_is_shown_for_copying(client: Client) -> None:
+    """Issue 20 item 2: the chat Markdown of every audience, in a read-only box with copy and download."""
+    import html as html_lib
+
+    page = client.get("/b/github-commit-flood").text
+    for audience in ("atou", "neta", "uota", "investors"):
+        box = re.search(rf'<textarea class="markdown-part" id="md-{audience}" readonly[^>]*>(.*?)</textarea>', page, re.S)
+        assert box, audience
+        markdown = client.get(f"/email/github-commit-flood/{audience}.md").text
+        assert html_lib.unescape(box.group(1)).strip() == markdown.strip()
+        assert f'data-copy="md-{audience}"' in page
+        assert f'href="/email/github-commit-flood/{audience}.md" download=' in page

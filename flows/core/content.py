@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from flows.core.briefing_format import FOOTNOTE_REF, UNTRANSLATABLE_KINDS, file_lines, parse_briefing_file
 from flows.core.errors import Problem
 from flows.core.models import (
+    DEFAULT_SUBJECT,
     SUBJECT_PLACEHOLDERS,
     AlignedParagraph,
     Article,
@@ -277,10 +278,10 @@ def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience
                     field=f"audiences[{index}].subject",
                     line=line_of(entry),
                     hint=f"use the placeholders {', '.join('{' + p + '}' for p in SUBJECT_PLACEHOLDERS)}; "
-                    "write a literal brace as {{ or }}",
+                    "write a literal brace as {{ or }} (until then its emails use the default subject)",
                 )
             )
-            continue
+            audience = audience.model_copy(update={"subject": DEFAULT_SUBJECT})
         audiences.append(audience)
     return tuple(audiences)
 
@@ -541,7 +542,7 @@ def _note_rules(path: str, audience_id: str, note: AudienceNote, hint_ready: str
         return Problem(path, message, field=where, line=note.line, hint=hint, severity=severity)
 
     if note.lead_form:
-        parts = (("a bold lead", bool(note.lead)), ("a paragraph after its lead", bool(note.paragraphs)))
+        parts = (("bold lead", bool(note.lead)), ("paragraph after its lead", bool(note.paragraphs)))
         return [problem(f"audience note for '{audience_id}' has no {what}") for what, present in parts if not present]
     problems = [
         problem(f"audience note for '{audience_id}' has no '{label}:' text")
