@@ -124,7 +124,8 @@ def test_each_audience_markdown_briefing_is_shown_for_copying(client: Client) ->
 
     page = client.get("/b/github-commit-flood").text
     for audience in ("atou", "neta", "uota", "investors"):
-        box = re.search(rf'<textarea class="markdown-part" id="md-{audience}" readonly[^>]*>(.*?)</textarea>', page, re.S)
+        pattern = rf'<textarea class="markdown-part" id="md-{audience}" readonly[^>]*>(.*?)</textarea>'
+        box = re.search(pattern, page, re.S)
         assert box, audience
         markdown = client.get(f"/email/github-commit-flood/{audience}.md").text
         assert html_lib.unescape(box.group(1)).strip() == markdown.strip()
