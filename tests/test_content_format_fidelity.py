@@ -142,3 +142,18 @@ def test_subject_template_is_checked_when_audiences_load(project: Path) -> None:
     assert "unknown placeholder {hok}" in problem.message and "{verdict}" in problem.hint
     atou = next(a for a in _loaded(project).content.audiences if a.id == "atou")  # kept, with the default subject
     assert atou.subject == "{prefix}{verdict}"
+
+
+def test_drafting_sees_lead_form_notes_and_skips_what_needs_no_translation(tmp_path: Path) -> None:
+    """The drafting assistant finds '### atou · hook' notes written (no second '### atou' is added) and leaves
+    code, caption-less charts and blocks kept in English alone."""
+    from flows.draft.fileupdate import BriefingText, find_empty
+
+    sample = Path(__file__).parent / "data" / "fidelity" / "briefing.md"
+    text = sample.read_text(encoding="utf-8").replace("status: ready", "status: draft")
+    text = text.replace("\n一年，四个数字\n", "\n")  # one heading left untranslated: that one needs drafting
+    path = tmp_path / "larkspur-review-queue.md"
+    path.write_text(text, encoding="utf-8")
+    parts = find_empty(BriefingText.read(path), {"notes", "translation"}, ["atou", "neta", "uota", "investors"])
+    assert parts.notes == [] and {"notes.atou", "notes.investors"} <= set(parts.written)
+    assert [b.id for b in parts.blocks] == ["h08-992f6f77"]
