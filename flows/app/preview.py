@@ -240,6 +240,8 @@ def with_highlights(html: str, snippets: list[str]) -> str:
         for element in elements:
             if not isinstance(element.tag, str) or not _shows(element, snippet):
                 continue
+            if "preheader" in (element.get("class") or "").split():  # hidden: the reader sees it in the inbox only
+                continue
             if any(isinstance(child.tag, str) and _shows(child, snippet) for child in element):
                 continue
             element.set("class", f"{element.get('class', '')} {HIGHLIGHT_CLASS}".strip())

@@ -318,25 +318,10 @@ def _archive_only_labels(templates_dir: Path) -> dict[str, dict[str, str]]:
         return yaml.safe_load(handle)
 
 
-def footnote_refs(text: str, view: str, count: int, base: str = "") -> Markup:
-    """Escape text and turn its footnote markers [n] into links to the view's numbered footnotes.
-
-    `base` is prefixed to the fragment (the page's URL in feed entries, where a bare fragment has no page)."""
-
-    def link(match: re.Match[str]) -> str:
-        number = int(match.group(1))
-        if not 1 <= number <= count:
-            return match.group(0)
-        return f'<sup class="fnref"><a href="{escape(base)}#{view}-fn-{number}">[{number}]</a></sup>'
-
-    return Markup(FOOTNOTE_MARKER.sub(link, str(escape(text))))
-
-
 @cache
 def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
     """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
     filters: dict[str, Callable[..., Any]] = {
-        "fnrefs": footnote_refs,
         "table_rows": table_rows,
         "web_url": web_url,
         "md": md_escape,
