@@ -131,3 +131,15 @@ def test_each_audience_markdown_briefing_is_shown_for_copying(client: Client) ->
         assert html_lib.unescape(box.group(1)).strip() == markdown.strip()
         assert f'data-copy="md-{audience}"' in page
         assert f'href="/email/github-commit-flood/{audience}.md" download=' in page
+
+
+def test_blocks_kept_in_english_are_listed_with_their_reason(project: Path, client: Client) -> None:
+    sample = Path(__file__).parent / "data" / "fidelity" / "briefing.md"
+    (project / "content" / "briefings" / "larkspur-review-queue.md").write_text(
+        sample.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    page = client.get("/b/larkspur-review-queue").text
+    start = page.index('<section class="untranslated"')
+    section = page[start : page.index("</section>", start)]
+    assert "<code>fn83-28f17e1c</code> — a bibliographic reference, kept as published" in section
+    assert section.count("<li>") == 1
