@@ -29,7 +29,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.core.content import Loaded, load_content
-from flows.core.errors import BriefingError, ContentError
+from flows.core.errors import BriefingError, ContentError, RenderError
 from flows.core.models import Briefing, Feed
 from flows.core.pages import archive_url
 from flows.core.settings import Settings, load_settings
@@ -390,6 +390,7 @@ class BriefOutcome:
     page: str
     reports: list[DeliveryReport] = field(default_factory=list)
     markdown: MarkdownFiles = field(default_factory=MarkdownFiles)
+    markdown_errors: list[str] = field(default_factory=list)
 
     @property
     def delivered(self) -> dict[str, Counter[str]]:
@@ -431,8 +432,13 @@ def _brief_one(
     )
     for aid, future in rendered.items():
         result = future.result()
-        # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not.
-        outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, result))
+        # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not. A file
+        # that cannot be written is reported; it never stops the emails.
+        try:
+            outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, result))
+        except RenderError as err:
+            get_run_logger().error("%s", err)
+            outcome.markdown_errors.append(str(err))
         if slot is not None:
             report = delivery(
                 settings, quote(ctx.store), loaded, quote(result), aid, transport, resend_updated, resend_uncertain
@@ -545,6 +551,7 @@ def _join_and_brief(
             summary.briefings_rendered.append(briefing.slug)
             summary.markdown_written.extend(str(p) for p in outcome.markdown.written)
             summary.markdown_unchanged += len(outcome.markdown.unchanged)
+            summary.problems.extend(outcome.markdown_errors)
             edition.deliveries.extend(outcome.reports)
             brief_artifacts(ctx, briefing, outcome, problems)
 
