@@ -183,8 +183,8 @@ def test_problem_fields_in_brackets_are_printed_literally(proj: Path) -> None:
     assert "atou.csv:4 [email]: error: invalid email address 'no-at-sign'" in result.stderr
 
 
-def test_run_writes_markdown_briefings_and_a_failed_write_stops_no_email(proj: Path) -> None:
-    """Issue 20 item 2: `briefing run` writes outputs/briefings/<slug>/<audience>.md; when that folder cannot be
+def test_brief_writes_markdown_briefings_and_a_failed_write_stops_no_email(proj: Path) -> None:
+    """Issue 20 item 2: `briefing brief` (like `run`) writes outputs/briefings/<slug>/<audience>.md; when that folder cannot be
     written the emails still go out and the summary names the problem."""
     blocker = proj / "outputs" / "briefings"
     blocker.parent.mkdir(parents=True, exist_ok=True)
