@@ -184,8 +184,8 @@ def test_problem_fields_in_brackets_are_printed_literally(proj: Path) -> None:
 
 
 def test_brief_writes_markdown_briefings_and_a_failed_write_stops_no_email(proj: Path) -> None:
-    """Issue 20 item 2: `briefing brief` (like `run`) writes outputs/briefings/<slug>/<audience>.md; when that folder cannot be
-    written the emails still go out and the summary names the problem."""
+    """Issue 20 item 2: `briefing brief` (like `run`) writes outputs/briefings/<slug>/<audience>.md; when that
+    folder cannot be written the emails still go out and the summary names the problem."""
     blocker = proj / "outputs" / "briefings"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder", encoding="utf-8")
