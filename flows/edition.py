@@ -185,6 +185,7 @@ def render_for_archive(
         budget=settings.email_size_budget,
         is_test=is_test,
         audiences=audiences,
+        brand=settings.brand,
     )
 
 

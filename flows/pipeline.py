@@ -30,7 +30,7 @@ from prefect.utilities.annotations import quote as prefect_quote
 
 from flows.core.backoff import backoff_delay, exponential_delays
 from flows.core.content import Loaded, load_content
-from flows.core.errors import BriefingError, ContentError
+from flows.core.errors import BriefingError, ContentError, RenderError
 from flows.core.models import Briefing, Feed
 from flows.core.pages import archive_url
 from flows.core.settings import Settings, load_settings
@@ -43,6 +43,7 @@ from flows.events import announce_ready, emit_article_ingested
 from flows.ingest.stubs import plan_stubs, write_stubs
 from flows.publish import PublishReport, publish_archive
 from flows.render import RenderedBriefing
+from flows.render.briefing_files import MarkdownFiles, write_markdown_briefings
 from flows.render.email import md_escape
 from flows.status import RunSummary
 
@@ -379,6 +380,8 @@ class BriefOutcome:
     slug: str
     page: str
     reports: list[DeliveryReport] = field(default_factory=list)
+    markdown: MarkdownFiles = field(default_factory=MarkdownFiles)
+    markdown_errors: list[str] = field(default_factory=list)
 
     @property
     def delivered(self) -> dict[str, Counter[str]]:
@@ -415,26 +418,23 @@ def _brief_one(
     # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
     # audience is rendered.
     rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
-    if slot is None:
-        for future in rendered.values():
-            future.result()
-        return outcome
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    outcome.reports = [
-        delivery(
-            settings,
-            quote(ctx.store),
-            loaded,
-            quote(future.result()),
-            aid,
-            transport,
-            resend_updated,
-            resend_uncertain,
-        )
-        for aid, future in rendered.items()
-    ]
+    for aid, future in rendered.items():
+        result = future.result()
+        # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not. A file
+        # that cannot be written is reported; it never stops the emails.
+        try:
+            outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, result))
+        except RenderError as err:
+            get_run_logger().error("%s", err)
+            outcome.markdown_errors.append(str(err))
+        if slot is not None:
+            report = delivery(
+                settings, quote(ctx.store), loaded, quote(result), aid, transport, resend_updated, resend_uncertain
+            )
+            outcome.reports.append(report)
     return outcome
 
 
@@ -540,6 +540,9 @@ def _join_and_brief(
                 brief_artifacts(ctx, briefing, None, [str(err)])
                 continue
             summary.briefings_rendered.append(briefing.slug)
+            summary.markdown_written.extend(str(p) for p in outcome.markdown.written)
+            summary.markdown_unchanged += len(outcome.markdown.unchanged)
+            summary.problems.extend(outcome.markdown_errors)
             edition.deliveries.extend(outcome.reports)
             brief_artifacts(ctx, briefing, outcome, problems)
 

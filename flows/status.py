@@ -243,6 +243,8 @@ class RunSummary:
     publish_held: list[str] = field(default_factory=list)  # ready briefings left out of the archive
     pages_written: list[str] = field(default_factory=list)
     pages_unchanged: int = 0
+    markdown_written: list[str] = field(default_factory=list)  # outputs/briefings/<slug>/<audience>.md
+    markdown_unchanged: int = 0
     problems: list[str] = field(default_factory=list)
     content_errors: int = 0
     outbox: str | None = None  # where emails are written; None when they go to an SMTP server

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run it.
 # System packages (Chromium for screenshots/preview tests, PostgreSQL for store tests, CJK fonts, Dovecot for the
-# mailbox tests, OpenDKIM's tools for the DKIM tests) come from Debian when we are root; Python packages go into .venv.
+# mailbox tests, OpenDKIM's tools for the DKIM tests, SpamAssassin and npm for the email quality tests) come from
+# Debian when we are root; Python packages go into .venv, axe-core (npm) into tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ command -v git >/dev/null || need_apt+=(git)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/dovecot-lda ] || need_apt+=(dovecot-imapd)
 # OpenDKIM's opendkim-testmsg: the second, independent verifier of our DKIM signatures (tests/dkim_support.py)
 [ -x /usr/sbin/opendkim-testmsg ] || command -v opendkim-testmsg >/dev/null || need_apt+=(opendkim-tools)
+# SpamAssassin scores every sample email offline (local rules only, tests/spam_support.py)
+command -v spamassassin >/dev/null || need_apt+=(spamassassin)
+# Node.js and npm install axe-core, which the accessibility tests inject into Chromium (tests/a11y_support.py)
+command -v npm >/dev/null || need_apt+=(npm)
 # the simulated internet of tests/netns_support.py: network namespaces (unshare, nsenter, mount) and `ip`
 { command -v unshare && command -v nsenter; } >/dev/null || need_apt+=(util-linux)
 command -v mount >/dev/null || need_apt+=(mount)
@@ -33,6 +38,15 @@ fi
 # user that the Debian package creates. BRIEFING_TEST_POSTGRES_URL points them at an existing server instead.
 if [ -z "${BRIEFING_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = "0" ] && ! id postgres >/dev/null 2>&1; then
   echo "warning: no 'postgres' OS user: the PostgreSQL tests cannot start their server" >&2
+fi
+
+# axe-core at the version tests/package-lock.json pins, into tests/node_modules (git-ignored)
+if [ ! -f tests/node_modules/axe-core/axe.min.js ]; then
+  if command -v npm >/dev/null; then
+    npm ci --prefix tests --no-audit --no-fund --loglevel=error
+  else
+    echo "warning: npm is missing; the accessibility tests need axe-core (npm ci --prefix tests)" >&2
+  fi
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

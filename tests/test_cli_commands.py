@@ -181,3 +181,21 @@ def test_problem_fields_in_brackets_are_printed_literally(proj: Path) -> None:
     result = run_briefing(proj, "check")
     assert result.returncode == 3
     assert "atou.csv:4 [email]: error: invalid email address 'no-at-sign'" in result.stderr
+
+
+def test_brief_writes_markdown_briefings_and_a_failed_write_stops_no_email(proj: Path) -> None:
+    """Issue 20 item 2: `briefing brief` (like `run`) writes outputs/briefings/<slug>/<audience>.md; when that
+    folder cannot be written the emails still go out and the summary names the problem."""
+    blocker = proj / "outputs" / "briefings"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder", encoding="utf-8")
+    run = run_briefing(proj, "--json", "brief", "github-commit-flood")
+    summary = json.loads(run.stdout)
+    assert summary["emails_sent"] > 0 and summary["markdown_written"] == []
+    assert any("cannot write the Markdown briefing" in p for p in summary["problems"]), summary["problems"]
+    blocker.unlink()
+    again = json.loads(run_briefing(proj, "--json", "brief", "github-commit-flood").stdout)
+    written = sorted(Path(p).name for p in again["markdown_written"])
+    assert written == ["atou.md", "investors.md", "neta.md", "uota.md"] and again["emails_sent"] == 0
+    atou = (blocker / "github-commit-flood" / "atou.md").read_text(encoding="utf-8")
+    assert atou.startswith("**阿头学 · 讨论题** · 2026-06-03") and "**给你的 · ATou**" in atou

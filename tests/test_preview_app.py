@@ -116,3 +116,30 @@ def test_list_shows_what_the_ledger_holds(store: Store, client: Client) -> None:
     assert "neta: queued 2" in row
     page = client.get("/b/github-commit-flood").text
     assert "sent: queued 2" in page.split('id="neta"', 1)[1].split("</h2>", 1)[0]
+
+
+def test_each_audience_markdown_briefing_is_shown_for_copying(client: Client) -> None:
+    """Issue 20 item 2: the chat Markdown of every audience, in a read-only box with copy and download."""
+    import html as html_lib
+
+    page = client.get("/b/github-commit-flood").text
+    for audience in ("atou", "neta", "uota", "investors"):
+        pattern = rf'<textarea class="markdown-part" id="md-{audience}" readonly[^>]*>(.*?)</textarea>'
+        box = re.search(pattern, page, re.S)
+        assert box, audience
+        markdown = client.get(f"/email/github-commit-flood/{audience}.md").text
+        assert html_lib.unescape(box.group(1)).strip() == markdown.strip()
+        assert f'data-copy="md-{audience}"' in page
+        assert f'href="/email/github-commit-flood/{audience}.md" download=' in page
+
+
+def test_blocks_kept_in_english_are_listed_with_their_reason(project: Path, client: Client) -> None:
+    sample = Path(__file__).parent / "data" / "fidelity" / "briefing.md"
+    (project / "content" / "briefings" / "larkspur-review-queue.md").write_text(
+        sample.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    page = client.get("/b/larkspur-review-queue").text
+    start = page.index('<section class="untranslated"')
+    section = page[start : page.index("</section>", start)]
+    assert "<code>fn83-28f17e1c</code> — a bibliographic reference, kept as published" in section
+    assert section.count("<li>") == 1

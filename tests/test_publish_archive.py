@@ -142,19 +142,28 @@ def test_markdown_page_carries_every_view(settings, store) -> None:
     translation = html[html.index("<h2>完整翻译</h2>") : html.index("<h2>原文</h2>")]
     original = html[html.index("<h2>原文</h2>") : html.index("<h2>📋 讨论归档</h2>")]
     for block in briefing.body:
-        if block.kind is ParagraphKind.TEXT:
+        if block.kind is ParagraphKind.TEXT and "[^" not in block.source:
             pair = f"<blockquote>\n<p>{_esc(block.source)}</p>\n</blockquote>\n<p>{_esc(block.translation)}</p>"
             assert pair in bilingual, block.id
             assert f"<p>{_esc(block.translation)}</p>" in translation
             assert f"<p>{_esc(block.source)}</p>" in original
+        elif block.kind is ParagraphKind.TEXT:  # its [^n] markers are links to the view's footnotes
+            before = _esc(block.source.split("[^")[0])
+            assert before in original and before in bilingual and _esc(block.translation.split("[^")[0]) in translation
         elif block.kind is ParagraphKind.IMAGE:
             assert f'src="{block.image_src}"' in translation and _esc(block.translation) in translation
             assert f'alt="{_esc(block.image_alt)}"' in original and _esc(block.source) in original
-    assert "[1]" in original and "[1]" in translation and "[1]" in bilingual
-    for number, note in enumerate(briefing.footnotes, start=1):
-        assert f"<li>{_esc(note.source)}</li>" in original
-        assert f"<li>{_esc(note.translation)}</li>" in translation
-        assert original.count("<ol>") == 1 and number <= original.count("<li>")
+    for view, html_view in (("original", original), ("translation", translation), ("bilingual", bilingual)):
+        for number, note in enumerate(briefing.footnotes, start=1):
+            link = f'<a id="{view}-fnref-{number}-1" href="#{view}-fn-{number}">{note.footnote_label}</a>'
+            marker = f'<sup class="fnref">{link}</sup>'
+            assert marker in html_view, (view, number)
+            assert f'<a id="{view}-fn-{number}"></a><strong>{note.footnote_label}</strong>' in html_view
+            assert f'<a href="#{view}-fnref-{number}-1">↩</a>' in html_view
+    for note in briefing.footnotes:
+        assert _esc(note.source) in original and _esc(note.translation) in translation
+        assert _esc(note.source) in bilingual and _esc(note.translation) in bilingual
+    assert f'<a href="{briefing.source.url}">原文链接 ↗</a>' in original
     for entry in briefing.discussion:
         assert _esc(entry.text) in html and entry.date.isoformat() in html
 
@@ -393,7 +402,9 @@ def test_templates_use_only_documented_context_fields(settings) -> None:
 
     from flows.publish.archive import IndexContext, PageContext
 
-    fields = {"page": {f.name for f in dataclasses.fields(PageContext)}}
+    # fields, plus the methods and properties the class defines (footnote_links, discussion_mailto)
+    own = {name for name in vars(PageContext) if not name.startswith("_")}
+    fields = {"page": {f.name for f in dataclasses.fields(PageContext)} | own}
     fields["index"] = {f.name for f in dataclasses.fields(IndexContext)}
     templates = [settings.templates_dir / "markdown" / n for n in ("archive_page.md.j2", "index.md.j2")]
     templates += sorted((settings.templates_dir / "html").glob("*.j2"))

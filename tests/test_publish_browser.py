@@ -94,7 +94,13 @@ def test_footnote_markers_lead_to_numbered_footnotes_in_the_same_view(settings, 
     page.locator("section#original sup.fnref a").first.click()
     assert page.url.endswith("#original-fn-1")
     assert _visible_views(page) == {"original"}
-    assert page.locator("#original-fn-1").inner_text().startswith(briefing.footnotes[0].source[:30])
+    first = briefing.footnotes[0]
+    # the label once (no "1. 1."), then the note, then a link back to the marker
+    assert page.locator("#original-fn-1").inner_text().startswith(f"{first.footnote_label} {first.source[:30]}")
+    assert page.locator("#original-fn-1 li, #original-fn-1 ol").count() == 0
+    page.locator("#original-fn-1 a.fnback").first.click()
+    assert page.url.endswith("#original-fnref-1-1")
+    assert _visible_views(page) == {"original"}
 
 
 def test_back_to_list_and_a_narrow_screen(settings, archive_server, browser_page) -> None:

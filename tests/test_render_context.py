@@ -31,6 +31,11 @@ def _fields(cls: type) -> dict[str, object]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _attributes(cls: type) -> set[str]:
+    """What a template may read from an instance: its fields and the properties its class defines."""
+    return set(_fields(cls)) | {name for name, value in vars(cls).items() if isinstance(value, property)}
+
+
 def _element_type(hint: object) -> type | None:
     """X for tuple[X, ...]; X itself for a dataclass X."""
     if dataclasses.is_dataclass(hint):
@@ -58,7 +63,7 @@ def _problems(source: str) -> list[str]:
         if isinstance(base, nodes.Name) and base.name == "ctx" and node.attr not in ctx_fields:
             problems.append(f"ctx.{node.attr} is not a field of EmailContext")
         in_loop = isinstance(base, nodes.Name) and base.name in loop_types
-        if in_loop and node.attr not in _fields(loop_types[base.name]):  # type: ignore[union-attr]
+        if in_loop and node.attr not in _attributes(loop_types[base.name]):  # type: ignore[union-attr]
             problems.append(f"{base.name}.{node.attr} is not a field of {loop_types[base.name].__name__}")
         if isinstance(base, nodes.Getattr) and isinstance(base.node, nodes.Name) and base.node.name == "ctx":
             if base.attr == "labels":
@@ -67,7 +72,7 @@ def _problems(source: str) -> list[str]:
                     problems.append(f"ctx.labels.{node.attr} is missing from labels.yaml for {missing}")
             else:
                 nested = _element_type(ctx_fields.get(base.attr))
-                if nested and node.attr not in _fields(nested):
+                if nested and node.attr not in _attributes(nested):
                     problems.append(f"ctx.{base.attr}.{node.attr} is not a field of {nested.__name__}")
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in {"ctx", "loop", "m", *loop_types, *_locals(tree)}:
@@ -79,6 +84,7 @@ def _locals(tree: nodes.Template) -> set[str]:
     targets = [loop.target for loop in tree.find_all(nodes.For)] + [a.target for a in tree.find_all(nodes.Assign)]
     names = {t.name for target in targets for t in (target, *target.find_all(nodes.Name)) if isinstance(t, nodes.Name)}
     names |= {arg.name for macro in tree.find_all(nodes.Macro) for arg in macro.args}
+    names |= {macro.name for macro in tree.find_all(nodes.Macro)}
     return names
 
 

@@ -68,17 +68,22 @@ def test_email_structure_and_order(briefing, audience, email) -> None:
 
     labels = labels_for(TEMPLATES, audience.locale)
     assert email.subject == f"{audience.subject_prefix}{briefing.verdict}"
-    assert email.preheader and squash(email.preheader).rstrip("…")[:30] in squash(briefing.judgement)
-    hidden = re.search(r'<div style="display:none;[^"]*">(.*?)</div>', html, re.DOTALL)
+    note = briefing.note_for(audience.id)
+    # the inbox preview is the audience's own: the start of its note (issue 20)
+    assert email.preheader and squash(email.preheader).rstrip("…")[:30] in squash(note.first_paragraph)
+    hidden = re.search(r'<div class="preheader" style="display:none;[^"]*">(.*?)</div>', html, re.DOTALL)
+    assert hidden and "color:" not in html[hidden.start() : hidden.start() + 200]  # HTML_FONT_LOW_CONTRAST
     assert hidden and hidden.group(1).startswith(email.preheader.replace('"', "&quot;")[:20])
     assert hidden.group(1).count("&zwnj;") >= 20  # padding keeps body text out of the inbox preview
     text = parsed.text
-    note = briefing.note_for(audience.id)
+    assert text.startswith(squash(email.preheader)[:20])  # the hidden preheader is the first text of the body
+    text = text[text.index(squash(briefing.verdict)) :]  # what the reader sees, from the top
     mine = text.index(f"{labels['for_you']} · {audience.name}")
     positions = [
         text.index(squash(briefing.verdict)),
-        mine,
+        mine,  # the audience's own note comes before the judgement: it is on the first screen
         text.index(squash(note.meaning)),
+        text.index(squash(briefing.judgement)),
         text.index(labels["core_points"]),
         text.index(squash(briefing.core_points[0].lead)),
         text.index(labels["prompts"]),
@@ -207,7 +212,7 @@ def test_inlining_the_body_alone_inlines_exactly_what_the_whole_document_gets() 
         '<p class="item">x</p>',  # no head or body
         '<body><p class="item">x</p><table><tr><td><img src="a.png"></td></tr></table></body>',  # needs role, alt
         '<body><!--[if mso | IE]><TABLE><tr><td><IMG SRC="a.png"><![endif]--><p class="item">x</p></body>',
-        '<body><!--[if mso | IE]><br><![endif]--><div style="display:none;font-size:1px;">pre</div>'
+        '<body><!--[if mso | IE]><br><![endif]--><div class="preheader" style="display:none;font-size:1px;">pre</div>'
         '<p class="item">x</p></body>',  # the preheader after a conditional comment
     ],
 )
@@ -218,7 +223,7 @@ def test_postprocessing_odd_documents_matches_whole_document_inlining(body: str)
     assert 'class="item" style="margin: 0 0 10px 0;"' in ours
     assert len(re.findall("<table", ours, re.I)) == len(re.findall('<table role="presentation"', ours, re.I))
     assert len(re.findall("<img", ours, re.I)) == len(re.findall('<img alt=""', ours, re.I))
-    assert ours.count(PREHEADER_PADDING) == html.count("display:none;font-size:1px;")
+    assert ours.count(PREHEADER_PADDING) == html.count('class="preheader" style="display:none;')
 
 
 def test_label_tables_have_the_same_keys() -> None:

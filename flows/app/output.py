@@ -126,6 +126,12 @@ def summary_table(result: dict[str, Any]) -> Table:
         str(len(result["pages_written"])),
         f"{result['archive']} ({result['pages_unchanged']} unchanged)",
     )
+    if result.get("markdown_written") or result.get("markdown_unchanged"):
+        table.add_row(
+            "Markdown briefings",
+            str(len(result["markdown_written"])),
+            f"{result['markdown_unchanged']} unchanged\n" + "\n".join(result["markdown_written"]),
+        )
     return table
 
 

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import lxml.html
 import uvicorn
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -239,6 +240,8 @@ def with_highlights(html: str, snippets: list[str]) -> str:
         for element in elements:
             if not isinstance(element.tag, str) or not _shows(element, snippet):
                 continue
+            if "preheader" in (element.get("class") or "").split():  # hidden: the reader sees it in the inbox only
+                continue
             if any(isinstance(child.tag, str) and _shows(child, snippet) for child in element):
                 continue
             element.set("class", f"{element.get('class', '')} {HIGHLIGHT_CLASS}".strip())
@@ -313,6 +316,31 @@ class WebLinksMarkdown(MarkdownIt):
         return is_web_or_relative(url)
 
 
+# The only raw HTML the archive's Markdown pages carry: footnote markers, their targets and back links.
+FOOTNOTE_TAG = re.compile(
+    r'^(?:<sup class="fnref">|</sup>|</a>|<a id="[a-z]+-fn-\d+">|<a href="#[a-z]+-fnref-\d+-\d+">'
+    r'|<a id="[a-z]+-fnref-\d+-\d+" href="#[a-z]+-fn-\d+">)$'
+)
+
+
+def archive_markdown() -> WebLinksMarkdown:
+    """markdown-it for archive pages: raw HTML is shown as text, except the footnote tags the archive template
+    writes itself (FOOTNOTE_TAG), so markers and back links work in the preview as on the published site."""
+    md = WebLinksMarkdown("commonmark", {"html": True})
+    md.enable("table")
+
+    def inline(renderer: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+        content = tokens[idx].content
+        return content if FOOTNOTE_TAG.match(content) else escapeHtml(content)
+
+    def block(renderer: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+        return f"<p>{escapeHtml(tokens[idx].content)}</p>\n"
+
+    md.add_render_rule("html_inline", inline)
+    md.add_render_rule("html_block", block)
+    return md
+
+
 def same_origin(request: Request) -> bool:
     """True when the browser says the request comes from this server's own pages (or says nothing: curl)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
@@ -328,7 +356,7 @@ class PreviewApp:
         self.settings = settings
         self.store = store
         self.reloader = Reloader()
-        self.markdown = WebLinksMarkdown("commonmark", {"html": False}).enable("table")
+        self.markdown = archive_markdown()
 
     # helpers ------------------------------------------------------------------------------------------
 

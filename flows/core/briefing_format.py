@@ -57,8 +57,21 @@ NOTE_LABELS = {
     "next": "next_step",
     "下一步": "next_step",
 }
-BLOCK_ID = re.compile(r"^(p|h|img|fn)(\d{2,})-([0-9a-f]{6,})$")
+BLOCK_ID = re.compile(r"^(p|h|q|img|fn|code|table)(\d{2,})-([0-9a-f]{6,})$")
 NOTE_LINE = re.compile(r"^(means|meaning|next|意味着|下一步)\s*[:：]\s*(.*)$", re.IGNORECASE)
+# A note in lead form starts with its bold lead: "**对 ATou 意味着什么、下一步怎么用** text…".
+NOTE_LEAD = re.compile(r"^\*\*(?P<lead>.+?)\*\*(?P<rest>.*)$")
+# "### atou · hook": the audience id, then optionally a hook for the subject line after "·", "|" or "—".
+NOTE_HEADING = re.compile(r"^(?P<id>[^\s·|—]+)\s*(?:[·|—]\s*(?P<hook>.*))?$")
+# Footnotes, GFM syntax: "[^1]" in the text, "[^1]: note" as a footnote block's source and translation.
+FOOTNOTE_REF = re.compile(r"\[\^([0-9]{1,3}|[*†‡§a-z][a-z0-9-]{0,15})\]")
+FOOTNOTE_DEF = re.compile(r"^\[\^([0-9]{1,3}|[*†‡§a-z][a-z0-9-]{0,15})\]:\s*(.*)$", re.DOTALL)
+# A block kept in its original language on purpose: a comment line under the block's heading.
+UNTRANSLATED_LINE = re.compile(r"^\s*<!--\s*untranslated\b(?::\s*(?P<reason>.*?))?\s*-->\s*$", re.IGNORECASE)
+UNTRANSLATABLE_KINDS = ("fn", "img", "table")
+# Joining the lines of one paragraph: no space where both sides of the line break are CJK (a space there would
+# show between two ideographs), one space otherwise.
+CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f\u3040-\u30ff\uac00-\ud7af]")
 CORE_POINT = re.compile(r"^[-*]\s+\*\*(.+?)\*\*\s*[:：.。]?\s*(.*)$")
 PROMPT = re.compile(r"^(\d+)[.)]\s+(.*)$")
 DISCUSSION_HEAD = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:[·|—-]\s*(.*))?$")
@@ -243,7 +256,7 @@ def parse_machine_drafts(parsed: ParsedFile, body: list[tuple[int, str]]) -> tup
         if section in ("notes", "translation"):
             owner = parsed.sections[section]
             heads = [(n, head) for n, head, _ in subsections(owner.lines) if owner.heading_line < n < number]
-            item = heads[-1][1].lower() if section == "notes" and heads else (heads[-1][1] if heads else "")
+            item = note_heading(heads[-1][1])[0] if section == "notes" and heads else (heads[-1][1] if heads else "")
         attrs = match.group("attrs")
         model, day = MARKER_MODEL.search(attrs), MARKER_DATE.search(attrs)
         drafts.append(
@@ -274,6 +287,26 @@ def paragraphs_of(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return result
 
 
+def join_lines(text: str) -> str:
+    """The lines of one paragraph as one line (see CJK): "\n" joins with nothing between CJK, a space otherwise."""
+    if "\n" not in text:
+        return text
+    parts = text.split("\n")
+    joined = parts[0]
+    for part in parts[1:]:
+        gap = "" if joined and part and CJK.match(joined[-1]) and CJK.match(part[0]) else " "
+        joined += gap + part
+    return joined
+
+
+def note_heading(heading: str) -> tuple[str, str]:
+    """(audience id, hook) of a note's `### ` heading."""
+    match = NOTE_HEADING.match(heading.strip())
+    if match is None:
+        return heading.strip().lower(), ""
+    return match.group("id").lower(), (match.group("hook") or "").strip()
+
+
 def subsections(lines: list[tuple[int, str]]) -> list[tuple[int, str, list[tuple[int, str]]]]:
     result: list[tuple[int, str, list[tuple[int, str]]]] = []
     for number, line in lines:
@@ -288,7 +321,7 @@ def single_text(parsed: ParsedFile, name: str) -> str:
     section = parsed.sections.get(name)
     if section is None:
         return ""
-    return " ".join(text.replace("\n", " ") for _, text in paragraphs_of(section.lines)).strip()
+    return " ".join(join_lines(text) for _, text in paragraphs_of(section.lines)).strip()
 
 
 def parse_core_points(parsed: ParsedFile) -> tuple[CorePoint, ...]:
@@ -331,38 +364,66 @@ def _list_items(
 
 
 def parse_notes(parsed: ParsedFile) -> tuple[AudienceNote, ...]:
+    """Each `### <audience>[ · hook]` note, in lead form (a bold lead plus free paragraphs) or in structured form
+    (Means:/Next: lines); its first non-blank line decides which."""
     section = parsed.sections.get("notes")
     if section is None:
         return ()
     notes: list[AudienceNote] = []
-    for number, audience, lines in subsections(section.lines):
-        fields: dict[str, str] = {}
-        current = ""
-        for line_no, line in lines:
-            match = NOTE_LINE.match(line.strip())
-            if match:
-                current = NOTE_LABELS[match.group(1).lower()]
-                fields[current] = match.group(2).strip()
-            elif line.strip() and current:
-                fields[current] = (fields[current] + " " + line.strip()).strip()
-            elif line.strip():
-                parsed.problems.append(
-                    ContentError(
-                        parsed.path,
-                        "audience note text must follow 'Means:' or 'Next:'",
-                        field=f"notes.{audience}",
-                        line=line_no,
-                    )
+    for number, heading, lines in subsections(section.lines):
+        audience, hook = note_heading(heading)
+        first = next((line.strip() for _, line in lines if line.strip()), "")
+        if NOTE_LEAD.match(first):
+            lead, paragraphs = _lead_form(lines)
+            notes.append(AudienceNote(audience=audience, lead=lead, paragraphs=paragraphs, hook=hook, line=number))
+        else:
+            fields = _structured_form(parsed, audience, lines)
+            notes.append(
+                AudienceNote(
+                    audience=audience,
+                    meaning=fields.get("meaning", ""),
+                    next_step=fields.get("next_step", ""),
+                    hook=hook,
+                    line=number,
                 )
-        notes.append(
-            AudienceNote(
-                audience=audience.lower(),
-                meaning=fields.get("meaning", ""),
-                next_step=fields.get("next_step", ""),
-                line=number,
             )
-        )
     return tuple(notes)
+
+
+def _lead_form(lines: list[tuple[int, str]]) -> tuple[str, tuple[str, ...]]:
+    """The lead (exactly as written between the first `**` pair) and the paragraphs; a "Means:" or "下一步：" in this
+    form is text, never a label."""
+    blocks = [join_lines(text) for _, text in paragraphs_of(lines)]
+    match = NOTE_LEAD.match(blocks[0])
+    if match is None:  # the caller checked the first line
+        return "", tuple(blocks)
+    rest = match.group("rest").strip()
+    paragraphs = [rest, *blocks[1:]] if rest else blocks[1:]
+    return match.group("lead").strip(), tuple(paragraphs)
+
+
+def _structured_form(parsed: ParsedFile, audience: str, lines: list[tuple[int, str]]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    current = ""
+    for line_no, line in lines:
+        match = NOTE_LINE.match(line.strip())
+        if match:
+            current = NOTE_LABELS[match.group(1).lower()]
+            fields[current] = match.group(2).strip()
+        elif line.strip() and current:
+            fields[current] = join_lines(fields[current] + "\n" + line.strip()).strip()
+        elif line.strip():
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    "a note starts with a bold lead ('**…**') or with 'Means:'/'Next:'",
+                    field=f"notes.{audience}",
+                    line=line_no,
+                    hint="write '**对 X 意味着什么、下一步怎么用** text…' (free paragraphs follow), "
+                    "or 'Means: …' and 'Next: …' lines",
+                )
+            )
+    return fields
 
 
 def parse_prompts(parsed: ParsedFile) -> tuple[str, ...]:
@@ -395,29 +456,137 @@ def parse_translation(parsed: ParsedFile) -> tuple[AlignedParagraph, ...]:
                 )
             )
             continue
-        source_lines = [ln.strip()[1:].strip() for _, ln in lines if ln.strip().startswith(">")]
-        translation_lines = [(n, ln) for n, ln in lines if not ln.strip().startswith(">")]
-        translation = "\n\n".join(t.replace("\n", " ") for _, t in paragraphs_of(translation_lines))
         kind = ParagraphKind(match.group(1))
-        image_src = image_alt = ""
-        if kind is ParagraphKind.IMAGE and source_lines:
-            image = IMAGE_MD.match(source_lines[0])
-            if image:
-                image_alt, image_src = ALT_ESCAPE.sub(r"\1", image.group(1)), image.group(2)
-                source_lines = source_lines[1:] or [image_alt]
-        source = " ".join(x for x in source_lines if x)
-        blocks.append(
-            AlignedParagraph(
-                id=block_id,
-                kind=kind,
-                source=source,
-                translation=translation,
-                image_src=image_src,
-                image_alt=image_alt,
-                line=number,
-            )
-        )
+        blocks.append(_block(parsed, number, block_id, kind, lines))
     return tuple(blocks)
+
+
+def _quoted(line: str) -> str:
+    """A source line without its '>' marker and the one space after it (code keeps its indentation)."""
+    text = line.lstrip()[1:]
+    return text[1:] if text.startswith(" ") else text
+
+
+def _block(
+    parsed: ParsedFile, number: int, block_id: str, kind: ParagraphKind, lines: list[tuple[int, str]]
+) -> AlignedParagraph:
+    verbatim = kind in (ParagraphKind.CODE, ParagraphKind.TABLE)
+    quoted = [_quoted(ln) for _, ln in lines if ln.strip().startswith(">")]
+    source_lines = quoted if verbatim else [ln.strip() for ln in quoted]
+    translation_lines = [(n, ln) for n, ln in lines if not ln.strip().startswith(">")]
+    if kind is ParagraphKind.TABLE:
+        translation = "\n".join(t.strip() for _, t in paragraphs_of(translation_lines))
+    else:
+        translation = "\n\n".join(join_lines(t) for _, t in paragraphs_of(translation_lines))
+    image_src = image_alt = label = ""
+    if kind is ParagraphKind.IMAGE and source_lines:
+        image = IMAGE_MD.match(source_lines[0])
+        if image:
+            image_alt, image_src = ALT_ESCAPE.sub(r"\1", image.group(1)), image.group(2)
+            source_lines = source_lines[1:] or [image_alt]
+    if verbatim:
+        while source_lines and not source_lines[-1].strip():
+            source_lines.pop()
+        source = "\n".join(source_lines)
+    else:
+        source = " ".join(x for x in source_lines if x)
+    if kind is ParagraphKind.FOOTNOTE:
+        label, source, translation = _footnote_parts(parsed, number, block_id, source, translation)
+    return AlignedParagraph(
+        id=block_id,
+        kind=kind,
+        source=source,
+        translation=translation,
+        image_src=image_src,
+        image_alt=image_alt,
+        footnote_label=label,
+        line=number,
+    )
+
+
+def _footnote_parts(
+    parsed: ParsedFile, number: int, block_id: str, source: str, translation: str
+) -> tuple[str, str, str]:
+    """A footnote block's label and texts without their `[^label]: ` prefixes (the translation repeats the
+    source's label). A footnote written without a label (older files) keeps its text and gets no label."""
+    found = FOOTNOTE_DEF.match(source)
+    if found is None:
+        return "", source, translation
+    label, text = found.group(1), found.group(2).strip()
+    if translation:
+        again = FOOTNOTE_DEF.match(translation)
+        if again is None or again.group(1) != label:
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    f"the translation of footnote {block_id} must start with '[^{label}]: ' like its source",
+                    field="translation",
+                    line=number,
+                    hint=f"write it as '[^{label}]: …'",
+                )
+            )
+        else:
+            translation = again.group(2).strip()
+    return label, text, translation
+
+
+def mark_untranslated(
+    parsed: ParsedFile, body: list[tuple[int, str]], blocks: tuple[AlignedParagraph, ...]
+) -> tuple[AlignedParagraph, ...]:
+    """Blocks with an `<!-- untranslated: reason -->` line under their heading. Comments are gone from the parsed
+    sections, so the markers are read from the raw body and tied to the block heading above them."""
+    markers = [(number, match) for number, line in body if (match := UNTRANSLATED_LINE.match(line))]
+    if not markers:
+        return blocks
+    result = list(blocks)
+    for number, match in markers:
+        position = next((i for i in range(len(result) - 1, -1, -1) if (result[i].line or 0) < number), None)
+        block = result[position] if position is not None else None
+        if block is None or not _in_section(parsed, "translation", number):
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    "an untranslated marker outside a translation block",
+                    line=number,
+                    hint="put it on the line under a block's '### id' heading, or delete it",
+                )
+            )
+            continue
+        assert position is not None
+        if block.kind.value not in UNTRANSLATABLE_KINDS:
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    f"block {block.id} is prose ({block.kind.value}): it cannot be marked untranslated",
+                    field="translation",
+                    line=number,
+                    hint="translate it, or set status: draft until it is",
+                )
+            )
+            continue
+        if block.translation:
+            parsed.problems.append(
+                ContentError(
+                    parsed.path,
+                    f"block {block.id} is marked untranslated and has a translation",
+                    field="translation",
+                    line=number,
+                    hint="keep one of them",
+                )
+            )
+            continue
+        result[position] = block.model_copy(
+            update={"untranslated": True, "untranslated_reason": (match.group("reason") or "").strip()}
+        )
+    return tuple(result)
+
+
+def _in_section(parsed: ParsedFile, name: str, number: int) -> bool:
+    section = parsed.sections.get(name)
+    if section is None or number < section.heading_line:
+        return False
+    later = [s.heading_line for s in parsed.sections.values() if s.heading_line > section.heading_line]
+    return number < min(later, default=1 << 30)
 
 
 def parse_discussion(parsed: ParsedFile) -> tuple[DiscussionEntry, ...]:
@@ -511,7 +680,7 @@ def _field_at(lines: list[str], number: int) -> str:
         elif line.startswith("### "):
             sub = line[4:].strip()
     if section == "notes" and sub:
-        return f"notes.{sub.lower()}"
+        return f"notes.{note_heading(sub)[0]}"
     return section or "body"
 
 
@@ -528,7 +697,7 @@ def _parse_text(path: Path, text: str) -> tuple[Briefing | None, Briefing | None
         "core_points": parse_core_points(parsed),
         "notes": parse_notes(parsed),
         "prompts": parse_prompts(parsed),
-        "aligned": parse_translation(parsed),
+        "aligned": mark_untranslated(parsed, body, parse_translation(parsed)),
         "discussion": parse_discussion(parsed),
         "machine_drafts": parse_machine_drafts(parsed, body),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,22 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
-from flows.core.briefing_format import file_lines, parse_briefing_file
+from flows.core.briefing_format import FOOTNOTE_REF, UNTRANSLATABLE_KINDS, file_lines, parse_briefing_file
 from flows.core.errors import Problem
-from flows.core.models import Article, Audience, Briefing, Content, Feed, MachineDraft, Subscriber
+from flows.core.models import (
+    DEFAULT_SUBJECT,
+    SUBJECT_PLACEHOLDERS,
+    AlignedParagraph,
+    Article,
+    Audience,
+    AudienceNote,
+    Briefing,
+    Content,
+    Feed,
+    MachineDraft,
+    ParagraphKind,
+    Subscriber,
+)
 from flows.core.safe_urls import web_url
 from flows.core.text_safety import describe, first_forbidden
 
@@ -243,7 +257,7 @@ def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience
                 Problem(str(path), f"audience id '{audience.id}' is defined twice", field=f"audiences[{index}].id")
             )
             continue
-        for field_name in ("name", "subject_prefix"):  # both go into headers (List-Id, Subject)
+        for field_name in ("name", "subject_prefix", "subject"):  # they go into headers (List-Id, Subject)
             char = first_forbidden(getattr(audience, field_name))
             if char is not None:
                 problems.append(
@@ -255,8 +269,37 @@ def load_audiences(content_dir: Path, problems: list[Problem]) -> tuple[Audience
                         hint="remove the line break or control character",
                     )
                 )
+        subject_problem = subject_template_problem(audience.subject)
+        if subject_problem:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"subject {audience.subject!r}: {subject_problem}",
+                    field=f"audiences[{index}].subject",
+                    line=line_of(entry),
+                    hint=f"use the placeholders {', '.join('{' + p + '}' for p in SUBJECT_PLACEHOLDERS)}; "
+                    "write a literal brace as {{ or }} (until then its emails use the default subject)",
+                )
+            )
+            audience = audience.model_copy(update={"subject": DEFAULT_SUBJECT})
         audiences.append(audience)
     return tuple(audiences)
+
+
+def subject_template_problem(template: str) -> str:
+    """What is wrong with an audience's subject template ("" when nothing): unknown placeholders, bad braces."""
+    try:
+        fields = [name for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return str(exc)
+    unknown = sorted({name for name in fields if name not in SUBJECT_PLACEHOLDERS})
+    if unknown:
+        return f"unknown placeholder {', '.join('{' + n + '}' for n in unknown)}"
+    if "verdict" not in fields:
+        return "it needs {verdict}: the subject says what the briefing is about"
+    if any(spec or conv for _, name, spec, conv in string.Formatter().parse(template) if name is not None):
+        return "placeholders take no format spec or conversion"
+    return ""
 
 
 def load_feeds(content_dir: Path, problems: list[Problem]) -> tuple[Feed, ...]:
@@ -425,6 +468,7 @@ def check_briefing(briefing: Briefing, audience_ids: set[str], feed_ids: set[str
                 Problem(path, f"paragraph id '{block.id}' appears twice", field="translation", line=block.line)
             )
         seen_ids.add(block.id)
+    problems.extend(footnote_problems(briefing))
     if briefing.status == "ready":
         problems.extend(_ready_rules(briefing, audience_ids))
     return problems
@@ -461,31 +505,106 @@ def _ready_rules(briefing: Briefing, audience_ids: set[str]) -> list[Problem]:
                 )
             )
             continue
-        for label, value in (("Means", note.meaning), ("Next", note.next_step)):
-            if not value.strip():
-                problems.append(
-                    Problem(
-                        path,
-                        f"audience note for '{audience_id}' has no '{label}:' text",
-                        field=f"notes.{audience_id}",
-                        line=note.line,
-                        hint=hint_ready,
-                    )
-                )
+        problems.extend(_note_rules(path, audience_id, note, hint_ready))
     problems.extend(unreviewed_drafts(briefing))
     if not briefing.aligned:
         problems.append(Problem(path, "no translation", field="translation", hint=hint_ready))
     for block in briefing.aligned:
-        if not block.translation.strip():
+        if block.kind is ParagraphKind.CODE and block.translation.strip():
+            problems.append(
+                Problem(
+                    path,
+                    f"code block {block.id} has text under it: code is never translated",
+                    field="translation",
+                    line=block.line,
+                    hint="delete the text under the quoted code",
+                )
+            )
+        elif block.needs_translation and not block.translation.strip():
+            optional = block.kind.value in UNTRANSLATABLE_KINDS
             problems.append(
                 Problem(
                     path,
                     f"paragraph {block.id} has no translation",
                     field="translation",
                     line=block.line,
-                    hint=hint_ready,
+                    hint=hint_ready + (" (or mark it '<!-- untranslated: why -->')" if optional else ""),
                 )
             )
+    return problems
+
+
+def _note_rules(path: str, audience_id: str, note: AudienceNote, hint_ready: str) -> list[Problem]:
+    """A ready note: lead form needs a lead and a paragraph; structured form needs Means: and Next:."""
+    where = f"notes.{audience_id}"
+
+    def problem(message: str, hint: str = hint_ready, severity: str = "error") -> Problem:
+        return Problem(path, message, field=where, line=note.line, hint=hint, severity=severity)
+
+    if note.lead_form:
+        parts = (("bold lead", bool(note.lead)), ("paragraph after its lead", bool(note.paragraphs)))
+        return [problem(f"audience note for '{audience_id}' has no {what}") for what, present in parts if not present]
+    problems = [
+        problem(f"audience note for '{audience_id}' has no '{label}:' text")
+        for label, value in (("Means", note.meaning), ("Next", note.next_step))
+        if not value.strip()
+    ]
+    if note.next_step.startswith(("下一步", "Next step")):
+        problems.append(
+            problem(
+                f"the 'Next:' text of '{audience_id}' starts with the label the email adds ('{note.next_step[:6]}…')",
+                hint="write it without, or write the note in lead form ('**lead** text…')",
+                severity="warning",
+            )
+        )
+    return problems
+
+
+def footnote_problems(briefing: Briefing) -> list[Problem]:
+    """Every `[^label]` marker resolves to a footnote block; a translation carries the same markers as its source;
+    labels are unique; a footnote nobody points to is a warning."""
+    path = briefing.path
+    problems: list[Problem] = []
+    labels: dict[str, AlignedParagraph] = {}
+    for note in briefing.footnotes:
+        if not note.footnote_label:
+            continue
+        if note.footnote_label in labels:
+            first = labels[note.footnote_label].id
+            message = f"footnote label [^{note.footnote_label}] is used by two footnotes ({first}, {note.id})"
+            problems.append(Problem(path, message, field="translation", line=note.line))
+        labels.setdefault(note.footnote_label, note)
+    used: set[str] = set()
+    for block in briefing.aligned:
+        source = FOOTNOTE_REF.findall(block.source)
+        used.update(source)
+        for label in sorted(set(source) | set(FOOTNOTE_REF.findall(block.translation))):
+            if label not in labels:
+                problems.append(
+                    Problem(
+                        path,
+                        f"block {block.id} points to footnote [^{label}], which no footnote block defines",
+                        field="translation",
+                        line=block.line,
+                        hint=f"add a footnote block whose text starts with '[^{label}]: ', or fix the marker",
+                    )
+                )
+        if block.translation and not block.untranslated:
+            mine, theirs = sorted(FOOTNOTE_REF.findall(block.translation)), sorted(source)
+            if mine != theirs:
+                problems.append(
+                    Problem(
+                        path,
+                        f"the translation of {block.id} has footnote markers {mine}, its source {theirs}",
+                        field="translation",
+                        line=block.line,
+                        hint="put the same [^label] markers in the translation",
+                    )
+                )
+    for label, note in labels.items():
+        if label not in used:
+            message = f"footnote [^{label}] ({note.id}) is not referenced by any block"
+            problems.append(Problem(path, message, field="translation", line=note.line, severity="warning"))
     return problems
 
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AUDIENCE_ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+DEFAULT_SUBJECT = "{prefix}{verdict}"
+SUBJECT_PLACEHOLDERS = ("prefix", "name", "verdict", "hook")
 
 
 class Frozen(BaseModel):
@@ -58,6 +60,8 @@ class Audience(Frozen):
     description: str = ""
     profile: AudienceProfile | None = None
     subject_prefix: str = ""
+    # The subject line; placeholders {prefix} (subject_prefix), {name}, {verdict} and {hook} (the note's hook).
+    subject: str = DEFAULT_SUBJECT
     show_other_notes: bool = False
     subscribers: tuple[Subscriber, ...] = ()
     subscribers_file: str | None = None
@@ -68,6 +72,9 @@ class ParagraphKind(StrEnum):
     HEADING = "h"
     IMAGE = "img"
     FOOTNOTE = "fn"
+    QUOTE = "q"
+    CODE = "code"
+    TABLE = "table"
 
 
 def normalise_text(text: str) -> str:
@@ -147,10 +154,35 @@ class CorePoint(Frozen):
 
 
 class AudienceNote(Frozen):
+    """One audience's note, in one of two forms: a bold `lead` plus free `paragraphs` (as editors write a briefing
+    page), or the structured `meaning` + `next_step` (Means:/Next:). `hook` is the text after the audience id in
+    the note's heading (`### atou · hook`), for the subject line."""
+
     audience: str
-    meaning: str
-    next_step: str
+    meaning: str = ""
+    next_step: str = ""
+    lead: str = ""
+    paragraphs: tuple[str, ...] = ()
+    hook: str = ""
     line: int | None = Field(None, exclude=True)
+
+    @property
+    def lead_form(self) -> bool:
+        return bool(self.lead or self.paragraphs)
+
+    @property
+    def first_paragraph(self) -> str:
+        """The note's opening text: the first free paragraph (lead form) or the meaning (structured form)."""
+        if self.lead_form:
+            return self.paragraphs[0] if self.paragraphs else self.lead
+        return self.meaning
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every curated text of the note, in order."""
+        if self.lead_form:
+            return (self.lead, *self.paragraphs) if self.lead else self.paragraphs
+        return tuple(t for t in (self.meaning, self.next_step) if t)
 
 
 class AlignedParagraph(Frozen):
@@ -162,7 +194,33 @@ class AlignedParagraph(Frozen):
     translation: str
     image_src: str = ""
     image_alt: str = ""
+    # A block kept in its original language on purpose (`<!-- untranslated: reason -->` under its heading).
+    untranslated: bool = False
+    untranslated_reason: str = Field(default="", exclude=True)
+    footnote_label: str = ""  # a footnote block's own label as the source writes it: "1", "*"
     line: int | None = Field(None, exclude=True)
+
+    @property
+    def needs_translation(self) -> bool:
+        """Prose must be translated before `ready`; code never is; a table, an image without a file and no caption,
+        and a block marked untranslated may stay in the original language."""
+        if self.untranslated or self.kind in (ParagraphKind.CODE, ParagraphKind.TABLE):
+            return False
+        if self.kind is ParagraphKind.IMAGE:
+            return bool(self.caption)
+        return True
+
+    @property
+    def caption(self) -> str:
+        """An image block's caption (empty when its text is only the image's description)."""
+        if self.kind is not ParagraphKind.IMAGE or self.source == self.image_alt:
+            return ""
+        return self.source
+
+    @property
+    def shown_translation(self) -> str:
+        """What the translation view shows: the translation, or the original for a block left untranslated."""
+        return self.translation or self.source
 
 
 class MachineDraft(Frozen):
@@ -225,8 +283,27 @@ class Briefing(Frozen):
 
     def content_hash(self) -> str:
         """Hash of everything a reader sees; a change means the briefing was edited after sending."""
-        payload = self.model_dump(mode="json", exclude={"path", "status", "discussion"})
+        payload = stable_dump(self, exclude={"path", "status", "discussion"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+# Fields added after briefings were first sent and published: dumped only when they differ from their default, so
+# a briefing written without them hashes as before (no resend with --resend-updated, no new `updated` date).
+LATER_FIELDS: dict[str, dict[str, object]] = {
+    "notes": {"lead": "", "paragraphs": [], "hook": ""},
+    "aligned": {"untranslated": False, "footnote_label": ""},
+}
+
+
+def stable_dump(briefing: Briefing, exclude: set[str]) -> dict[str, object]:
+    """`briefing.model_dump(mode="json")` without the LATER_FIELDS that hold their default."""
+    payload = briefing.model_dump(mode="json", exclude=exclude)
+    for key, defaults in LATER_FIELDS.items():
+        for item in payload.get(key) or ():
+            for name, default in defaults.items():
+                if item.get(name) == default:
+                    del item[name]
+    return payload
 
 
 class Content(Frozen):

@@ -18,7 +18,7 @@ from typing import Any
 
 from flows.core.errors import PublishError
 from flows.core.identity import canonical_url, short_hash
-from flows.core.models import Briefing
+from flows.core.models import Briefing, stable_dump
 from flows.core.settings import Settings
 from flows.core.store import Store, published, utcnow
 
@@ -74,7 +74,7 @@ def article_key(briefing: Briefing) -> str:
 
 def page_digest(briefing: Briefing) -> str:
     """Hash of everything the archive page shows (the discussion archive included, unlike the email hash)."""
-    payload = briefing.model_dump(mode="json", exclude={"path", "status"})
+    payload = stable_dump(briefing, exclude={"path", "status"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 

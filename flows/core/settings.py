@@ -29,6 +29,7 @@ from pydantic_settings import (
 
 from flows.core import resources
 from flows.core.errors import POSTGRES_DRIVER_MISSING, SettingsError
+from flows.core.text_safety import describe, first_forbidden
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,10 @@ class Settings(BaseSettings):
     from_address: str = Field("briefing@example.org", description="From address of every email.")
     from_name: str = Field("阿头学 Briefing", description="Display name in the From header.")
     reply_to: str = Field("", description="Reply-To address; empty = the From address.")
+    brand: str = Field(
+        "",
+        description="Brand line of the emails, Markdown briefings and archive pages (emoji welcome, e.g. `🧠 阿头学 · 💬 讨论题`); empty = the locale's `brand` label.",
+    )
     unsubscribe_mailto: str = Field(
         "", description="Mailbox for mailto unsubscribe requests; empty = `unsubscribe@<from domain>`."
     )
@@ -368,6 +373,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
         return (init_settings, env_settings, toml)
+
+    @field_validator("brand")
+    @classmethod
+    def _brand_is_one_line(cls, value: str) -> str:
+        char = first_forbidden(value)
+        if char is not None:
+            raise ValueError(f"contains {describe(char)}: the brand is one line of text")
+        return value.strip()
 
     @field_validator("base_url")
     @classmethod

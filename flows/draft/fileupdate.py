@@ -17,6 +17,8 @@ from pathlib import Path
 from flows.core.briefing_format import (
     BLOCK_ID,
     ParsedFile,
+    mark_untranslated,
+    note_heading,
     parse_translation,
     section_headings,
     split_front_matter,
@@ -78,7 +80,7 @@ class BriefingText:
         result: dict[str, tuple[int, int]] = {}
         for index, (number, title) in enumerate(heads):
             end = heads[index + 1][0] - 1 if index + 1 < len(heads) else bounds[1]
-            result.setdefault(title.lower() if name == "notes" else title, (number, end))
+            result.setdefault(note_heading(title)[0] if name == "notes" else title, (number, end))
         return result
 
     def has_content(self, name: str) -> bool:
@@ -94,7 +96,7 @@ class BriefingText:
         return [(n, text) for n, text in self.parsed.sections["notes"].lines if bounds[0] < n <= bounds[1]]
 
     def blocks(self) -> list[AlignedParagraph]:
-        return list(parse_translation(self.parsed))
+        return list(mark_untranslated(self.parsed, self.body, parse_translation(self.parsed)))
 
     def raw(self, number: int) -> str:
         return self.lines[number - 1] if 0 < number <= len(self.lines) else ""
@@ -147,7 +149,8 @@ def find_empty(doc: BriefingText, wanted: set[str], audience_ids: list[str]) -> 
             parts.absent.append("translation")
         else:
             blocks = doc.blocks()
-            parts.blocks = [b for b in blocks if not b.translation.strip() and b.source.strip()]
+            # code, tables, images with nothing to translate and blocks kept in English are not drafted
+            parts.blocks = [b for b in blocks if not b.translation.strip() and b.source.strip() and b.needs_translation]
             if blocks and not parts.blocks:
                 parts.written.append("translation")
     return parts

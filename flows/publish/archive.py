@@ -19,14 +19,14 @@ from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import yaml
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
 
-from flows.core.briefing_format import dump_yaml
+from flows.core.briefing_format import FOOTNOTE_REF, dump_yaml
 from flows.core.discussion import with_approved_entries
 from flows.core.errors import PublishError, RenderError
 from flows.core.files import atomic_write_bytes
@@ -48,6 +48,9 @@ INDEX_STEM = "index"
 # backslashes, NUL and Unicode lookalikes (fullwidth solidus, one-dot leader, ...) can never reach the disk.
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FOOTNOTE_MARKER = re.compile(r"\[(\d{1,3})\]")
+# The same markers after md_escape: "[^1]" is written "\[&#94;1\]", "[1]" "\[1\]", "*" "\*".
+MD_FOOTNOTE_MARKER = re.compile(r"\\\[&#94;([0-9]{1,3}|\\\*|[†‡§a-z][a-z0-9-]{0,15})\\\]")
+MD_LEGACY_MARKER = re.compile(r"\\\[(\d{1,3})\\\]")
 # Front matter text is shown by MkDocs (page title, navigation) without HTML escaping, and by Hugo and Jekyll themes
 # with it: the characters that would be markup or a character reference for the one are written as look-alikes that
 # read the same in all three (docs/archive.md, "Front matter"). The page body keeps the exact text.
@@ -64,9 +67,56 @@ VIEWS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class NoteLine:
+    """One audience's note on the page: lead form (`lead` + `paragraphs`) or structured (`meaning`, `next_step`)."""
+
     audience_name: str
     meaning: str
     next_step: str
+    lead: str = ""
+    paragraphs: tuple[str, ...] = ()
+    hook: str = ""
+
+    @property
+    def lead_form(self) -> bool:
+        return bool(self.lead or self.paragraphs)
+
+
+class FootnoteLinks:
+    """One view's footnote markers as links, each with its own id (`{view}-fnref-{n}-{k}`: the k-th reference to
+    footnote n), so every footnote can link back to each of its references. Made once per view and called on its
+    texts in document order; `backs(n)` then lists footnote n's references.
+
+    `labels` maps a marker's label to the footnote's position n. Briefings written with GFM markers (`[^1]`,
+    `[^*]`) show the label as written; older ones use `[1]` markers, numbered by the footnotes' order."""
+
+    def __init__(self, view: str, labels: dict[str, int], *, legacy: bool, base: str = "", markdown: bool = False):
+        self.view, self.labels, self.legacy, self.base, self.markdown = view, labels, legacy, base, markdown
+        self.refs: dict[int, int] = {}
+
+    def _marker(self, label: str, original: str) -> str:
+        number = self.labels.get(label)
+        if number is None:
+            return original
+        self.refs[number] = k = self.refs.get(number, 0) + 1
+        shown = f"[{label}]" if self.legacy else str(escape(label))
+        return (
+            f'<sup class="fnref"><a id="{self.view}-fnref-{number}-{k}" '
+            f'href="{escape(self.base)}#{self.view}-fn-{number}">{shown}</a></sup>'
+        )
+
+    def __call__(self, text: str) -> Markup:
+        if self.markdown:
+            escaped = md_escape(text)
+            pattern = MD_LEGACY_MARKER if self.legacy else MD_FOOTNOTE_MARKER
+            linked = pattern.sub(lambda m: self._marker(m.group(1).replace("\\", ""), m.group(0)), escaped)
+            return Markup(linked)
+        pattern = FOOTNOTE_MARKER if self.legacy else FOOTNOTE_REF
+        return Markup(pattern.sub(lambda m: self._marker(m.group(1), m.group(0)), str(escape(text))))
+
+    def backs(self, number: int) -> list[str]:
+        """The fragments of footnote `number`'s references in this view (at least one target: its first)."""
+        count = max(self.refs.get(number, 0), 0)
+        return [f"{self.base}#{self.view}-fnref-{number}-{k}" for k in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -88,6 +138,9 @@ class PageContext:
     briefing: the curated briefing; labels: the archive's label table; notes: one line per audience, with the
     audience's display name; body/footnotes: the aligned source and translation blocks; views: the five views
     (anchor, label) in order; footnote_count: how many numbered footnotes the markers may point to;
+    footnote_labels: each footnote's label in order (as written, or its number for older briefings) and
+    legacy_footnotes: the briefing uses `[n]` markers, not `[^label]`; footnote_links(view): a FootnoteLinks for
+    one view; reply_address / discussion_mailto: where readers send replies that join the discussion view;
     index_link/month_link/feed_link: relative links to the list, the month's list and the feed, in the page's
     own format (.md or .html); previous/next: the older and newer neighbour, or None; updated: ISO date of the
     last content change after first publication, else empty; url: the page's absolute web address (the
@@ -110,6 +163,20 @@ class PageContext:
     url: str
     lang: str = ARCHIVE_LOCALE
     source_lang: str = SOURCE_LANG
+    footnote_labels: tuple[str, ...] = ()
+    legacy_footnotes: bool = True
+    reply_address: str = ""
+
+    def footnote_links(self, view: str, base: str = "", markdown: bool = False) -> FootnoteLinks:
+        labels = {label: number for number, label in enumerate(self.footnote_labels, start=1)}
+        return FootnoteLinks(view, labels, legacy=self.legacy_footnotes, base=base, markdown=markdown)
+
+    @property
+    def discussion_mailto(self) -> str:
+        """A reply link for the discussion view: mailto the reply address, the verdict as the subject."""
+        if not self.reply_address:
+            return ""
+        return f"mailto:{quote(self.reply_address, safe='@')}?subject={quote('Re: ' + self.briefing.verdict)}"
 
 
 @dataclass(frozen=True)
@@ -211,10 +278,13 @@ def entry_id(settings: Settings, md_path: str) -> str:
 # --- rendering -------------------------------------------------------------------------------------------
 
 
-def archive_labels(templates_dir: Path, locale: str = ARCHIVE_LOCALE) -> dict[str, str]:
-    """The shared label table plus the archive's own labels (templates/html/labels.yaml)."""
+def archive_labels(templates_dir: Path, locale: str = ARCHIVE_LOCALE, brand: str = "") -> dict[str, str]:
+    """The shared label table plus the archive's own labels (templates/html/labels.yaml); `brand` (the setting)
+    replaces the locale's brand label when given."""
     labels = dict(labels_for(templates_dir, locale))
     labels.update(_archive_only_labels(templates_dir).get(locale) or _archive_only_labels(templates_dir)["en"])
+    if brand:
+        labels["brand"] = brand
     return labels
 
 
@@ -224,25 +294,11 @@ def _archive_only_labels(templates_dir: Path) -> dict[str, dict[str, str]]:
         return yaml.safe_load(handle)
 
 
-def footnote_refs(text: str, view: str, count: int, base: str = "") -> Markup:
-    """Escape text and turn its footnote markers [n] into links to the view's numbered footnotes.
-
-    `base` is prefixed to the fragment (the page's URL in feed entries, where a bare fragment has no page)."""
-
-    def link(match: re.Match[str]) -> str:
-        number = int(match.group(1))
-        if not 1 <= number <= count:
-            return match.group(0)
-        return f'<sup class="fnref"><a href="{escape(base)}#{view}-fn-{number}">[{number}]</a></sup>'
-
-    return Markup(FOOTNOTE_MARKER.sub(link, str(escape(text))))
-
-
 @cache
 def archive_environment(templates_dir: Path, markup: str) -> jinja2.Environment:
     """The archive's jinja2 environments: 'html' escapes everything; 'markdown' escapes through the md filter."""
     filters: dict[str, Callable[..., Any]] = {
-        "fnrefs": footnote_refs,
+        "table_rows": table_rows,
         "web_url": web_url,
         "md": md_escape,
         "mdurl": md_url,
@@ -284,7 +340,10 @@ def page_context(
     return PageContext(
         briefing=briefing,
         labels=labels,
-        notes=tuple(NoteLine(names.get(n.audience, n.audience), n.meaning, n.next_step) for n in briefing.notes),
+        notes=tuple(
+            NoteLine(names.get(n.audience, n.audience), n.meaning, n.next_step, n.lead, n.paragraphs, n.hook)
+            for n in briefing.notes
+        ),
         body=briefing.body,
         footnotes=briefing.footnotes,
         views=tuple(View(anchor, labels[key]) for anchor, key in VIEWS),
@@ -296,7 +355,21 @@ def page_context(
         next=neighbour(neighbours[1]),
         updated=plan.updated.date().isoformat() if plan.updated != plan.first_published else "",
         url=archive_url(settings, plan.path),
+        footnote_labels=tuple(f.footnote_label or str(n) for n, f in enumerate(briefing.footnotes, start=1)),
+        legacy_footnotes=not any(f.footnote_label for f in briefing.footnotes),
+        reply_address=settings.reply_to or settings.from_address,
     )
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """A GFM pipe table's rows as cells (the `---` delimiter row left out; `\\|` is a literal bar)."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        if cells and all(re.fullmatch(r":?-{3,}:?", c) for c in cells):
+            continue
+        rows.append(cells)
+    return rows
 
 
 def front_matter_text(value: str) -> str:
@@ -444,7 +517,7 @@ def build_feed(plans: tuple[PlannedPage, ...], content: Content, settings: Setti
 
 def render_archive(plans: tuple[PlannedPage, ...], content: Content, settings: Settings) -> dict[str, bytes]:
     """Every file of the archive, keyed by archive-relative path, rendered in memory."""
-    labels = archive_labels(settings.templates_dir)
+    labels = archive_labels(settings.templates_dir, brand=settings.brand)
     files = render_pages(plans, content, settings, labels)
     files.update(render_indexes(plans, settings, labels))
     files[FEED_PATH] = build_feed(plans, content, settings, labels)
@@ -456,7 +529,7 @@ def preview_page(briefing: Briefing, content: Content, store: Store, settings: S
 
     Used by the preview server for briefings that are not published yet (drafts included)."""
     plans = plan_pages(store, with_approved_entries((briefing,), store, content, settings))
-    files = render_pages(plans, content, settings, archive_labels(settings.templates_dir))
+    files = render_pages(plans, content, settings, archive_labels(settings.templates_dir, brand=settings.brand))
     return plans[0].path, files[plans[0].path].decode("utf-8")
 
 
@@ -524,7 +597,7 @@ def publish_archive(
 def mkdocs_config(settings: Settings, site_dir: Path) -> str:
     """A mkdocs.yml that builds the Markdown archive as it is (`mkdocs build --strict`): the HTML version and
     .git are left out of the docs, and `use_directory_urls: false` gives the same URLs as the HTML version."""
-    labels = archive_labels(settings.templates_dir)
+    labels = archive_labels(settings.templates_dir, brand=settings.brand)
     config = {
         "site_name": f"{labels['brand']} · {labels['archive_title']}",
         "site_url": settings.base_url + "/",

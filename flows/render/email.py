@@ -20,7 +20,7 @@ from mjml import mjml2html
 
 from flows.core import resources
 from flows.core.errors import RenderError
-from flows.core.models import Audience, Briefing, Content
+from flows.core.models import DEFAULT_SUBJECT, Audience, AudienceNote, Briefing, Content
 from flows.core.safe_urls import web_url
 from flows.render.text_wrap import wrap
 
@@ -41,6 +41,9 @@ MD_SPECIALS = str.maketrans(
         "^": "&#94;",
     }
 )
+CHAT_SPECIALS = str.maketrans({ch: "\\" + ch for ch in "\\`*_[]<~"})
+CHAT_LEADING = frozenset("#>-+=")
+CHAT_REFERENCE = re.compile(r"&(?=[#A-Za-z])")  # "&amp;" would be read as a character reference: "\&amp;" is not
 # A line that starts with these is a list item, setext underline or kramdown definition.
 MD_LEADING = {"-": "\\-", "=": "&#61;", ":": "&#58;"}
 LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
@@ -73,7 +76,7 @@ MARKUP_TOKEN = re.compile(
 )
 ATTRIBUTE_NAME = re.compile(r"""[\s/]([^\s"'>/=]+)(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]*))?""")
 QUOTED_VALUE = re.compile(r""""[^"]*"|'[^']*'""")
-PREHEADER_START = '<div style="display:none;font-size:1px;'
+PREHEADER_START = '<div class="preheader" style="display:none;'
 PREHEADER_END = "</div>"
 # MJML's Outlook-only markup (ghost tables) sits in these conditional comments.
 MSO_OPEN = "<!--[if mso | IE]>"
@@ -94,12 +97,33 @@ CLIP_CHARS = 400
 
 @dataclass(frozen=True)
 class NoteView:
-    """One audience's note: what it means for them and what to do next."""
+    """One audience's note, in lead form (`lead` + free `paragraphs`) or structured form (`meaning` + `next_step`).
+
+    `gap` goes between the lead and the first paragraph: the locale's lead_gap label, or a plain space when the lead
+    already ends in punctuation. `hook` is the note heading's hook ("" when none)."""
 
     audience_id: str
     audience_name: str
-    meaning: str
-    next_step: str
+    meaning: str = ""
+    next_step: str = ""
+    lead: str = ""
+    paragraphs: tuple[str, ...] = ()
+    hook: str = ""
+    gap: str = " "
+
+    @property
+    def lead_form(self) -> bool:
+        return bool(self.lead or self.paragraphs)
+
+    @property
+    def first(self) -> str:
+        """The paragraph the lead opens (lead form)."""
+        return self.paragraphs[0] if self.paragraphs else ""
+
+    @property
+    def rest(self) -> tuple[str, ...]:
+        """The paragraphs after the first (lead form)."""
+        return self.paragraphs[1:]
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,9 @@ class EmailContext:
     is not a field here. Fields:
 
     - lang: the audience's locale, used as `<html lang>`; labels: that locale's label table (templates/labels.yaml)
-    - subject: the audience's subject prefix + the verdict; preheader: hidden preview text from the judgement
+    - brand: the brand line (setting `brand`, else the locale's `brand` label)
+    - subject: the audience's subject template filled in (Audience.subject); preheader: hidden preview text from
+      the audience's own note (its first paragraph), so each audience's inbox preview is its own
     - audience_id / audience_name: who the email is for
     - verdict / judgement / date (ISO): the briefing's headline
     - source_title / source_site / original_url: the source article (original_url: http(s) only, else empty and
@@ -137,6 +163,7 @@ class EmailContext:
 
     lang: str
     labels: dict[str, str]
+    brand: str
     subject: str
     preheader: str
     audience_id: str
@@ -198,6 +225,16 @@ def md_escape(value: Any) -> str:
     return LEADING_NUMBER.sub(r"\1\\\2", text) if text[:1].isdecimal() else text
 
 
+def chat_escape(value: Any) -> str:
+    """Escape text for Markdown pasted into chat tools: only what CommonMark (and Slack, Feishu, Telegram, …) would
+    read as markup is escaped (CHAT_SPECIALS, and block markers at the start), so `( ) ! | #` inside a line stay
+    as typed and no stray backslash shows where Markdown is not parsed."""
+    text = CHAT_REFERENCE.sub(r"\\&", " ".join(str(value).split()).translate(CHAT_SPECIALS))
+    if text[:1] in CHAT_LEADING:
+        return "\\" + text
+    return LEADING_NUMBER.sub(r"\1\\\2", text) if text[:1].isdecimal() else text
+
+
 def md_url(value: Any) -> str:
     return quote(str(value).strip(), safe="/:?#[]@!$&'*+,;=%~-._")
 
@@ -224,7 +261,7 @@ def environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
     return template_environment(
         templates_dir,
         autoescape=autoescape,
-        filters={"wrap": wrap, "md": md_escape, "mdurl": md_url, "web_url": web_url},
+        filters={"wrap": wrap, "md": md_escape, "chat": chat_escape, "mdurl": md_url, "web_url": web_url},
     )
 
 
@@ -266,9 +303,40 @@ def labels_for(templates_dir: Path, locale: str) -> dict[str, str]:
     return next((v for k, v in table.items() if k.split("-")[0] == base), table["en"])
 
 
-def preheader_of(judgement: str, limit: int = 110) -> str:
-    text = " ".join(judgement.split())
-    return text if len(text) <= limit else clip(text, limit)[0]
+CLAUSE_ENDS = "，。；：、,;:"
+LEAD_ENDS = "：:。.！!？?"
+
+
+def preheader_of(text: str, limit: int = 110) -> str:
+    """Inbox preview text: whitespace collapsed, clipped to `limit` characters at the last clause boundary past half
+    the limit (else at the limit), ending in an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    cut = max(head.rfind(mark) for mark in CLAUSE_ENDS)
+    if cut > limit // 2:
+        return head[:cut] + "…"
+    return clip(text, limit)[0]
+
+
+def subject_for(audience: Audience, briefing: Briefing, hook: str) -> str:
+    """The audience's subject template filled in (one line). A template that uses {hook} falls back to the default
+    subject for a note without a hook, so no subject shows an empty slot."""
+    template = audience.subject if hook or "{hook}" not in audience.subject else DEFAULT_SUBJECT
+    values = {"prefix": audience.subject_prefix, "name": audience.name, "verdict": briefing.verdict, "hook": hook}
+    try:
+        text = template.format(**values)
+    except (KeyError, IndexError, ValueError):  # load_audiences reports a bad template; never crash a send on it
+        text = DEFAULT_SUBJECT.format(**values)
+    return " ".join(text.split())
+
+
+def note_view(note: AudienceNote, name: str, labels: dict[str, str]) -> NoteView:
+    gap = " " if note.lead.endswith(tuple(LEAD_ENDS)) else labels["lead_gap"]
+    return NoteView(
+        note.audience, name, note.meaning, note.next_step, note.lead, note.paragraphs, note.hook, gap
+    )
 
 
 def clip(text: str, limit: int) -> tuple[str, bool]:
@@ -291,6 +359,7 @@ def build_context(
     archive_url: str,
     archive_index_url: str,
     is_test: bool = False,
+    brand: str = "",
 ) -> EmailContext:
     """The full (unshortened) context of one audience's email."""
     labels = labels_for(templates_dir, audience.locale)
@@ -304,15 +373,16 @@ def build_context(
             hint="add the audience's note; `briefing check` lists what is missing",
         )
     others = tuple(
-        NoteView(n.audience, names[n.audience], n.meaning, n.next_step)
+        note_view(n, names[n.audience], labels)
         for n in briefing.notes
         if n.audience != audience.id and n.audience in names
     )
     return EmailContext(
         lang=audience.locale,
         labels=labels,
-        subject=" ".join(f"{audience.subject_prefix}{briefing.verdict}".split()),
-        preheader=preheader_of(briefing.judgement),
+        brand=brand or labels["brand"],
+        subject=subject_for(audience, briefing, own.hook),
+        preheader=preheader_of(own.first_paragraph or briefing.judgement),
         audience_id=audience.id,
         audience_name=audience.name,
         verdict=briefing.verdict,
@@ -321,7 +391,7 @@ def build_context(
         source_title=briefing.source.title,
         source_site=briefing.source.site,
         original_url=web_url(briefing.source.url, fallback=""),
-        own_note=NoteView(audience.id, audience.name, own.meaning, own.next_step),
+        own_note=note_view(own, audience.name, labels),
         other_notes=others if audience.show_other_notes else (),
         core_points=tuple(PointView(p.lead, p.explanation) for p in briefing.core_points),
         prompts=briefing.prompts,
@@ -518,13 +588,27 @@ def _clip_sections(ctx: EmailContext) -> EmailContext:
     for point in ctx.core_points:
         explanation, clipped = clip(point.explanation, CLIP_CHARS)
         points.append(PointView(clip(point.lead, CLIP_CHARS // 4)[0], explanation, clipped or point.clipped))
-    others = tuple(
-        replace(n, meaning=clip(n.meaning, CLIP_CHARS)[0], next_step=clip(n.next_step, CLIP_CHARS)[0])
-        for n in ctx.other_notes
-    )
+    others = tuple(_clip_note(n) for n in ctx.other_notes)
     prompts = tuple(clip(p, CLIP_CHARS)[0] for p in ctx.prompts)
     cut = any(p.clipped for p in points) or others != ctx.other_notes or prompts != ctx.prompts
     return replace(ctx, core_points=tuple(points), other_notes=others, prompts=prompts, core_points_cut=cut)
+
+
+def _clip_note(note: NoteView) -> NoteView:
+    """Another audience's note within CLIP_CHARS: whole paragraphs while they fit, the last one clipped."""
+    if not note.lead_form:
+        return replace(note, meaning=clip(note.meaning, CLIP_CHARS)[0], next_step=clip(note.next_step, CLIP_CHARS)[0])
+    kept: list[str] = []
+    room = CLIP_CHARS
+    for paragraph in note.paragraphs:
+        if room <= 0:
+            break
+        text, clipped = clip(paragraph, max(room, 40))
+        kept.append(text)
+        room -= len(text)
+        if clipped:
+            break
+    return replace(note, paragraphs=tuple(kept)) if tuple(kept) != note.paragraphs else note
 
 
 def shorten_steps(ctx: EmailContext) -> Iterator[EmailContext]:
@@ -584,6 +668,7 @@ def render_briefing(
     budget: int = 100_000,
     is_test: bool = False,
     audiences: list[str] | None = None,
+    brand: str = "",
 ) -> RenderedBriefing:
     """Render every audience's email (HTML within `budget` bytes), text part and Markdown for one briefing.
 
@@ -602,6 +687,7 @@ def render_briefing(
             archive_url=archive_url,
             archive_index_url=archive_index_url,
             is_test=is_test,
+            brand=brand,
         )
         try:
             ctx, html, warnings = fit_budget(full, templates_dir, budget)
