@@ -21,36 +21,55 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
-from prefect.logging import get_run_logger
-from prefect.utilities.annotations import quote as prefect_quote
-
-from flows.core.content import Loaded, load_content
 from flows.core.errors import BriefingError, ContentError
-from flows.core.models import Briefing, Feed
-from flows.core.pages import archive_url
-from flows.core.settings import Settings, load_settings
-from flows.core.store import Store, open_store
-from flows.deliver import DeliveryReport, deliver_briefing
-from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
-from flows.deliver.transports import describe_smtp_url
-from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
-from flows.events import announce_ready, emit_article_ingested
-from flows.ingest.stubs import plan_stubs, write_stubs
-from flows.publish import PublishReport, publish_archive
-from flows.render import RenderedBriefing
-from flows.render.email import md_escape
-from flows.status import RunSummary
+from flows.prefect_session import build_on_first_use, lazy_flow, lazy_task
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported by `build_on_first_use` when a flow or task is first looked up (LATE_IMPORTS)
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import TaskRunContext
+    from prefect.logging import get_run_logger
+
+    from flows.core.content import Loaded, load_content
+    from flows.core.models import Briefing, Feed
+    from flows.core.pages import archive_url
+    from flows.core.settings import Settings, load_settings
+    from flows.core.store import Store, open_store
+    from flows.deliver import DeliveryReport, deliver_briefing
+    from flows.deliver.transports import describe_smtp_url
+    from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
+    from flows.events import announce_ready, emit_article_ingested
+    from flows.ingest.stubs import plan_stubs, write_stubs
+    from flows.publish import PublishReport, publish_archive
+    from flows.render import RenderedBriefing
+    from flows.render.email import md_escape
+    from flows.status import RunSummary
+
+if TYPE_CHECKING:  # an annotation only: feedparser, trafilatura and lxml are not needed by a `brief` run's process
     from flows.ingest.run import IngestReport
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+LATE_IMPORTS: dict[str, tuple[str, ...]] = {  # the TYPE_CHECKING imports above (a test keeps them the same)
+    "prefect.artifacts": ("create_markdown_artifact", "create_table_artifact"),
+    "prefect.context": ("TaskRunContext",),
+    "prefect.logging": ("get_run_logger",),
+    "flows.core.content": ("Loaded", "load_content"),
+    "flows.core.models": ("Briefing", "Feed"),
+    "flows.core.pages": ("archive_url",),
+    "flows.core.settings": ("Settings", "load_settings"),
+    "flows.core.store": ("Store", "open_store"),
+    "flows.deliver": ("DeliveryReport", "deliver_briefing"),
+    "flows.deliver.transports": ("describe_smtp_url",),
+    "flows.edition": ("Joined", "gate", "refuse_if_strict", "render_for_archive"),
+    "flows.events": ("announce_ready", "emit_article_ingested"),
+    "flows.ingest.stubs": ("plan_stubs", "write_stubs"),
+    "flows.publish": ("PublishReport", "publish_archive"),
+    "flows.render": ("RenderedBriefing",),
+    "flows.render.email": ("md_escape",),
+    "flows.status": ("RunSummary",),
+}
 
 SMTP_SLOTS = "smtp-send"
 TRANSIENT_MARKERS = ("HTTP 5", "HTTP 429", "Timeout", "timed out", "ConnectError", "Connection", "RemoteProtocolError")
@@ -88,6 +107,8 @@ def _summary(ctx: Context) -> RunSummary:
 def quote(value: T) -> T:
     """Prefect's `quote()`, typed as the value it wraps: a task receives the value itself (Prefect unwraps it,
     without walking it for futures), but Prefect's Task typing does not model quote() and rejects the call."""
+    from prefect.utilities.annotations import quote as prefect_quote
+
     return cast(T, prefect_quote(value))
 
 
@@ -105,6 +126,8 @@ def ensure_limits(settings: Settings) -> None:
     `smtp-send` bounds parallel SMTP connections across flow runs; the rate limit named by
     `settings.send_rate_limit` (shared with `flows.app.worker` deliverers) paces messages at `smtp_rate`/s."""
     from prefect import get_client
+
+    from flows.deliver.rate_limit import permit_chunk
 
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(SMTP_SLOTS, settings.smtp_connections)
@@ -135,7 +158,7 @@ def is_transient(outcome: Any) -> bool:
 _FINISHED: dict[Any, dict[str, Any]] = {}
 
 
-@task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
+@lazy_task(name="ingest-batch", retry_jitter_factor=0.5)
 def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
     """Fetch and store one batch of feeds; raise (so Prefect retries) while some failed transiently."""
     from flows.ingest import ingest_feeds  # feedparser, trafilatura, lxml: not needed by a `brief` run's process
@@ -182,7 +205,7 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
         yield items[start : start + size]
 
 
-@task(name="write-stubs", cache_policy=NO_CACHE)
+@lazy_task(name="write-stubs")
 def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
     """Draft stubs for the run's new articles within the caps (`flows.ingest.stubs.plan_stubs`); returns the paths
     written and the summary lines for the articles left without one."""
@@ -199,7 +222,7 @@ def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[
     return [str(p) for p in paths], plan.quiet
 
 
-@task(name="draft-stubs", cache_policy=NO_CACHE)
+@lazy_task(name="draft-stubs")
 def draft_stubs_task(settings: Settings, store: Store, paths: list[str]) -> list[dict[str, Any]]:
     """Machine drafts of new stubs' empty sections (opt-in: draft_new_stubs). A stub the model cannot draft
     stays as it was; it never stops the run. Each draft is marked for review, so none of it is sent unreviewed."""
@@ -289,7 +312,7 @@ def _ingest_artifact(outcomes: list[Any]) -> None:
 # --- render and deliver, per (briefing, audience) -------------------------------------------------------
 
 
-@task(name="render-audience", cache_policy=NO_CACHE)
+@lazy_task(name="render-audience")
 def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience: str, page: str) -> RenderedBriefing:
     rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=[audience])
     for email in rendered.emails.values():
@@ -315,6 +338,7 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
+            from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
             from flows.deliver.send import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
@@ -342,7 +366,7 @@ def smtp_slot(settings: Settings) -> Iterator[SmtpSlot]:
         slot.close()
 
 
-@task(name="deliver-audience", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
+@lazy_task(name="deliver-audience", retry_jitter_factor=0.5)
 def deliver_task(
     settings: Settings,
     store: Store,
@@ -499,7 +523,7 @@ def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
     return report
 
 
-@task(name="publish-archive", cache_policy=NO_CACHE)
+@lazy_task(name="publish-archive")
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
     """Publish the ready briefings `flows.edition.gate` lets through; the held ones are left out of it."""
     checked = gate(loaded, store, pages=False)
@@ -568,7 +592,7 @@ def _find_briefing(ctx: Context, slug: str) -> Briefing:
 # --- flows -----------------------------------------------------------------------------------------------
 
 
-@flow(name="ingest", log_prints=False)
+@lazy_flow(name="ingest", log_prints=False)
 def ingest(feed: str = "") -> dict[str, Any]:
     """Fetch every feed (or the one with id `feed`), store new articles, write draft stubs, emit events."""
     ctx = _context()
@@ -578,7 +602,7 @@ def ingest(feed: str = "") -> dict[str, Any]:
     return summary.to_dict()
 
 
-@flow(name="brief", log_prints=False)
+@lazy_flow(name="brief", log_prints=False)
 def brief(
     slug: str, audience: str = "", dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False
 ) -> dict[str, Any]:
@@ -610,7 +634,7 @@ def brief(
     return summary.to_dict()
 
 
-@flow(name="deliver", log_prints=False)
+@lazy_flow(name="deliver", log_prints=False)
 def deliver(
     slug: str = "", audience: str = "", resend_updated: bool = False, resend_uncertain: bool = False
 ) -> dict[str, Any]:
@@ -634,7 +658,7 @@ def deliver(
     return summary.to_dict()
 
 
-@flow(name="publish", log_prints=False)
+@lazy_flow(name="publish", log_prints=False)
 def publish() -> dict[str, Any]:
     """Write the Markdown archive: a page per ready briefing, the indexes and the Atom feed."""
     ctx = _context()
@@ -646,7 +670,7 @@ def publish() -> dict[str, Any]:
     return summary.to_dict()
 
 
-@flow(name="pipeline", log_prints=False)
+@lazy_flow(name="pipeline", log_prints=False)
 def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False) -> dict[str, Any]:
     """Everything: ingest → stubs → announce ready → join → render → deliver → publish."""
     run_logger = get_run_logger()
@@ -677,7 +701,7 @@ def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncerta
     return summary.to_dict()
 
 
-@flow(name="collect", log_prints=False)
+@lazy_flow(name="collect", log_prints=False)
 def collect() -> dict[str, Any]:
     """Read the mailbox once: replies → pending discussion entries, bounces and complaints → suppressions,
     mailto unsubscribes → unsubscribes; each message moved to the folder of its class (flows/collect)."""
@@ -702,3 +726,6 @@ def collect() -> dict[str, Any]:
         report.entries,
     )
     return report.to_dict()
+
+
+__getattr__ = build_on_first_use(globals(), LATE_IMPORTS)
