@@ -137,7 +137,9 @@ class TemporaryApiServer:
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
         return self.api_url
 
-    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        if timeout is None:  # Prefect's own setting for its embedded server, when given
+            timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or STARTUP_TIMEOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:

@@ -339,6 +339,8 @@ class InProcessRuns:
         if result.status != SetStateStatus.ACCEPT:
             logger.debug("flow run %s was claimed elsewhere (%s)", run_id, result.status)
             return None
+        # the process that runs it, as a runner records its subprocess (shown in the UI, used to tell runs apart)
+        await self.client.update_flow_run(run_id, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")
         return await self.client.read_flow_run(run_id)
 
     async def _claim_and_execute(self, run_id: UUID) -> None:
