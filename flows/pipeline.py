@@ -2,8 +2,8 @@
 
 Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` (all of it) — take plain
 JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
-overhead allows (≈8 ms per task run): one per feed batch, one render and one delivery per (briefing, audience)
-— never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
+overhead allows (≈8 ms per task run): one per feed batch, one render per briefing, one delivery per (briefing,
+audience) — never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
 backoff and jitter; rendering and publishing do not. A flow run's sending holds one slot of the global
 concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
 named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
@@ -312,10 +312,13 @@ def _ingest_artifact(outcomes: list[Any]) -> None:
 # --- render and deliver, per (briefing, audience) -------------------------------------------------------
 
 
-@lazy_task(name="render-audience")
-def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience: str, page: str) -> RenderedBriefing:
-    rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=[audience])
-    for email in rendered.emails.values():
+@lazy_task(name="render-briefing")
+def render_task(
+    settings: Settings, loaded: Loaded, briefing: Briefing, audiences: list[str], page: str
+) -> RenderedBriefing:
+    """Every audience's email of one briefing: one task run per briefing (the deliveries are one per audience)."""
+    rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=audiences)
+    for audience, email in rendered.emails.items():
         for warning in email.warnings:
             get_run_logger().warning("%s/%s: %s", briefing.slug, audience, warning)
     return rendered
@@ -445,12 +448,10 @@ def _brief_one(
     # The slot is taken before the render tasks start: their task-run events are the burst of server writes
     # an acquisition would most likely collide with on SQLite.
     transport = quote(slot.transport()) if slot is not None else None
-    # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
-    # audience is rendered.
-    rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
+    # One render task per briefing (its audiences' emails; ≈ 10 ms each): a task run per audience cost more in
+    # Prefect's own bookkeeping than the rendering. Deliveries stay one task run per audience (each retried alone).
+    rendered = render_task(settings, loaded, quote(briefing), audiences, page)
     if slot is None:
-        for future in rendered.values():
-            future.result()
         return outcome
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
@@ -460,13 +461,13 @@ def _brief_one(
             settings,
             quote(ctx.store),
             loaded,
-            quote(future.result()),
+            quote(rendered),
             aid,
             transport,
             resend_updated,
             resend_uncertain,
         )
-        for aid, future in rendered.items()
+        for aid in audiences
     ]
     return outcome
 
