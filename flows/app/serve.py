@@ -70,7 +70,8 @@ def free_port() -> int:
 
 
 class LocalPrefectServer:
-    """`prefect server start` on 127.0.0.1 in its own process group, state under `home`."""
+    """`prefect server start` (`flows.app.prefect_server`) on 127.0.0.1 in its own process group, state under
+    `home`."""
 
     def __init__(self, home: Path, *, port: int = 0, ui: bool = True, startup_timeout: float = 180.0) -> None:
         self.home = home.resolve()
@@ -103,7 +104,8 @@ class LocalPrefectServer:
     def start(self) -> str:
         self.home.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        # `prefect server start`, with a Retry-After on the SQLite server's 503s (flows/app/prefect_server.py)
+        command = [sys.executable, "-m", "flows.app.prefect_server", "--host", "127.0.0.1", "--port", str(self.port)]
         logger.info("starting a Prefect server on %s (state in %s)", self.api_url, self.home)
         self.process = subprocess.Popen(
             command, env=self._environment(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
