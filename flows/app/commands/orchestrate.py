@@ -8,7 +8,6 @@ Each one-off command runs its Prefect flow in this process (on PREFECT_API_URL w
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -19,8 +18,6 @@ from flows.core.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
-# The embedded API's temporary server needs far more than Prefect's default 20 s on a busy 2-core machine.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _finish(result: dict[str, Any]) -> None:
