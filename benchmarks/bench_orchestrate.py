@@ -11,8 +11,10 @@
    flow first run once on fresh copies to pay the one-off costs of a process (template compilation, lazy
    imports, the API client and its events and log workers), which belong to start-up; then three times each,
    alternately, on fresh copies, and the split uses the medians. The flow runs with the settings `briefing run`
-   gives it. CPU seconds (all threads of this process, or of the subprocess) are shown beside wall seconds: on a
-   busy machine they are the steadier figure.
+   gives it. Each whole `briefing run` case (against the server, beside a `serve` record, cold on new Prefect
+   homes, cold again on an existing one) is timed three times too, and its median shown. CPU seconds (all
+   threads of this process, or of the subprocess) are shown beside wall seconds: on a busy machine they are the
+   steadier figure.
 
 Each leg is printed with its target and whether it is met (issue 23): median TOTAL ≤ 3 s over 10 rounds;
 `briefing run` ≤ 6 s against a running server and ≤ 15 s cold (embedded API); Prefect's in-flow overhead ≤ 2× the
@@ -69,7 +71,7 @@ TARGET_RUN_WITH_SERVER = 6.0  # s, `briefing run` on the sample against a runnin
 TARGET_RUN_COLD = 15.0  # s, `briefing run` on the sample on the embedded API
 TARGET_OVERHEAD_RATIO = 2.0  # Prefect's in-flow overhead ≤ 2× the pipeline's own work
 TARGET_IMPORT = 1.0  # s, `import flows.pipeline` in a new process
-REPEATS = 3  # part 2: the stages and the in-process flow, each measured this many times (medians)
+REPEATS = 3  # part 2: the stages, the in-process flow and each `briefing run` case, this many times (medians)
 
 
 class Mailbox:
@@ -326,6 +328,14 @@ def flow_on_running_server(project: Path, api: str) -> tuple[float, float, int]:
     return elapsed, cpu, recorded_task_runs(api, str(state.state_details.flow_run_id))
 
 
+def beside_serve(project: Path, api: str) -> Path:
+    """The project as if `briefing serve` ran on it: its record of the server (this process stands in for serve)."""
+    (project / "outputs" / ".prefect").mkdir(parents=True)
+    record = {"api_url": api, "pid": os.getpid()}
+    (project / "outputs" / ".prefect" / "server.json").write_text(json.dumps(record), encoding="utf-8")
+    return project
+
+
 def median_of(samples: list[tuple[float, ...]]) -> tuple[float, ...]:
     return tuple(statistics.median(column) for column in zip(*samples, strict=True))
 
@@ -471,18 +481,25 @@ def main() -> None:
             [timed_subprocess([sys.executable, "-c", "import flows.pipeline"], project_env(root)) for _ in range(3)]
         )
         run_command = [sys.executable, "-m", "flows", "--quiet", "run"]
-        with_server, with_server_cpu = timed_subprocess(
-            run_command, project_env(part2_project("run-server"), PREFECT_API_URL=api)
+        # whole `briefing run` commands, REPEATS times each (medians)
+        with_server, with_server_cpu = median_of(
+            [
+                timed_subprocess(run_command, project_env(part2_project(f"run-server-{i}"), PREFECT_API_URL=api))
+                for i in range(REPEATS)
+            ]
         )
-        discovered = part2_project("run-discovered")  # as if `briefing serve` ran there: its record, nothing set
-        (discovered / "outputs" / ".prefect").mkdir(parents=True)
-        record = {"api_url": api, "pid": os.getpid()}
-        (discovered / "outputs" / ".prefect" / "server.json").write_text(json.dumps(record), encoding="utf-8")
-        found_wall, found_cpu = timed_subprocess(run_command, project_env(discovered))
+        found_wall, found_cpu = median_of(
+            [timed_subprocess(run_command, project_env(beside_serve(part2_project(f"run-beside-{i}"), api)))
+             for i in range(REPEATS)]
+        )  # fmt: skip
         server.stop()  # one Prefect server at a time
-        fresh_home = {"PREFECT_HOME": str(root / "prefect-home-run")}  # a newcomer's: no database yet
-        run_wall, run_cpu = timed_subprocess(run_command, project_env(part2_project("run"), **fresh_home))
-        rerun_wall, rerun_cpu = timed_subprocess(run_command, project_env(part2_project("rerun"), **fresh_home))
+        homes = [{"PREFECT_HOME": str(root / f"home-{i}")} for i in range(REPEATS)]  # newcomers': no database yet
+        run_wall, run_cpu = median_of(
+            [timed_subprocess(run_command, project_env(part2_project(f"new-{i}"), **homes[i])) for i in range(REPEATS)]
+        )
+        rerun_wall, rerun_cpu = median_of(
+            [timed_subprocess(run_command, project_env(part2_project(f"re-{i}"), **homes[0])) for i in range(REPEATS)]
+        )
         if args.postgres:
             with prefect_on_postgres(root) as (pg_api, pg_start):
                 print(f"Prefect server on PostgreSQL on {pg_api} started in {pg_start:.1f} s", flush=True)
@@ -526,7 +543,7 @@ def main() -> None:
     cpu_ratio = overhead_cpu / work_cpu
     print(target_line("Prefect's in-flow overhead (CPU) / own work", cpu_ratio, TARGET_OVERHEAD_RATIO, "×"))
     print(target_line("`import flows.pipeline` in a new process", import_only, TARGET_IMPORT))
-    print("   (single runs on a shared machine: judge `briefing run` by the median of 5 whole-command runs)")
+    print(f"   (`briefing run` rows: medians of {REPEATS} whole commands; on a shared machine prefer more runs)")
 
 
 if __name__ == "__main__":
