@@ -36,8 +36,13 @@ def api_configured() -> bool:
     """True when Prefect talks to a real server (PREFECT_API_URL), where deployment triggers live.
 
     On the embedded (ephemeral) API each process gets its own temporary server, so a readiness event would
-    reach no trigger; it is then neither emitted nor recorded.
+    reach no trigger; it is then neither emitted nor recorded. The same holds for the temporary server a one-off
+    command starts itself (`flows.prefect_session`), though PREFECT_API_URL then names it.
     """
+    from flows.prefect_session import TEMPORARY_API_ENV
+
+    if os.environ.get(TEMPORARY_API_ENV):
+        return False
     if os.environ.get("PREFECT_API_URL"):
         return True
     from prefect.settings import PREFECT_API_URL

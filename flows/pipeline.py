@@ -2,8 +2,8 @@
 
 Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` (all of it) — take plain
 JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
-overhead allows (≈8 ms per task run): one per feed batch, one render and one delivery per (briefing, audience)
-— never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
+overhead allows (≈8 ms per task run): one per feed batch, one render per briefing, one delivery per (briefing,
+audience) — never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
 backoff and jitter; rendering and publishing do not. A flow run's sending holds one slot of the global
 concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
 named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
@@ -22,30 +22,29 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
-from prefect.utilities.annotations import quote as prefect_quote
-
 from flows.core.backoff import backoff_delay, exponential_delays
-from flows.core.content import Loaded, load_content
 from flows.core.errors import BriefingError, ContentError, RenderError
-from flows.core.models import Briefing, Feed
-from flows.core.pages import archive_url
-from flows.core.settings import Settings, load_settings
-from flows.core.store import Store, open_store
-from flows.deliver import DeliveryReport, deliver_briefing
-from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
-from flows.deliver.transports import describe_smtp_url
-from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
-from flows.events import announce_ready, emit_article_ingested
-from flows.ingest.stubs import plan_stubs, write_stubs
-from flows.publish import PublishReport, publish_archive
-from flows.render import RenderedBriefing
-from flows.render.briefing_files import MarkdownFiles, write_markdown_briefings
-from flows.render.email import md_escape
-from flows.status import RunSummary
+from flows.prefect_session import build_on_first_use, lazy_flow, lazy_task
+
+if TYPE_CHECKING:  # imported by `build_on_first_use` when a flow or task is first looked up (LATE_IMPORTS)
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.logging import get_run_logger
+
+    from flows.core.content import Loaded, load_content
+    from flows.core.models import Briefing, Feed
+    from flows.core.pages import archive_url
+    from flows.core.settings import Settings, load_settings
+    from flows.core.store import Store, open_store
+    from flows.deliver import DeliveryReport, deliver_briefing
+    from flows.deliver.transports import describe_smtp_url
+    from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
+    from flows.events import announce_ready, emit_article_ingested
+    from flows.ingest.stubs import plan_stubs, write_stubs
+    from flows.publish import PublishReport, publish_archive
+    from flows.render import RenderedBriefing
+    from flows.render.briefing_files import MarkdownFiles, write_markdown_briefings
+    from flows.render.email import md_escape
+    from flows.status import RunSummary
 
 if TYPE_CHECKING:
     from flows.ingest.run import IngestReport
@@ -53,6 +52,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+LATE_IMPORTS: dict[str, tuple[str, ...]] = {  # the TYPE_CHECKING imports above (a test keeps them the same)
+    "prefect.artifacts": ("create_markdown_artifact", "create_table_artifact"),
+    "prefect.logging": ("get_run_logger",),
+    "flows.core.content": ("Loaded", "load_content"),
+    "flows.core.models": ("Briefing", "Feed"),
+    "flows.core.pages": ("archive_url",),
+    "flows.core.settings": ("Settings", "load_settings"),
+    "flows.core.store": ("Store", "open_store"),
+    "flows.deliver": ("DeliveryReport", "deliver_briefing"),
+    "flows.deliver.transports": ("describe_smtp_url",),
+    "flows.edition": ("Joined", "gate", "refuse_if_strict", "render_for_archive"),
+    "flows.events": ("announce_ready", "emit_article_ingested"),
+    "flows.ingest.stubs": ("plan_stubs", "write_stubs"),
+    "flows.publish": ("PublishReport", "publish_archive"),
+    "flows.render": ("RenderedBriefing",),
+    "flows.render.briefing_files": ("MarkdownFiles", "write_markdown_briefings"),
+    "flows.render.email": ("md_escape",),
+    "flows.status": ("RunSummary",),
+}
 
 SMTP_SLOTS = "smtp-send"
 
@@ -89,6 +108,8 @@ def _summary(ctx: Context) -> RunSummary:
 def quote(value: T) -> T:
     """Prefect's `quote()`, typed as the value it wraps: a task receives the value itself (Prefect unwraps it,
     without walking it for futures), but Prefect's Task typing does not model quote() and rejects the call."""
+    from prefect.utilities.annotations import quote as prefect_quote
+
     return cast(T, prefect_quote(value))
 
 
@@ -107,6 +128,8 @@ def ensure_limits(settings: Settings) -> None:
     `settings.send_rate_limit` (shared with `flows.app.worker` deliverers) paces messages at `smtp_rate`/s."""
     from prefect import get_client
 
+    from flows.deliver.rate_limit import permit_chunk
+
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(SMTP_SLOTS, settings.smtp_connections)
         if settings.smtp_rate > 0:
@@ -118,7 +141,7 @@ def ensure_limits(settings: Settings) -> None:
 # --- ingest ----------------------------------------------------------------------------------------------
 
 
-@task(name="ingest-batch", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
+@lazy_task(name="ingest-batch", retry_jitter_factor=0.5)
 def ingest_batch(settings: Settings, store: Store, feeds: list[Feed]) -> list[Any]:
     """Fetch and store one batch of feeds. A feed that fails is an outcome carrying its error's type and
     `retryable` flag, not an exception: the flow decides which feeds to try again (`_ingest_feeds`)."""
@@ -181,7 +204,7 @@ def _batches(items: list[Feed], size: int) -> Iterator[list[Feed]]:
         yield items[start : start + size]
 
 
-@task(name="write-stubs", cache_policy=NO_CACHE)
+@lazy_task(name="write-stubs")
 def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[Any]) -> tuple[list[str], list[str]]:
     """Draft stubs for the run's new articles within the caps (`flows.ingest.stubs.plan_stubs`); returns the paths
     written and the summary lines for the articles left without one."""
@@ -198,7 +221,7 @@ def stubs_task(settings: Settings, store: Store, loaded: Loaded, outcomes: list[
     return [str(p) for p in paths], plan.quiet
 
 
-@task(name="draft-stubs", cache_policy=NO_CACHE)
+@lazy_task(name="draft-stubs")
 def draft_stubs_task(settings: Settings, store: Store, paths: list[str]) -> list[dict[str, Any]]:
     """Machine drafts of new stubs' empty sections (opt-in: draft_new_stubs). A stub the model cannot draft
     stays as it was; it never stops the run. Each draft is marked for review, so none of it is sent unreviewed."""
@@ -281,10 +304,13 @@ def _ingest_artifact(outcomes: list[Any]) -> None:
 # --- render and deliver, per (briefing, audience) -------------------------------------------------------
 
 
-@task(name="render-audience", cache_policy=NO_CACHE)
-def render_task(settings: Settings, loaded: Loaded, briefing: Briefing, audience: str, page: str) -> RenderedBriefing:
-    rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=[audience])
-    for email in rendered.emails.values():
+@lazy_task(name="render-briefing")
+def render_task(
+    settings: Settings, loaded: Loaded, briefing: Briefing, audiences: list[str], page: str
+) -> RenderedBriefing:
+    """Every audience's email of one briefing: one task run per briefing (the deliveries are one per audience)."""
+    rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=audiences)
+    for audience, email in rendered.emails.items():
         for warning in email.warnings:
             get_run_logger().warning("%s/%s: %s", briefing.slug, audience, warning)
     return rendered
@@ -307,6 +333,7 @@ class SmtpSlot:
         if self._transport is None:
             from prefect.concurrency.sync import concurrency
 
+            from flows.deliver.rate_limit import GlobalRateLimitedTransport, permit_chunk
             from flows.deliver.send import make_transport, warn_if_unsubscribe_url_is_not_https
 
             self._stack.enter_context(concurrency(SMTP_SLOTS, occupy=1, strict=True))
@@ -334,7 +361,7 @@ def smtp_slot(settings: Settings) -> Iterator[SmtpSlot]:
         slot.close()
 
 
-@task(name="deliver-audience", cache_policy=NO_CACHE, retry_jitter_factor=0.5)
+@lazy_task(name="deliver-audience", retry_jitter_factor=0.5)
 def deliver_task(
     settings: Settings,
     store: Store,
@@ -380,7 +407,7 @@ class BriefOutcome:
     slug: str
     page: str
     reports: list[DeliveryReport] = field(default_factory=list)
-    markdown: MarkdownFiles = field(default_factory=MarkdownFiles)
+    markdown: MarkdownFiles = field(default_factory=lambda: MarkdownFiles())  # late import: see LATE_IMPORTS
     markdown_errors: list[str] = field(default_factory=list)
 
     @property
@@ -415,26 +442,26 @@ def _brief_one(
     # The slot is taken before the render tasks start: their task-run events are the burst of server writes
     # an acquisition would most likely collide with on SQLite.
     transport = quote(slot.transport()) if slot is not None else None
-    # Submitted together so Prefect's per-task API calls overlap; the first delivery starts as soon as its
-    # audience is rendered.
-    rendered = {aid: render_task.submit(settings, loaded, quote(briefing), aid, page) for aid in audiences}
+    # One render task per briefing (its audiences' emails; ≈ 10 ms each): a task run per audience cost more in
+    # Prefect's own bookkeeping than the rendering. Deliveries stay one task run per audience (each retried alone).
+    rendered = render_task(settings, loaded, quote(briefing), audiences, page)
+    # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not. A file that
+    # cannot be written is reported; it never stops the emails.
+    try:
+        outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, rendered))
+    except RenderError as err:
+        get_run_logger().error("%s", err)
+        outcome.markdown_errors.append(str(err))
+    if slot is None:
+        return outcome
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    for aid, future in rendered.items():
-        result = future.result()
-        # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not. A file
-        # that cannot be written is reported; it never stops the emails.
-        try:
-            outcome.markdown.extend(write_markdown_briefings(ctx.settings.output_dir, result))
-        except RenderError as err:
-            get_run_logger().error("%s", err)
-            outcome.markdown_errors.append(str(err))
-        if slot is not None:
-            report = delivery(
-                settings, quote(ctx.store), loaded, quote(result), aid, transport, resend_updated, resend_uncertain
-            )
-            outcome.reports.append(report)
+    for aid in audiences:
+        report = delivery(
+            settings, quote(ctx.store), loaded, quote(rendered), aid, transport, resend_updated, resend_uncertain
+        )
+        outcome.reports.append(report)
     return outcome
 
 
@@ -490,7 +517,7 @@ def _publish_stage(ctx: Context, summary: RunSummary) -> PublishReport:
     return report
 
 
-@task(name="publish-archive", cache_policy=NO_CACHE)
+@lazy_task(name="publish-archive")
 def publish_task(settings: Settings, store: Store, loaded: Loaded) -> PublishReport:
     """Publish the ready briefings `flows.edition.gate` lets through; the held ones are left out of it."""
     checked = gate(loaded, store, pages=False)
@@ -562,7 +589,7 @@ def _find_briefing(ctx: Context, slug: str) -> Briefing:
 # --- flows -----------------------------------------------------------------------------------------------
 
 
-@flow(name="ingest", log_prints=False)
+@lazy_flow(name="ingest", log_prints=False)
 def ingest(feed: str = "") -> dict[str, Any]:
     """Fetch every feed (or the one with id `feed`), store new articles, write draft stubs, emit events."""
     ctx = _context()
@@ -572,7 +599,7 @@ def ingest(feed: str = "") -> dict[str, Any]:
     return summary.to_dict()
 
 
-@flow(name="brief", log_prints=False)
+@lazy_flow(name="brief", log_prints=False)
 def brief(
     slug: str, audience: str = "", dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False
 ) -> dict[str, Any]:
@@ -604,7 +631,7 @@ def brief(
     return summary.to_dict()
 
 
-@flow(name="deliver", log_prints=False)
+@lazy_flow(name="deliver", log_prints=False)
 def deliver(
     slug: str = "", audience: str = "", resend_updated: bool = False, resend_uncertain: bool = False
 ) -> dict[str, Any]:
@@ -628,7 +655,7 @@ def deliver(
     return summary.to_dict()
 
 
-@flow(name="publish", log_prints=False)
+@lazy_flow(name="publish", log_prints=False)
 def publish() -> dict[str, Any]:
     """Write the Markdown archive: a page per ready briefing, the indexes and the Atom feed."""
     ctx = _context()
@@ -640,7 +667,7 @@ def publish() -> dict[str, Any]:
     return summary.to_dict()
 
 
-@flow(name="pipeline", log_prints=False)
+@lazy_flow(name="pipeline", log_prints=False)
 def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncertain: bool = False) -> dict[str, Any]:
     """Everything: ingest → stubs → announce ready → join → render → deliver → publish."""
     run_logger = get_run_logger()
@@ -671,7 +698,7 @@ def pipeline(dry_run: bool = False, resend_updated: bool = False, resend_uncerta
     return summary.to_dict()
 
 
-@flow(name="collect", log_prints=False)
+@lazy_flow(name="collect", log_prints=False)
 def collect() -> dict[str, Any]:
     """Read the mailbox once: replies → pending discussion entries, bounces and complaints → suppressions,
     mailto unsubscribes → unsubscribes; each message moved to the folder of its class (flows/collect)."""
@@ -696,3 +723,6 @@ def collect() -> dict[str, Any]:
         report.entries,
     )
     return report.to_dict()
+
+
+__getattr__ = build_on_first_use(globals(), LATE_IMPORTS)

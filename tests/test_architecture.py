@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "deliver": {"core", "render"},
     "publish": {"core", "render"},
     "edition": {"core", "render", "deliver"},
-    "events": {"core", "render", "deliver"},
+    "events": {"core", "render", "deliver", "prefect_session"},
     "status": {"core", "render", "deliver", "edition"},
     "prefect_session": {"core"},
     "pipeline": {*STAGES, "prefect_session"},

@@ -307,7 +307,7 @@ def test_render_task_renders_one_audience_without_an_engine(project: Path, setti
     loaded = load_content(project / "content")
     briefing = next(b for b in loaded.content.ready if b.slug == SLUG)
     with disable_run_logger():
-        rendered = render_task.fn(settings, loaded, briefing, "uota", f"2026/06/{SLUG}.md")
+        rendered = render_task.fn(settings, loaded, briefing, ["uota"], f"2026/06/{SLUG}.md")
     assert list(rendered.emails) == ["uota"]
     email = rendered.emails["uota"]
     assert f"{SLUG}.html" in email.html and briefing.note_for("uota").meaning[:20] in email.html

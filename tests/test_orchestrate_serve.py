@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -154,6 +156,9 @@ def test_flipping_a_file_to_ready_under_serve_delivers_it(project: Path, serve_f
     briefings = project / "content" / "briefings"
     source = (briefings / "github-commit-flood.md").read_text(encoding="utf-8")
     draft = source.replace("slug: github-commit-flood", "slug: flip-test", 1)
+    # about another article: a page once published for the sample's article never changes hands (a later `run`
+    # publishes every ready briefing and would refuse the copy)
+    draft = re.sub(r"(?m)^article_id: .*\n", "", draft, count=1).replace("/github-commit-flood\n", "/flip-test\n", 1)
     assert "status: ready" in draft
     flip = briefings / "flip-test.md"
     flip.write_text(draft.replace("status: ready", "status: draft", 1), encoding="utf-8")
@@ -169,8 +174,26 @@ def test_flipping_a_file_to_ready_under_serve_delivers_it(project: Path, serve_f
     elapsed = wait_until(lambda: _emails(project, "flip-test") == per_briefing, 120, serve)
     print(f"\ndraft → ready: {per_briefing} emails in the outbox {elapsed:.1f} s after the file was saved")
     wait_until(lambda: any((project / "outputs" / "archive").rglob("flip-test.md")), 60, serve)  # then published
+    # the triggered run was executed by the serving process itself (no runner subprocess), and recorded as such
+    wait_until(lambda: any(r["state_type"] == "COMPLETED" for r in _brief_runs(api)), 60, serve)
+    flip_run = next(r for r in _brief_runs(api) if r["parameters"]["slug"] == "flip-test")
+    assert flip_run["state_type"] == "COMPLETED"
+    assert flip_run["infrastructure_pid"] == f"{socket.gethostname()}:{serve.process.pid}"
+
+    # `briefing run` beside it, with nothing configured, finds serve's server: its run shows up in the same API
+    record = json.loads((project / "outputs" / ".prefect" / "server.json").read_text(encoding="utf-8"))
+    assert record == {"api_url": api, "pid": serve.process.pid}
+    run = subprocess.run(
+        [sys.executable, "-m", "flows", "--json", "run"], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["emails_sent"] == 0  # everything went out already: nothing twice
+    body = {"flows": {"name": {"any_": ["pipeline"]}}, "limit": 5, "offset": 0}
+    pipeline_runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30).json()
+    assert [r["state_type"] for r in pipeline_runs] == ["COMPLETED"]
 
     assert serve.stop() == 0
     assert (project / "outputs" / ".prefect" / "server.log").exists()
+    assert not (project / "outputs" / ".prefect" / "server.json").exists()  # no stale record left behind
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=3)  # the server serve started is gone

@@ -122,7 +122,10 @@ def run(
     resend_updated: bool = typer.Option(False, "--resend-updated", help="Send briefings edited after sending again."),
     resend_uncertain: bool = typer.Option(False, "--resend-uncertain", help="Resend rows left uncertain by a crash."),
 ) -> None:
-    """Run the whole pipeline once as a Prefect flow (embedded API; no server to start).
+    """Run the whole pipeline once as a Prefect flow, on the server `briefing serve` runs when there is one.
+
+    Uses PREFECT_API_URL when set, else the Prefect server of a `briefing serve` running on the same output
+    folder (found by itself), else a temporary local API started for this run (nothing to set up).
 
     Ingest feeds → draft stubs → join ready briefings → render per audience → deliver → publish the archive.
     Running it twice sends nothing twice and leaves the archive unchanged. A ready briefing that `briefing
@@ -133,12 +136,17 @@ def run(
     Example: briefing run
     """
     try:
-        refuse_strict_early(load_settings())
-        from flows.pipeline import pipeline
-        from flows.prefect_session import embedded_session
+        settings = load_settings()
+        refuse_strict_early(settings)
+        from flows.prefect_session import one_off_session
 
-        with progress("running the pipeline (ingest → render → deliver → publish)"), embedded_session():
-            result = pipeline(dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain)
+        running = progress("running the pipeline (ingest → render → deliver → publish)")
+        with running, one_off_session(settings.output_dir) as session:
+            from flows.pipeline import pipeline  # while a temporary API server starts, if one is needed
+
+            result = session.run(
+                pipeline, dry_run=dry_run, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+            )
     except BriefingError as err:
         raise fail(err) from None
     emit(result, summary_table(result), summary_text(result))

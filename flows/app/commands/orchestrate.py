@@ -1,13 +1,13 @@
 """Orchestration commands: `briefing serve`, `briefing ingest`, `briefing brief SLUG`, `briefing deliver`.
 
-Each one-off command runs its Prefect flow in this process (on PREFECT_API_URL when set, else the embedded
-API); `serve` keeps the deployments, the ingest schedule and the ready trigger running until Ctrl-C.
+Each one-off command runs its Prefect flow in this process (on PREFECT_API_URL when set, else on the server of a
+`briefing serve` running on the same output folder, else on a temporary local API: `flows.prefect_session`);
+`serve` keeps the deployments, the ingest schedule and the ready trigger running until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -18,8 +18,6 @@ from flows.core.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
-# The embedded API's temporary server needs far more than Prefect's default 20 s on a busy 2-core machine.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _finish(result: dict[str, Any]) -> None:
@@ -71,12 +69,14 @@ def ingest(
     from flows.app.output import fail, refuse_strict_early
 
     try:
-        refuse_strict_early(load_settings())
-        from flows.pipeline import ingest as ingest_flow
-        from flows.prefect_session import embedded_session
+        settings = load_settings()
+        refuse_strict_early(settings)
+        from flows.prefect_session import one_off_session
 
-        with embedded_session():
-            result = ingest_flow(feed=feed)
+        with one_off_session(settings.output_dir) as session:
+            from flows.pipeline import ingest as ingest_flow
+
+            result = session.run(ingest_flow, feed=feed)
     except BriefingError as err:
         raise fail(err) from None
     _finish(result)
@@ -96,12 +96,15 @@ def brief(
     from flows.app.output import fail, refuse_strict_early
 
     try:
-        refuse_strict_early(load_settings())
-        from flows.pipeline import brief as brief_flow
-        from flows.prefect_session import embedded_session
+        settings = load_settings()
+        refuse_strict_early(settings)
+        from flows.prefect_session import one_off_session
 
-        with embedded_session():
-            result = brief_flow(
+        with one_off_session(settings.output_dir) as session:
+            from flows.pipeline import brief as brief_flow
+
+            result = session.run(
+                brief_flow,
                 slug=slug,
                 audience=audience,
                 dry_run=dry_run,
@@ -126,13 +129,19 @@ def deliver(
     from flows.app.output import fail, refuse_strict_early
 
     try:
-        refuse_strict_early(load_settings())
-        from flows.pipeline import deliver as deliver_flow
-        from flows.prefect_session import embedded_session
+        settings = load_settings()
+        refuse_strict_early(settings)
+        from flows.prefect_session import one_off_session
 
-        with embedded_session():
-            result = deliver_flow(
-                slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+        with one_off_session(settings.output_dir) as session:
+            from flows.pipeline import deliver as deliver_flow
+
+            result = session.run(
+                deliver_flow,
+                slug=slug,
+                audience=audience,
+                resend_updated=resend_updated,
+                resend_uncertain=resend_uncertain,
             )
     except BriefingError as err:
         raise fail(err) from None
