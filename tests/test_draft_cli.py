@@ -74,7 +74,7 @@ def test_draft_json_report_then_check_refuses_ready_until_approved(chat: ChatSer
     assert all(b.translation == PREFIX + b.source for b in briefing.aligned)
 
 
-def test_draft_exits_10_and_reports_what_failed(chat: ChatServer, proj: Path) -> None:
+def test_draft_exits_11_and_reports_what_failed(chat: ChatServer, proj: Path) -> None:
     chat.always["translation"] = "server_error"
     result = run_briefing(proj, "draft", SLUG, **llm_env(chat, BRIEFING_LLM_RETRIES="1"))
     assert result.returncode == 11, result.stdout + result.stderr

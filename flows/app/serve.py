@@ -48,7 +48,7 @@ from flows.core.errors import BriefingError
 from flows.core.settings import Settings
 from flows.core.store import open_store
 from flows.events import announce_ready, brief_trigger
-from flows.prefect_session import SERVER_RECORD
+from flows.prefect_session import SERVER_RECORD, stop_process_group
 
 logger = logging.getLogger(__name__)
 
@@ -144,14 +144,7 @@ class LocalPrefectServer:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             logger.info("stopping the Prefect server on %s", self.api_url)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+            stop_process_group(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

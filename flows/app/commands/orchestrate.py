@@ -19,13 +19,31 @@ from flows.core.settings import load_settings
 logger = logging.getLogger(__name__)
 
 
-
 def _finish(result: dict[str, Any]) -> None:
     from flows.app.output import emit, summary_table, summary_text
 
     emit(result, summary_table(result), summary_text(result))
     if result["exit_code"]:
         raise typer.Exit(result["exit_code"])
+
+
+def _run_flow(flow_name: str, **parameters: Any) -> dict[str, Any]:
+    """Run one flow of `flows.pipeline` in this process, on the API `flows.prefect_session` picks. The flow module
+    is imported inside the session, so that importing Prefect overlaps a temporary API server's start-up."""
+    from flows.app.output import fail, refuse_strict_early
+
+    try:
+        settings = load_settings()
+        refuse_strict_early(settings)
+        from flows.prefect_session import one_off_session
+
+        with one_off_session(settings.output_dir) as session:
+            import flows.pipeline
+
+            result: dict[str, Any] = session.run(getattr(flows.pipeline, flow_name), **parameters)
+            return result
+    except BriefingError as err:
+        raise fail(err) from None
 
 
 def serve(
@@ -66,20 +84,7 @@ def ingest(
 
     Example: briefing ingest --feed frontier-notes
     """
-    from flows.app.output import fail, refuse_strict_early
-
-    try:
-        settings = load_settings()
-        refuse_strict_early(settings)
-        from flows.prefect_session import one_off_session
-
-        with one_off_session(settings.output_dir) as session:
-            from flows.pipeline import ingest as ingest_flow
-
-            result = session.run(ingest_flow, feed=feed)
-    except BriefingError as err:
-        raise fail(err) from None
-    _finish(result)
+    _finish(_run_flow("ingest", feed=feed))
 
 
 def brief(
@@ -93,27 +98,16 @@ def brief(
 
     Example: briefing brief anthropic-ai-builds-ai --audience atou
     """
-    from flows.app.output import fail, refuse_strict_early
-
-    try:
-        settings = load_settings()
-        refuse_strict_early(settings)
-        from flows.prefect_session import one_off_session
-
-        with one_off_session(settings.output_dir) as session:
-            from flows.pipeline import brief as brief_flow
-
-            result = session.run(
-                brief_flow,
-                slug=slug,
-                audience=audience,
-                dry_run=dry_run,
-                resend_updated=resend_updated,
-                resend_uncertain=resend_uncertain,
-            )
-    except BriefingError as err:
-        raise fail(err) from None
-    _finish(result)
+    _finish(
+        _run_flow(
+            "brief",
+            slug=slug,
+            audience=audience,
+            dry_run=dry_run,
+            resend_updated=resend_updated,
+            resend_uncertain=resend_uncertain,
+        )
+    )
 
 
 def deliver(
@@ -126,26 +120,11 @@ def deliver(
 
     Example: briefing deliver --slug anthropic-ai-builds-ai
     """
-    from flows.app.output import fail, refuse_strict_early
-
-    try:
-        settings = load_settings()
-        refuse_strict_early(settings)
-        from flows.prefect_session import one_off_session
-
-        with one_off_session(settings.output_dir) as session:
-            from flows.pipeline import deliver as deliver_flow
-
-            result = session.run(
-                deliver_flow,
-                slug=slug,
-                audience=audience,
-                resend_updated=resend_updated,
-                resend_uncertain=resend_uncertain,
-            )
-    except BriefingError as err:
-        raise fail(err) from None
-    _finish(result)
+    _finish(
+        _run_flow(
+            "deliver", slug=slug, audience=audience, resend_updated=resend_updated, resend_uncertain=resend_uncertain
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
