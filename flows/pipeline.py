@@ -2,12 +2,13 @@
 
 Flows — `ingest`, `brief` (one briefing), `deliver`, `publish` and `pipeline` (all of it) — take plain
 JSON-able parameters so they can be started from the Prefect UI or a trigger. Tasks have the grain the
-overhead allows (≈8 ms per task run): one per feed batch, one render per briefing, one delivery per (briefing,
-audience) — never one per recipient or paragraph. Network tasks (a feed batch, a delivery) retry with exponential
-backoff and jitter; rendering and publishing do not. A flow run's sending holds one slot of the global
-concurrency limit `smtp-send` from its first delivery to its end (and each message draws from the rate limit
-named by `send_rate_limit` when a rate is set), so parallel flow runs together respect the configured
-connections and rate.
+overhead allows (≈8 ms per task run): one per feed batch and one delivery per briefing — never one per audience,
+recipient or paragraph (the send ledger makes a delivery's retry skip what it already sent). Rendering is CPU work
+with nothing to retry and runs in the flow itself.
+Network tasks (a feed batch, a delivery) retry with exponential backoff and jitter; publishing does not. A flow
+run's sending holds one slot of the global concurrency limit `smtp-send` from its first delivery to its end (and
+each message draws from the rate limit named by `send_rate_limit` when a rate is set), so parallel flow runs
+together respect the configured connections and rate.
 `collect` reads the inbound mailbox (flows/collect) in one call: its own exactly-once bookkeeping needs no task.
 """
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # imported by `build_on_first_use` when a flow or task is fir
     from flows.core.store import Store, open_store
     from flows.deliver import DeliveryReport, deliver_briefing
     from flows.deliver.transports import describe_smtp_url
-    from flows.edition import Joined, gate, refuse_if_strict, render_for_archive
+    from flows.edition import Joined, gate, refuse_if_strict
     from flows.events import announce_ready, emit_article_ingested
     from flows.ingest.stubs import plan_stubs, write_stubs
     from flows.publish import PublishReport, publish_archive
@@ -63,7 +64,7 @@ LATE_IMPORTS: dict[str, tuple[str, ...]] = {  # the TYPE_CHECKING imports above 
     "flows.core.store": ("Store", "open_store"),
     "flows.deliver": ("DeliveryReport", "deliver_briefing"),
     "flows.deliver.transports": ("describe_smtp_url",),
-    "flows.edition": ("Joined", "gate", "refuse_if_strict", "render_for_archive"),
+    "flows.edition": ("Joined", "gate", "refuse_if_strict"),
     "flows.events": ("announce_ready", "emit_article_ingested"),
     "flows.ingest.stubs": ("plan_stubs", "write_stubs"),
     "flows.publish": ("PublishReport", "publish_archive"),
@@ -301,14 +302,20 @@ def _ingest_artifact(outcomes: list[Any]) -> None:
     create_table_artifact(rows, key="ingest-feeds", description="Per-feed outcome of the last ingest run")
 
 
-# --- render and deliver, per (briefing, audience) -------------------------------------------------------
+# --- render and deliver, per briefing -----------------------------------------------------------------
 
 
-@lazy_task(name="render-briefing")
-def render_task(
+def render_emails(
     settings: Settings, loaded: Loaded, briefing: Briefing, audiences: list[str], page: str
 ) -> RenderedBriefing:
-    """Every audience's email of one briefing: one task run per briefing (the deliveries are one per audience)."""
+    """Every audience's email of one briefing, rendered in the flow itself, not as a task run: it is pure CPU work
+    (≈ 10 ms an email) with nothing to retry, and a task run's bookkeeping cost more than the rendering. A render
+    error fails the flow's handling of this briefing exactly as a failed task did. Imports its own names so that it
+    also works before any flow of this module has been built (`build_on_first_use`)."""
+    from prefect.logging import get_run_logger
+
+    from flows.edition import render_for_archive
+
     rendered = render_for_archive(settings, loaded.content, briefing, page, audiences=audiences)
     for audience, email in rendered.emails.items():
         for warning in email.warnings:
@@ -361,29 +368,32 @@ def smtp_slot(settings: Settings) -> Iterator[SmtpSlot]:
         slot.close()
 
 
-@lazy_task(name="deliver-audience", retry_jitter_factor=0.5)
+@lazy_task(name="deliver-briefing", retry_jitter_factor=0.5)
 def deliver_task(
     settings: Settings,
     store: Store,
     loaded: Loaded,
     rendered: RenderedBriefing,
-    audience: str,
+    audiences: list[str],
     transport: Any,
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> DeliveryReport:
-    """Send one (briefing, audience) through the transport of the flow run's `smtp-send` slot."""
+    """Send one briefing to its audiences through the transport of the flow run's `smtp-send` slot.
+
+    One task run per briefing, not per audience: a task run's bookkeeping costs more than a small audience's
+    sending, and a retry is safe at this grain because the send ledger skips every message already sent."""
     report = deliver_briefing(
         rendered,
         loaded.content,
         store,
         settings,
-        audiences=[audience],
+        audiences=audiences,
         resend_updated=resend_updated,
         resend_uncertain=resend_uncertain,
         transport=transport,
     )
-    for result in report.audiences.values():
+    for audience, result in report.audiences.items():
         get_run_logger().info("%s/%s: %s", report.slug, audience, dict(result.states))
     return report
 
@@ -432,19 +442,17 @@ def _brief_one(
     resend_updated: bool = False,
     resend_uncertain: bool = False,
 ) -> BriefOutcome:
-    """Render each audience, then (when sending, i.e. with a slot) deliver it: the tasks of one briefing.
+    """Render every audience's email, then (when sending, i.e. with a slot) deliver them: one briefing.
 
     Big objects go in `quote()`: Prefect walks every task argument recursively (to find futures, twice per
     task run) unless quoted, which costs more than the work for the whole content and rendered HTML."""
     briefing = joined.briefing
     outcome = BriefOutcome(briefing.slug, page)
     settings, loaded = quote(ctx.settings), quote(ctx.loaded)
-    # The slot is taken before the render tasks start: their task-run events are the burst of server writes
-    # an acquisition would most likely collide with on SQLite.
     transport = quote(slot.transport()) if slot is not None else None
-    # One render task per briefing (its audiences' emails; ≈ 10 ms each): a task run per audience cost more in
-    # Prefect's own bookkeeping than the rendering. Deliveries stay one task run per audience (each retried alone).
-    rendered = render_task(settings, loaded, quote(briefing), audiences, page)
+    # Rendered in the flow and delivered by one task run per briefing: a task run per audience cost more in
+    # Prefect's own bookkeeping than rendering or sending a sample audience.
+    rendered = render_emails(ctx.settings, ctx.loaded, briefing, audiences, page)
     # Each audience's Markdown briefing on disk (outputs/briefings/<slug>/<audience>.md), sent or not. A file that
     # cannot be written is reported; it never stops the emails.
     try:
@@ -457,11 +465,10 @@ def _brief_one(
     delivery = deliver_task.with_options(
         retries=ctx.settings.task_retries, retry_delay_seconds=retry_delays(ctx.settings)
     )
-    for aid in audiences:
-        report = delivery(
-            settings, quote(ctx.store), loaded, quote(rendered), aid, transport, resend_updated, resend_uncertain
-        )
-        outcome.reports.append(report)
+    report = delivery(
+        settings, quote(ctx.store), loaded, quote(rendered), audiences, transport, resend_updated, resend_uncertain
+    )
+    outcome.reports.append(report)
     return outcome
 
 

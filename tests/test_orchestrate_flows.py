@@ -298,16 +298,17 @@ def test_retry_is_decided_by_the_error_type_not_its_text(flaky_feed: FlakyFeed) 
     assert retryable_failures([FeedOutcome("f", "http://x", "ok", retryable=True)]) == []
 
 
-def test_render_task_renders_one_audience_without_an_engine(project: Path, settings) -> None:
-    """`.fn` runs the task body as a plain function; `disable_run_logger` stands in for the run context."""
+def test_render_emails_renders_one_audience_without_an_engine(project: Path, settings) -> None:
+    """A plain function of the flow, callable before any flow is built; `disable_run_logger` stands in for the run
+    context."""
     from prefect.logging import disable_run_logger
 
-    from flows.pipeline import render_task
+    from flows.pipeline import render_emails
 
     loaded = load_content(project / "content")
     briefing = next(b for b in loaded.content.ready if b.slug == SLUG)
     with disable_run_logger():
-        rendered = render_task.fn(settings, loaded, briefing, ["uota"], f"2026/06/{SLUG}.md")
+        rendered = render_emails(settings, loaded, briefing, ["uota"], f"2026/06/{SLUG}.md")
     assert list(rendered.emails) == ["uota"]
     email = rendered.emails["uota"]
     assert f"{SLUG}.html" in email.html and briefing.note_for("uota").meaning[:20] in email.html
@@ -390,3 +391,28 @@ def test_a_run_whose_smtp_server_is_refused_reports_it_and_exits_6(project: Path
     with pytest.raises(typer.Exit) as exit_info:
         _finish(result)
     assert exit_info.value.exit_code == 6
+
+
+def test_a_retried_briefing_delivery_sends_only_what_the_first_attempt_did_not(project: Path, settings) -> None:
+    """Delivery is one task run per briefing, so a retry repeats every audience: the send ledger must make the
+    audiences the failed attempt already sent cost nothing. The first attempt is cut short after one audience."""
+    from prefect.logging import disable_run_logger
+
+    from flows.core.store import open_store
+    from flows.deliver.send import make_transport
+    from flows.pipeline import deliver_task, render_emails
+
+    loaded = load_content(project / "content")
+    briefing = next(b for b in loaded.content.ready if b.slug == SLUG)
+    audiences = [a.id for a in loaded.content.audiences]
+    store = open_store(settings.store_url)
+    with disable_run_logger():
+        rendered = render_emails(settings, loaded, briefing, audiences, f"2026/06/{SLUG}.md")
+        transport = make_transport(settings)
+        first = deliver_task.fn(settings, store, loaded, rendered, audiences[:1], transport)
+        retry = deliver_task.fn(settings, store, loaded, rendered, audiences, transport)
+    first_sent = first.audiences[audiences[0]].states["sent"]
+    assert first_sent == _expected(project, SLUG, audiences[:1]) > 0
+    assert retry.audiences[audiences[0]].states.get("sent", 0) == 0
+    assert sum(r.states.get("sent", 0) for r in retry.audiences.values()) == _expected(project, SLUG) - first_sent
+    assert len(_outbox(project, SLUG)) == _expected(project, SLUG)  # every subscriber exactly once

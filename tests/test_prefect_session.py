@@ -108,8 +108,8 @@ before = sorted(m for m in sys.modules if m.split(".")[0] == "prefect" or m.star
 flow = pipeline.brief
 from prefect import Flow, Task
 assert isinstance(flow, Flow) and flow.name == "brief", flow
-assert isinstance(pipeline.render_task, Task) and isinstance(pipeline.ingest_batch, Task)
-assert pipeline.render_task.cache_policy is not None
+assert isinstance(pipeline.deliver_task, Task) and isinstance(pipeline.ingest_batch, Task)
+assert pipeline.deliver_task.cache_policy is not None
 from flows.pipeline import pipeline as whole
 assert isinstance(whole, Flow) and whole.name == "pipeline"
 print(json.dumps(before))
