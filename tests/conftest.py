@@ -7,8 +7,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.ingest_support import LoopbackServer
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -87,3 +91,14 @@ def internet():
     from tests.netns_support import open_namespace
 
     yield from open_namespace()
+
+
+# --- a loopback HTTP server for feeds and pages ---
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    """tests/ingest_support.py's scripted HTTP server on 127.0.0.1. Modules whose `server` is another kind of server
+    (the chat API of the drafting tests, the preview) define their own fixture of that name, which takes precedence."""
+    from tests.ingest_support import LoopbackServer
+
+    with LoopbackServer() as running:
+        yield running

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,12 +165,6 @@ def test_host_names_and_invalid_numbers_are_not_addresses(host: str) -> None:
 
 
 # through the fetcher --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 def fetch(settings: Settings, url: str) -> int:

@@ -49,12 +49,6 @@ def make_settings(project: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture
 def cfg(project: Path) -> Settings:
     return make_settings(project)
 

@@ -5,12 +5,9 @@ BRIEFING_MAX_STUBS_PER_RUN; the run summary says what was stored without a stub.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-
-import pytest
 
 from flows.core.models import Feed
 from flows.core.settings import load_settings
@@ -35,12 +32,6 @@ def firehose(first: int, count: int) -> str:
         for n in range(first, first + count)
     ]
     return rss(items, title="Firehose")
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 def test_a_10000_entry_feed_has_only_its_newest_entries_read(server: LoopbackServer, project: Path) -> None:

@@ -9,7 +9,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ from tests.tool_support import tool_missing
 @pytest.fixture
 def proj(tmp_path: Path) -> Path:
     return make_project(tmp_path)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 def no_traceback(stderr: str) -> None:

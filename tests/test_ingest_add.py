@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ from flows.app.cli import app
 from flows.core.briefing_format import parse_briefing_file
 from tests.ingest_support import LoopbackServer, Reply
 from tests.test_ingest_feeds import ARTICLE_PAGE
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 @pytest.fixture

@@ -44,12 +44,6 @@ town council's vote, which passed by a wide margin after a long evening of quest
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture
 def cfg(project: Path) -> Settings:
     return make_settings(project)
 
