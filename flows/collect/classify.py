@@ -110,11 +110,6 @@ class LedgerLookup:
         return [match for i in wanted if (match := self._rows.get(i)) is not None]
 
 
-def ledger_matches(store: Store, ids: list[str]) -> list[LedgerMatch]:
-    """Send-ledger rows whose Message-ID is one of `ids`, in the order of `ids`."""
-    return LedgerLookup(store).matches(ids)
-
-
 def ledger_ids(message: EmailMessage) -> list[str]:
     """The Message-IDs classifying this message may look up: those it answers and, for a complaint, the one of
     the returned message."""
