@@ -61,7 +61,8 @@ from typing import Any
 
 import httpx
 
-from flows.app.serve import LocalPrefectServer, free_port
+from flows.app.serve import LocalPrefectServer
+from flows.prefect_session import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = "github-commit-flood"

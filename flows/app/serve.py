@@ -41,14 +41,12 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
-import httpx
-
 from flows.core.content import load_content
 from flows.core.errors import BriefingError
 from flows.core.settings import Settings
 from flows.core.store import open_store
 from flows.events import announce_ready, brief_trigger
-from flows.prefect_session import SERVER_RECORD, stop_process_group
+from flows.prefect_session import SERVER_RECORD, api_healthy, free_port, stop_process_group
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +59,6 @@ SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 
 class PrefectServerError(BriefingError):
     """The loopback Prefect server could not be started."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalPrefectServer:
@@ -123,9 +115,8 @@ class LocalPrefectServer:
                     where=str(self.log_path),
                     hint=f"read the log; last lines: {self._tail()}",
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
+            if api_healthy(self.api_url, timeout=2):
+                return
             time.sleep(0.2)
         self.stop()
         raise PrefectServerError(
